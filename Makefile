@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make tables` and `make test`.
+# Both create .venv and install the pinned environment first (once).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+CORES ?= $(shell nproc)
+STAMP := $(VENV)/.installed
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup tables test lint dry-run
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+## results/tables.md for the config's profile (quick by default)
+tables: setup
+	snakemake --cores $(CORES) results/tables.md
+
+## the test suite (unit tests and the end-to-end pipeline tests)
+test: setup
+	pytest -q
+
+lint: setup
+	ruff check src tests bench
+
+dry-run: setup
+	snakemake -n results/tables.md

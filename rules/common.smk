@@ -1,0 +1,49 @@
+# Config validation, the run plan, and helpers shared by the rules.
+import json
+import re
+from pathlib import Path
+
+import yaml
+from snakemake.utils import validate
+
+from tlrepro.config import ConfigError, schema_path
+from tlrepro.config import validate as check_config
+from tlrepro.plan import build_plan, fingerprint
+
+CONFIG_FILE = Path(workflow.configfiles[-1])
+validate(config, schema=str(schema_path(CONFIG_FILE).resolve()))
+
+# The CLI reads CONFIG_FILE itself, so the only command-line override it can
+# follow is the profile: refuse others instead of silently ignoring them.
+_from_file = yaml.safe_load(CONFIG_FILE.read_text())
+_overridden = sorted(k for k in set(config) | set(_from_file)
+                     if k != "profile" and config.get(k) != _from_file.get(k))
+if _overridden:
+    raise ConfigError(
+        f"--config may only set `profile`; put changes to {', '.join(_overridden)} in a config "
+        "file and pass it with --configfile"
+    )
+
+PLAN = build_plan(check_config(config, schema_path(CONFIG_FILE)))
+PROFILE = PLAN.profile_name
+RUNTIME = PLAN.profile.get("runtime", {})
+TORCH_THREADS = RUNTIME.get("torch_threads", 1)
+CLI = f"tlrepro --config {CONFIG_FILE} --profile {PROFILE}"
+
+
+def resource(kind, key, default):
+    return PLAN.profile.get("resources", {}).get(kind, {}).get(key, default)
+
+
+def prepared(dataset):
+    return f"data/prepared/{PROFILE}/{dataset}/manifest.json"
+
+
+wildcard_constraints:
+    profile=re.escape(PROFILE),
+    dataset=r"[a-z0-9_]+",
+    model=r"[a-z0-9_]+",
+    group=r"[a-z0-9_]+",
+    method=r"[a-z0-9_]+",
+    task=r"[a-z0-9_]+-to-[a-z0-9_]+",
+    seed=r"\d+",

@@ -1,0 +1,27 @@
+# Download or render a dataset and write its train/val/test tensors + manifest.
+
+
+rule prepare:
+    output:
+        manifest="data/prepared/{profile}/{dataset}/manifest.json",
+        splits=multiext(
+            "data/prepared/{profile}/{dataset}/",
+            "train.safetensors",
+            "val.safetensors",
+            "test.safetensors",
+        ),
+    params:
+        options=lambda w: fingerprint(
+            {**PLAN.dataset_options(w.dataset), "image_size": PLAN.image_size(w.dataset)}
+        ),
+    log:
+        "logs/{profile}/prepare/{dataset}.log",
+    benchmark:
+        "benchmarks/{profile}/prepare/{dataset}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=resource("prepare", "mem_mb", 2000),
+        runtime=resource("prepare", "runtime", 30),
+    shell:
+        "{CLI} prepare {wildcards.dataset} > {log} 2>&1"

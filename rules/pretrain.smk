@@ -1,0 +1,23 @@
+# Train a source model on a source dataset; fine-tuning style methods start from it.
+
+
+rule pretrain:
+    input:
+        lambda w: prepared(w.dataset),
+    output:
+        model="results/pretrained/{profile}/{model}/{dataset}/model.safetensors",
+        metrics="results/pretrained/{profile}/{model}/{dataset}/metrics.json",
+        curve="results/pretrained/{profile}/{model}/{dataset}/log.csv",
+    params:
+        identity=lambda w: fingerprint(PLAN.pretrain(w.model, w.dataset).identity),
+    log:
+        "logs/{profile}/pretrain/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/{profile}/pretrain/{model}/{dataset}.tsv"
+    threads: TORCH_THREADS
+    resources:
+        gpu=resource("train", "gpu", 0),
+        mem_mb=resource("train", "mem_mb", 4000),
+        runtime=resource("train", "runtime", 60),
+    shell:
+        "{CLI} pretrain {wildcards.model} {wildcards.dataset} > {log} 2>&1"

@@ -1,0 +1,23 @@
+# Aggregate every run of the profile into results/tables.{md,csv} and figures.
+
+
+rule tables:
+    input:
+        metrics=[str(job.metrics) for job in PLAN.runs],
+        curves=[str(job.folder / "log.csv") for job in PLAN.runs],
+        reported=str(CONFIG_FILE.parent / "reported.yaml"),
+    output:
+        md="results/tables.md",
+        csv="results/tables.csv",
+        figures=directory("results/figures"),
+    log:
+        f"logs/{PROFILE}/tables.log",
+    benchmark:
+        f"benchmarks/{PROFILE}/tables.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=resource("tables", "mem_mb", 1000),
+        runtime=resource("tables", "runtime", 10),
+    shell:
+        "{CLI} tables > {log} 2>&1"

@@ -1,0 +1,188 @@
+"""`tlrepro`: the one command line every Snakemake rule and DVC stage calls.
+
+Each pipeline step is a subcommand that names its job the way the paths do
+(dataset, model, group/method/task/seed), reads the same config, and writes its
+outputs atomically. Heavy imports happen inside the subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tlrepro.config import DEFAULT_CONFIG, ConfigError, load_config
+from tlrepro.plan import Plan, PlanError, build_plan, prepared_dir, raw_dir
+from tlrepro.registry import UnknownNameError
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    config = load_config(args.config, args.profile)
+    return build_plan(config)
+
+
+def _progress(args: argparse.Namespace, plan: Plan) -> bool:
+    return not args.no_progress and plan.profile.get("runtime", {}).get("progress", True)
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    plan = _plan(args)
+    print(f"{args.config}: valid. Profile {plan.profile_name!r}: "
+          f"{len(plan.needed_datasets())} datasets, {len(plan.pretrains)} source pretrainings, "
+          f"{len(plan.runs)} runs in {len(plan.groups())} groups.")
+
+
+def cmd_plan(args: argparse.Namespace) -> None:
+    """List the jobs and outputs the config implies (scripts and the DVC parity test use it)."""
+    plan = _plan(args)
+    listing = {
+        "datasets": [str(prepared_dir(plan.profile_name, d)) for d in plan.needed_datasets()],
+        "pretrain": [str(job.checkpoint) for job in plan.pretrains.values()],
+        "runs": [str(run.metrics) for run in plan.runs],
+    }
+    if args.json:
+        print(json.dumps(listing, indent=2))
+    else:
+        for kind, paths in listing.items():
+            print(f"# {kind}")
+            print("\n".join(paths))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    from tlrepro.data.registry import DATASETS
+    from tlrepro.methods.registry import METHODS
+    from tlrepro.models.registry import MODELS
+
+    if args.what == "datasets":
+        rows = {name: spec.description for name, spec in DATASETS.items()}
+    elif args.what == "methods":
+        rows = {name: spec.description for name, spec in METHODS.items()}
+    else:
+        rows = {name: target for name, target in MODELS.items()}
+    width = max(map(len, rows))
+    for name, text in rows.items():
+        print(f"{name:<{width}}  {text}")
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from tlrepro.data.prepare import prepare_dataset
+
+    plan = _plan(args)
+    options = plan.dataset_options(args.dataset)
+    manifest = prepare_dataset(args.dataset, options, plan.image_size(args.dataset),
+                               prepared_dir(plan.profile_name, args.dataset), raw_dir())
+    counts = ", ".join(f"{split} {entry['n']}" for split, entry in manifest["splits"].items())
+    print(f"prepared {args.dataset}: {len(manifest['classes'])} classes; {counts}")
+
+
+def _report(kind: str, metrics: dict) -> None:
+    best = metrics["protocols"]["best_val"]
+    print(f"{kind} done: test accuracy {best['test_acc']:.4f} at the best validation epoch "
+          f"{best['epoch']}/{metrics['epochs']} ({metrics['timing']['train_seconds']:.1f} s)")
+
+
+def cmd_pretrain(args: argparse.Namespace) -> None:
+    from tlrepro.experiment import run_pretrain
+
+    plan = _plan(args)
+    _report("pretraining", run_pretrain(plan, plan.pretrain(args.model, args.dataset),
+                                        _progress(args, plan)))
+
+
+def cmd_transfer(args: argparse.Namespace) -> None:
+    from tlrepro.experiment import run_transfer
+
+    plan = _plan(args)
+    job = plan.run(args.group, args.method, args.task, args.seed)
+    _report("run", run_transfer(plan, job, _progress(args, plan)))
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from tlrepro.tables import GroupTable, Header, write_tables
+
+    plan = _plan(args)
+    groups = [
+        GroupTable(name, group.get("title", name), list(group["tasks"]),
+                   [(key, entry.get("label", key)) for key, entry in group["methods"].items()],
+                   list(group["seeds"]), group.get("reported"))
+        for name, group in plan.groups().items()
+    ]
+    run_dirs = {(r.group, r.method_key, r.task.name, r.seed): r.folder for r in plan.runs}
+    seeds = sorted({seed for group in groups for seed in group.seeds})
+    header = Header(plan.profile_name, seeds, _commit(), time.strftime("%Y-%m-%d"))
+    outputs = plan.tables_outputs()
+    write_tables(groups, run_dirs, Path(args.config).parent / "reported.yaml", header,
+                 outputs["md"], outputs["csv"], outputs["figures"])
+    print(f"wrote {outputs['md']}, {outputs['csv']} and {outputs['figures']}/")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlrepro", description=__doc__.split("\n\n")[0],
+        epilog="Run from the repository root. Snakemake (`snakemake --cores 2 results/tables.md`)"
+               " and DVC (`dvc repro`) call these steps for you.")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
+                        help="pipeline config (default: %(default)s)")
+    parser.add_argument("--profile", help="profile to use instead of the config's `profile`")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("validate", cmd_validate, "check the config against the schema and the registries")
+    sub = command("plan", cmd_plan, "list the datasets, pretrainings and runs the config implies")
+    sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = command("list", cmd_list, "list the registered datasets, models or methods")
+    sub.add_argument("what", choices=["datasets", "models", "methods"])
+    sub = command("prepare", cmd_prepare, "download/render a dataset and write its splits")
+    sub.add_argument("dataset", help="a dataset of the profile (see `tlrepro list datasets`)")
+    sub = command("pretrain", cmd_pretrain, "train a source model on a source dataset")
+    sub.add_argument("model")
+    sub.add_argument("dataset")
+    sub = command("transfer", cmd_transfer,
+                  "train one run: a method of a group on a task with a seed (resumes if killed)")
+    sub.add_argument("group")
+    sub.add_argument("method", help="the method's key in the group")
+    sub.add_argument("task", help="<source>-to-<target>, e.g. digits_syn-to-digits_uci")
+    sub.add_argument("seed", type=int)
+    command("tables", cmd_tables, "aggregate every run into results/tables.{md,csv} and figures")
+    return parser
+
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError, UnknownNameError, PlanError, FileNotFoundError, ValueError, RuntimeError,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except USER_ERRORS as error:
+        if os.environ.get("TLREPRO_DEBUG"):
+            raise
+        print(f"tlrepro {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

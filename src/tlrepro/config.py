@@ -1,0 +1,121 @@
+"""Load and check the pipeline config: the JSON schema first, then the registries.
+
+Snakemake validates the same file with `snakemake.utils.validate`; the CLI and
+the DVC stages call `load_config`, whose messages name the offending key and
+say what would be accepted.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = Path("config/config.yaml")
+SCHEMA_NAME = "schema.yaml"
+
+
+class ConfigError(ValueError):
+    """The config is wrong; the message says where and how to fix it."""
+
+
+def schema_path(config_path: Path) -> Path:
+    """The schema beside the config file, else the repository's own."""
+    beside = Path(config_path).parent / SCHEMA_NAME
+    return beside if beside.exists() else REPO_ROOT / "config" / SCHEMA_NAME
+
+
+def _dotted(path: Any) -> str:
+    return ".".join(str(part) for part in path) or "<top level>"
+
+
+def _format_schema_error(error: Any) -> str:
+    where = _dotted(error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
+        return f"at '{where}': unknown key {', '.join(map(repr, extra))}{hint}"
+    if error.validator == "required":
+        return f"at '{where}': {error.message}"
+    return f"at '{where}': {error.message}"
+
+
+def check_schema(config: dict[str, Any], schema_file: Path) -> None:
+    import jsonschema
+
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = "\n  ".join(_format_schema_error(e) for e in errors)
+        raise ConfigError(f"config does not match {schema_file}:\n  {lines}")
+
+
+def check_names(config: dict[str, Any], profile_name: str) -> None:
+    """Everything the profile names must exist in a registry, and tasks use configured datasets."""
+    from tlrepro.data.registry import DATASETS
+    from tlrepro.methods.registry import METHODS, resolve_settings
+    from tlrepro.models.registry import MODELS
+
+    profiles = config["profiles"]
+    if profile_name not in profiles:
+        raise ConfigError(
+            f"at 'profile': unknown profile {profile_name!r}; defined profiles: "
+            f"{', '.join(sorted(profiles))}"
+        )
+    profile = profiles[profile_name]
+    base = f"profiles.{profile_name}"
+    problems = []
+    for name in profile["datasets"]:
+        if name not in DATASETS:
+            problems.append(f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
+                            f"known datasets: {', '.join(sorted(DATASETS))}")
+    for group_name, group in profile["groups"].items():
+        where = f"{base}.groups.{group_name}"
+        if group["model"] not in MODELS:
+            problems.append(f"at '{where}.model': unknown model {group['model']!r}; "
+                            f"known models: {', '.join(sorted(MODELS))}")
+        for task in group["tasks"]:
+            for dataset in task.split("-to-"):
+                if dataset not in profile["datasets"]:
+                    hint = ("it is not in the registry" if dataset not in DATASETS
+                            else f"add it under '{base}.datasets'")
+                    problems.append(f"at '{where}.tasks': task {task!r} uses dataset "
+                                    f"{dataset!r}, which this profile does not configure ({hint})")
+        for key, entry in group["methods"].items():
+            method = entry.get("method", key)
+            if method not in METHODS:
+                problems.append(f"at '{where}.methods.{key}': unknown method {method!r}; "
+                                f"known methods: {', '.join(sorted(METHODS))}")
+                continue
+            try:
+                resolve_settings(method, entry.get("settings", {}))
+            except KeyError as error:
+                problems.append(f"at '{where}.methods.{key}.settings': {error.args[0]}")
+    if problems:
+        raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -> dict[str, Any]:
+    """Read, validate and return the config with `profile` (if given) made the active one."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found (run from the repository root, or pass "
+                          "--config)")
+    config = yaml.safe_load(path.read_text())
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path} is not a YAML mapping")
+    return validate(config, schema_path(path), profile)
+
+
+def validate(config: dict[str, Any], schema_file: Path, profile: str | None = None) -> dict[str, Any]:
+    config = copy.deepcopy(config)
+    if profile is not None:
+        config["profile"] = profile
+    check_schema(config, schema_file)
+    check_names(config, config["profile"])
+    return config

@@ -1,0 +1,147 @@
+"""Turn a registered dataset into train/val/test tensors plus a manifest.
+
+Images are stored as uint8 (N, 3, H, W) and labels as int64 in safetensors files
+(no pickle); the manifest, written last, records class names, counts, channel
+statistics and the sha256 of every split file. A prepared folder is complete
+exactly when its manifest exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tlrepro import io
+from tlrepro.data.registry import dataset_spec
+from tlrepro.registry import load_object
+
+SPLITS = ("train", "val", "test")
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class RawSplits:
+    """What a builder returns: at least `train`; official `val`/`test` when the dataset has them."""
+
+    classes: tuple[str, ...]
+    splits: dict[str, tuple[Tensor, Tensor]]
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def resize_uint8(images: Tensor, size: int) -> Tensor:
+    """Resize a uint8 (N, C, H, W) batch to size x size and make it 3-channel."""
+    from torchvision.transforms.v2 import functional as F
+
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[-2:] != (size, size):
+        images = F.resize(images, [size, size], antialias=True)
+    return images.contiguous()
+
+
+def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices (kept, taken): `fraction` of every class taken, chosen by a seeded permutation."""
+    generator = torch.Generator().manual_seed(seed)
+    kept, taken = [], []
+    for label in torch.unique(labels):
+        members = torch.nonzero(labels == label).flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        n_taken = max(1, round(fraction * len(members)))
+        taken.append(members[:n_taken])
+        kept.append(members[n_taken:])
+    return torch.cat(kept).sort().values, torch.cat(taken).sort().values
+
+
+def carve_missing_splits(raw: RawSplits, options: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Take test then val out of train where the dataset has no official split."""
+    splits = dict(raw.splits)
+    seed = options.get("seed", 0)
+    for offset, name in enumerate(("test", "val")):
+        if name in splits:
+            continue
+        fraction = options.get(f"{name}_fraction")
+        if fraction is None:
+            raise ValueError(
+                f"dataset has no official {name} split: set `{name}_fraction` in its config entry"
+            )
+        images, labels = splits["train"]
+        kept, taken = stratified_split(labels, fraction, seed + 1000 * (offset + 1))
+        splits[name] = (images[taken], labels[taken])
+        splits["train"] = (images[kept], labels[kept])
+    return splits
+
+
+def prepare_dataset(name: str, options: dict[str, Any], image_size: int, out_dir: Path,
+                    raw_root: Path) -> dict[str, Any]:
+    """Build, split, and write one dataset; return its manifest."""
+    spec = dataset_spec(name)
+    size = options.get("image_size", image_size)
+    builder = load_object(spec.builder)
+    raw: RawSplits = builder(options=options, image_size=size, raw_root=raw_root, **spec.kwargs)
+    if spec.classes is not None and tuple(raw.classes) != spec.classes:
+        raise ValueError(f"{name}: builder returned classes {raw.classes}, registry says {spec.classes}")
+    splits = carve_missing_splits(raw, options)
+
+    out_dir = Path(out_dir)
+    (out_dir / MANIFEST).unlink(missing_ok=True)  # the folder is incomplete until rewritten
+    manifest: dict[str, Any] = {
+        "dataset": name,
+        "label_space": spec.label_space,
+        "classes": list(raw.classes),
+        "image_size": size,
+        "options": options,
+        "notes": raw.notes,
+        "splits": {},
+    }
+    for split in SPLITS:
+        images, labels = splits[split]
+        images = resize_uint8(images, size)
+        if images.dtype != torch.uint8 or labels.dtype != torch.int64:
+            raise TypeError(f"{name}/{split}: expected uint8 images and int64 labels")
+        path = out_dir / f"{split}.safetensors"
+        io.save_tensors(path, {"images": images, "labels": labels})
+        manifest["splits"][split] = {
+            "file": path.name,
+            "n": len(labels),
+            "per_class": torch.bincount(labels, minlength=len(raw.classes)).tolist(),
+            "sha256": io.sha256_file(path),
+        }
+        if split == "train":
+            pixels = images.float().div_(255)
+            manifest["mean"] = pixels.mean(dim=(0, 2, 3)).tolist()
+            manifest["std"] = pixels.std(dim=(0, 2, 3)).tolist()
+    io.write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+@dataclass
+class PreparedDataset:
+    name: str
+    classes: list[str]
+    label_space: str
+    mean: list[float]
+    std: list[float]
+    splits: dict[str, tuple[Tensor, Tensor]]
+
+
+def load_prepared(folder: Path, verify: bool = True) -> PreparedDataset:
+    """Load a prepared folder; with `verify`, refuse files whose sha256 left the manifest's."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{folder} is not a prepared dataset (no {MANIFEST}); "
+                                "run `tlrepro prepare` for it first")
+    manifest = io.read_json(manifest_path)
+    splits = {}
+    for split, entry in manifest["splits"].items():
+        path = folder / entry["file"]
+        if verify and io.sha256_file(path) != entry["sha256"]:
+            raise ValueError(f"{path}: sha256 differs from {manifest_path}; prepare it again")
+        tensors = io.load_tensors(path)
+        splits[split] = (tensors["images"], tensors["labels"])
+    return PreparedDataset(manifest["dataset"], manifest["classes"], manifest["label_space"],
+                           manifest["mean"], manifest["std"], splits)

@@ -1,0 +1,168 @@
+"""Assemble one job (source pretraining or a transfer run) from the plan and run it.
+
+This is where data, model, initialisation and method meet; the trainer never
+sees the config, and a method never reads a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tlrepro import io
+from tlrepro.data.prepare import PreparedDataset, load_prepared
+from tlrepro.methods.base import Method
+from tlrepro.methods.registry import method_spec
+from tlrepro.models.base import Classifier
+from tlrepro.models.registry import build_model
+from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, prepared_dir
+from tlrepro.registry import load_object
+from tlrepro.selection import select
+from tlrepro.train import CHECKPOINT, TensorSet, fit
+
+MODEL_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("the profile asks for device 'cuda' but no GPU is visible; "
+                           "set runtime.device to auto or cpu")
+    return torch.device(name)
+
+
+def configure_torch(plan: Plan) -> torch.device:
+    """Fixed thread count and deterministic kernels: results must not depend on scheduling."""
+    runtime = plan.profile.get("runtime", {})
+    torch.set_num_threads(runtime.get("torch_threads", 1))
+    device = resolve_device(runtime.get("device", "auto"))
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    return device
+
+
+def few_shot_index(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """A seeded random subset of `per_class` images of every class (not the first files)."""
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for label in torch.unique(labels):
+        members = torch.nonzero(labels == label).flatten()
+        if len(members) < per_class:
+            raise ValueError(f"class {int(label)} has {len(members)} training images, fewer than "
+                             f"target_train_per_class={per_class}")
+        picked.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    return torch.cat(picked).sort().values
+
+
+def _tensor_set(data: PreparedDataset, split: str, device: torch.device,
+                index: torch.Tensor | None = None) -> TensorSet:
+    images, labels = data.splits[split]
+    if index is not None:
+        images, labels = images[index], labels[index]
+    return TensorSet.create(images, labels, data.mean, data.std, device)
+
+
+def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
+    return {name: io.read_json(prepared_dir(plan.profile_name, name) / "manifest.json")["splits"]
+            for name in names}
+
+
+def _finish(folder: Path, network: Classifier, history: list[dict[str, float]],
+            selection_split: str, run_info: dict[str, Any], settings: dict[str, Any],
+            digest: str) -> dict[str, Any]:
+    """Model, then metrics (the completion marker), then drop the resume state."""
+    io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in network.state_dict().items()})
+    seconds = sum(row["seconds"] for row in history)
+    images = sum(row["images_per_second"] * row["seconds"] for row in history)
+    metrics = {
+        "run": run_info,
+        "protocols": select(history, selection_split),
+        "epochs": len(history),
+        "settings": settings,
+        "timing": {"train_seconds": seconds, "images_per_second": images / max(seconds, 1e-9),
+                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        "fingerprint": digest,
+    }
+    io.write_json(folder / METRICS_FILE, metrics)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    return metrics
+
+
+def _digest(identity: dict[str, Any]) -> str:
+    return hashlib.sha256(fingerprint(identity).encode()).hexdigest()[:16]
+
+
+def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[str, Any]:
+    """Train the source model on its dataset, selected on the source validation split."""
+    device = configure_torch(plan)
+    data = load_prepared(prepared_dir(plan.profile_name, job.dataset))
+    torch.manual_seed(job.seed)
+    network = build_model(job.model, len(data.classes)).to(device)
+    method = load_object("tlrepro.methods.erm:ERM")(
+        network, ("source",), {}, job.training["label_smoothing"]).to(device)
+    digest = _digest({**job.identity, "data": _data_hashes(plan, [job.dataset])})
+    history = fit(
+        method, {"source": _tensor_set(data, "train", device)},
+        {"val": _tensor_set(data, "val", device), "test": _tensor_set(data, "test", device)},
+        job.training, job.folder, job.seed, digest, progress,
+    )
+    info = {"profile": job.profile, "kind": "pretrain", "model": job.model,
+            "dataset": job.dataset, "seed": job.seed}
+    return _finish(job.folder, network, history, "source_val", info,
+                   {"training": job.training}, digest)
+
+
+def initialise_from_source(network: Classifier, checkpoint: Path) -> None:
+    """Every layer but the head from the source model (the head belongs to the source labels)."""
+    state = {k: v for k, v in io.load_tensors(checkpoint).items() if not k.startswith("head.")}
+    missing, unexpected = network.load_state_dict(state, strict=False)
+    leftovers = [k for k in missing if not k.startswith("head.")] + list(unexpected)
+    if leftovers:
+        raise ValueError(f"{checkpoint} does not fit the network: {leftovers[:5]}")
+
+
+def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, Any]:
+    device = configure_torch(plan)
+    spec = method_spec(job.method)
+    target = load_prepared(prepared_dir(plan.profile_name, job.task.target))
+    source = (load_prepared(prepared_dir(plan.profile_name, job.task.source))
+              if job.task.source in job.datasets else None)
+    if spec.needs_shared_labels and source is not None and source.classes != target.classes:
+        raise ValueError(f"{job.method} needs the same classes in {job.task.source} and "
+                         f"{job.task.target}; they differ")
+
+    torch.manual_seed(job.seed)
+    network = build_model(job.model, len(target.classes))
+    identity: dict[str, Any] = {**job.identity, "data": _data_hashes(plan, job.datasets)}
+    if job.pretrain is not None:
+        initialise_from_source(network, job.pretrain.checkpoint)
+        identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
+    method: Method = load_object(spec.cls)(
+        network, spec.streams, job.settings, job.training["label_smoothing"]).to(device)
+
+    target_index = None
+    if job.target_train_per_class is not None:
+        target_index = few_shot_index(target.splits["train"][1], job.target_train_per_class,
+                                      job.seed)
+    streams = {"target": _tensor_set(target, "train", device, target_index)}
+    if source is not None:
+        streams["source"] = _tensor_set(source, "train", device)
+    val = (_tensor_set(source, "val", device) if spec.selection == "source_val"
+           else _tensor_set(target, "val", device))
+    digest = _digest(identity)
+    history = fit(method, {name: streams[name] for name in spec.streams},
+                  {"val": val, "test": _tensor_set(target, "test", device)},
+                  job.training, job.folder, job.seed, digest, progress)
+    info = {"profile": job.profile, "kind": "transfer", "group": job.group,
+            "method": job.method, "method_key": job.method_key, "label": job.label,
+            "task": job.task.name, "source": job.task.source, "target": job.task.target,
+            "seed": job.seed, "model": job.model}
+    return _finish(job.folder, network, history, spec.selection, info,
+                   {"training": job.training, "settings": job.settings,
+                    "target_train_per_class": job.target_train_per_class}, digest)

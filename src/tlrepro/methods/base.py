@@ -1,0 +1,54 @@
+"""The interface every method implements, in the spirit of DomainBed's algorithms.
+
+The trainer owns the optimiser, the schedule, evaluation, checkpoints and logs;
+a method owns its maths: `update` turns a step's batches into gradients (it may
+call `backward` more than once, or combine gradients itself) and returns detached
+statistics; `predict` gives logits for evaluation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tlrepro.models.base import Classifier
+
+Batches = dict[str, tuple[Tensor, Tensor]]
+
+
+class Method(nn.Module):
+    def __init__(self, network: Classifier, streams: tuple[str, ...], settings: dict[str, Any],
+                 label_smoothing: float = 0.0):
+        super().__init__()
+        self.network = network
+        self.streams = streams
+        self.settings = settings
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """Optimiser groups; an optional `lr_scale` multiplies the configured lr."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
+        """Fill `.grad`; return detached `loss` (mean), `correct` and `count` of the step."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called after every optimiser step (e.g. to project weights)."""
+
+    @torch.no_grad()
+    def predict(self, x: Tensor) -> Tensor:
+        return self.network(x)
+
+    def supervised_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Cross-entropy on one labelled batch, backward included: the building block of ERM."""
+        logits = self.network(x)
+        loss = self.criterion(logits, y)
+        loss.backward()
+        return {
+            "loss": loss.detach(),
+            "correct": (logits.argmax(1) == y).sum(),
+            "count": torch.tensor(len(y), device=y.device),
+        }

@@ -1,0 +1,58 @@
+"""The method registry: what each method consumes, where it starts, how it is selected.
+
+Kept free of torch so that planning a DAG (Snakemake, DVC) stays fast; the
+implementing class is imported when a run is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tlrepro.registry import lookup
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    cls: str
+    """`module:Class` implementing `tlrepro.methods.base.Method`."""
+    description: str
+    streams: tuple[str, ...]
+    """Labelled data streams `update` receives ("source", "target"); the first sets the epoch."""
+    init: Literal["random", "source"]
+    """"source": start from the source-pretrained checkpoint of the group's model."""
+    selection: Literal["target_val", "source_val"] = "target_val"
+    """The split the honest protocol selects on (UDA methods may not see target labels)."""
+    needs_shared_labels: bool = False
+    """Only meaningful when source and target share a label space (tested on the target)."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Default hyper-parameters; the config may override exactly these keys."""
+
+
+ERM = "tlrepro.methods.erm:ERM"
+
+METHODS: dict[str, MethodSpec] = {
+    "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
+    "finetune": MethodSpec(
+        ERM, "Source-pretrained network, new head, all layers trained on the target.",
+        ("target",), "source",
+    ),
+    "source_only": MethodSpec(
+        ERM, "Trained on labelled source data only, tested on the target.",
+        ("source",), "random", selection="source_val", needs_shared_labels=True,
+    ),
+}
+
+
+def method_spec(name: str) -> MethodSpec:
+    return lookup(METHODS, "method", name)
+
+
+def resolve_settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Defaults updated with `overrides`; an unknown key is an error naming it."""
+    spec = method_spec(name)
+    unknown = sorted(set(overrides) - set(spec.settings))
+    if unknown:
+        allowed = ", ".join(sorted(spec.settings)) or "none"
+        raise KeyError(f"method {name!r} has no setting {unknown[0]!r} (its settings: {allowed})")
+    return {**spec.settings, **overrides}

@@ -1,0 +1,22 @@
+"""The shape every model has: a feature extractor and a linear head."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class Classifier(nn.Module):
+    """`forward(x) = head(features(x))`; `head` is the only task-specific layer."""
+
+    head: nn.Linear
+    feature_dim: int
+
+    def features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def reset_head(self, num_classes: int) -> None:
+        """A fresh head for a new label space (fine-tuning keeps everything else)."""
+        self.head = nn.Linear(self.feature_dim, num_classes).to(self.head.weight.device)

@@ -1,0 +1,71 @@
+"""Small CNNs at 32 px for the quick profile: a VGG-style and a ResNet-style net."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from tlrepro.models.base import Classifier
+
+
+def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+    )
+
+
+class SmallVGG(Classifier):
+    """Plain 3x3 conv stacks with max-pooling, as in VGG, at a width a CPU trains in seconds."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64), convs_per_stage: int = 2):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for width in widths:
+            for _ in range(convs_per_stage):
+                layers.append(conv_bn_relu(c_in, width))
+                c_in = width
+            layers.append(nn.MaxPool2d(2))
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = c_in
+        self.head = nn.Linear(c_in, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = conv_bn_relu(c_in, c_out, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+class SmallResNet(Classifier):
+    """A CIFAR-style ResNet (3 stages of BasicBlocks), deliberately narrow for the CPU."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64), blocks_per_stage: int = 1):
+        super().__init__()
+        self.stem = conv_bn_relu(3, widths[0])
+        stages: list[nn.Module] = []
+        c_in = widths[0]
+        for index, width in enumerate(widths):
+            for block in range(blocks_per_stage):
+                stride = 2 if index > 0 and block == 0 else 1
+                stages.append(BasicBlock(c_in, width, stride))
+                c_in = width
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.feature_dim = c_in
+        self.head = nn.Linear(c_in, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.pool(self.stages(self.stem(x)))

@@ -1,0 +1,55 @@
+"""torchvision's ResNet and VGG families behind the `Classifier` interface.
+
+`weights` takes a torchvision weights name (e.g. "IMAGENET1K_V1"); torchvision
+downloads and verifies them, so the paper profile needs a network the first time.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torchvision
+from torch import Tensor, nn
+
+from tlrepro.models.base import Classifier
+
+
+class TorchvisionResNet(Classifier):
+    def __init__(self, arch: str, num_classes: int, weights: str | None = None):
+        super().__init__()
+        net = getattr(torchvision.models, arch)(weights=weights)
+        self.feature_dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.body = net
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+class TorchvisionVGG(Classifier):
+    """VGG with its two hidden fully connected layers kept in `features`."""
+
+    def __init__(self, arch: str, num_classes: int, weights: str | None = None):
+        super().__init__()
+        net = getattr(torchvision.models, arch)(weights=weights)
+        last = net.classifier[-1]
+        self.feature_dim = last.in_features
+        net.classifier = net.classifier[:-1]
+        self.body = net
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+resnet18 = partial(TorchvisionResNet, "resnet18")
+resnet34 = partial(TorchvisionResNet, "resnet34")
+resnet50 = partial(TorchvisionResNet, "resnet50")
+resnet101 = partial(TorchvisionResNet, "resnet101")
+resnet152 = partial(TorchvisionResNet, "resnet152")
+vgg11_bn = partial(TorchvisionVGG, "vgg11_bn")
+vgg16 = partial(TorchvisionVGG, "vgg16")
+vgg16_bn = partial(TorchvisionVGG, "vgg16_bn")
+vgg19 = partial(TorchvisionVGG, "vgg19")
+vgg19_bn = partial(TorchvisionVGG, "vgg19_bn")

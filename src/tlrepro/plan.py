@@ -1,0 +1,232 @@
+"""Expand a validated config into jobs and their paths: the one list both runners use.
+
+Snakemake's rules, DVC's stages and the CLI all ask this module where a run
+lives and what it needs, so the two DAGs cannot drift apart. It imports no
+torch, which keeps `snakemake -n` fast.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from tlrepro.data.registry import dataset_spec
+from tlrepro.methods.registry import MethodSpec, method_spec, resolve_settings
+
+DATA_DIR = Path("data")
+RESULTS_DIR = Path("results")
+TASK_SEPARATOR = "-to-"
+
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 64,
+    "eval_batch_size": 512,
+    "steps_per_epoch": None,
+    "optimizer": "sgd",
+    "lr": 0.01,
+    "momentum": 0.9,
+    "nesterov": False,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "milestones": [],
+    "gamma": 0.1,
+    "label_smoothing": 0.0,
+    "augment": "none",
+}
+
+
+class PlanError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class Task:
+    source: str
+    target: str
+
+    @classmethod
+    def parse(cls, name: str) -> Task:
+        source, separator, target = name.partition(TASK_SEPARATOR)
+        if not separator or not source or not target:
+            raise PlanError(f"task {name!r} is not of the form <source>{TASK_SEPARATOR}<target>")
+        return cls(source, target)
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}{TASK_SEPARATOR}{self.target}"
+
+
+def prepared_dir(profile: str, dataset: str) -> Path:
+    return DATA_DIR / "prepared" / profile / dataset
+
+
+def raw_dir() -> Path:
+    return DATA_DIR / "raw"
+
+
+def fingerprint(payload: dict[str, Any]) -> str:
+    """A stable text of what determines a job's result (Snakemake reruns when it changes)."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class PretrainJob:
+    """Training the group's model on a source dataset, once per profile, model and dataset."""
+
+    profile: str
+    model: str
+    dataset: str
+    seed: int
+    training: dict[str, Any]
+
+    @property
+    def folder(self) -> Path:
+        return RESULTS_DIR / "pretrained" / self.profile / self.model / self.dataset
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "model.safetensors"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "pretrain", "profile": self.profile, "model": self.model,
+                "dataset": self.dataset, "seed": self.seed, "training": self.training}
+
+
+@dataclass
+class RunJob:
+    """One (group, method, task, seed): the unit of work, of rerunning and of DVC caching."""
+
+    profile: str
+    group: str
+    method_key: str
+    method: str
+    label: str
+    task: Task
+    seed: int
+    model: str
+    training: dict[str, Any]
+    settings: dict[str, Any]
+    target_train_per_class: int | None
+    pretrain: PretrainJob | None = None
+
+    @property
+    def spec(self) -> MethodSpec:
+        return method_spec(self.method)
+
+    @property
+    def folder(self) -> Path:
+        return (RESULTS_DIR / "runs" / self.profile / self.group / self.method_key
+                / self.task.name / f"seed{self.seed}")
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.json"
+
+    @property
+    def datasets(self) -> list[str]:
+        """Prepared datasets the run reads: always the target; the source when trained on."""
+        needs_source = "source" in self.spec.streams or self.spec.selection == "source_val"
+        return [self.task.source, self.task.target] if needs_source else [self.task.target]
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "run", "profile": self.profile, "group": self.group,
+                "method_key": self.method_key, "method": self.method, "task": self.task.name,
+                "seed": self.seed, "model": self.model, "training": self.training,
+                "settings": self.settings, "target_train_per_class": self.target_train_per_class}
+
+
+@dataclass
+class Plan:
+    config: dict[str, Any]
+    profile_name: str
+    runs: list[RunJob] = field(default_factory=list)
+    pretrains: dict[tuple[str, str], PretrainJob] = field(default_factory=dict)
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return self.config["profiles"][self.profile_name]
+
+    @cached_property
+    def _runs_by_key(self) -> dict[tuple[str, str, str, int], RunJob]:
+        return {(r.group, r.method_key, r.task.name, r.seed): r for r in self.runs}
+
+    def run(self, group: str, method_key: str, task: str, seed: int) -> RunJob:
+        try:
+            return self._runs_by_key[(group, method_key, task, int(seed))]
+        except KeyError:
+            raise PlanError(
+                f"no run {group}/{method_key}/{task}/seed{seed} in profile {self.profile_name!r}; "
+                "`tlrepro plan` lists the runs the config defines"
+            ) from None
+
+    def pretrain(self, model: str, dataset: str) -> PretrainJob:
+        try:
+            return self.pretrains[(model, dataset)]
+        except KeyError:
+            raise PlanError(f"no source pretraining of {model} on {dataset} in profile "
+                            f"{self.profile_name!r}") from None
+
+    def dataset_options(self, name: str) -> dict[str, Any]:
+        try:
+            return self.profile["datasets"][name]
+        except KeyError:
+            raise PlanError(f"dataset {name!r} is not configured in profile "
+                            f"{self.profile_name!r}") from None
+
+    def image_size(self, dataset: str) -> int:
+        return self.dataset_options(dataset).get("image_size", self.profile["image_size"])
+
+    def needed_datasets(self) -> list[str]:
+        names = {d for run in self.runs for d in run.datasets}
+        names |= {job.dataset for job in self.pretrains.values()}
+        return sorted(names)
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        return self.profile["groups"]
+
+    def tables_outputs(self) -> dict[str, Path]:
+        return {"md": RESULTS_DIR / "tables.md", "csv": RESULTS_DIR / "tables.csv",
+                "figures": RESULTS_DIR / "figures"}
+
+
+def _shares_labels(task: Task) -> bool:
+    return dataset_spec(task.source).label_space == dataset_spec(task.target).label_space
+
+
+def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
+    """Enumerate every run of the active profile (config already validated)."""
+    profile_name = profile or config["profile"]
+    plan = Plan(config, profile_name)
+    profile_cfg = plan.profile
+    pretrain_cfg = profile_cfg["pretrain"]
+    for group_name, group in profile_cfg["groups"].items():
+        for method_key, entry in group["methods"].items():
+            method = entry.get("method", method_key)
+            spec = method_spec(method)
+            training = {**TRAINING_DEFAULTS, **group.get("training", {}),
+                        **entry.get("training", {})}
+            settings = resolve_settings(method, entry.get("settings", {}))
+            for task_name in group["tasks"]:
+                task = Task.parse(task_name)
+                if spec.needs_shared_labels and not _shares_labels(task):
+                    continue
+                pretrain = None
+                if spec.init == "source":
+                    key = (group["model"], task.source)
+                    pretrain = plan.pretrains.setdefault(key, PretrainJob(
+                        profile_name, group["model"], task.source, pretrain_cfg.get("seed", 0),
+                        {**TRAINING_DEFAULTS, **pretrain_cfg["training"]},
+                    ))
+                for seed in group["seeds"]:
+                    plan.runs.append(RunJob(
+                        profile_name, group_name, method_key, method,
+                        entry.get("label", method_key), task, seed, group["model"], training,
+                        settings, group.get("target_train_per_class"), pretrain,
+                    ))
+    return plan

@@ -1,0 +1,274 @@
+"""One training loop for every method and for source pretraining.
+
+Why it looks the way it does:
+- Data lives on the device as uint8 tensors; a batch is an index into them, and
+  normalisation and augmentation are batched tensor ops (no per-image Python).
+- The batch order and the augmentation of step k are pure functions of
+  (seed, k), so a resumed run needs only the step number and the torch RNG
+  state to continue exactly where the killed one stopped.
+- Scalars stay on the device during an epoch; the host syncs once per epoch,
+  where a non-finite loss stops the run before anything is checkpointed.
+- Every epoch ends with an atomic checkpoint (model, optimiser, scheduler, RNG,
+  history) and an atomic per-epoch log; the metrics file is written by the caller
+  only after the last epoch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io as stdio
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from tlrepro import io
+from tlrepro.methods.base import Method
+
+CHECKPOINT = "checkpoints/last.pt"
+LOG_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
+               "test_acc", "lr", "seconds", "images_per_second")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class TensorSet:
+    """A labelled split resident on the device, with the statistics it is normalised by."""
+
+    images: Tensor
+    labels: Tensor
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def create(cls, images: Tensor, labels: Tensor, mean: list[float], std: list[float],
+               device: torch.device) -> TensorSet:
+        def stat(values: list[float]) -> Tensor:
+            return torch.tensor(values, device=device).view(1, -1, 1, 1)
+
+        return cls(images.to(device), labels.to(device), stat(mean), stat(std))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, index: Tensor, augment: str = "none",
+              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        x = (self.images[index].float().div_(255) - self.mean) / self.std
+        if augment != "none":
+            x = random_shift(x, max(1, x.shape[-1] // 8), generator, flip=augment == "shift_flip")
+        if x.is_cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[index]
+
+
+def random_shift(x: Tensor, pad: int, generator: torch.Generator | None, flip: bool) -> Tensor:
+    """Per-image random translation by up to `pad` pixels (zero = mean colour), one gather."""
+    n, channels, height, width = x.shape
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(x.device)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = (offsets[:, 0, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    cols = (offsets[:, 1, None] + torch.arange(width, device=x.device))[:, None, None, :]
+    if flip:
+        flips = torch.rand(n, generator=generator).to(x.device) < 0.5
+        cols = torch.where(flips[:, None, None, None], cols.flip(-1), cols)
+    batch_index = torch.arange(n, device=x.device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=x.device)[None, :, None, None]
+    return padded[batch_index, channel_index, rows, cols]
+
+
+class StreamSampler:
+    """Batches from an endless sequence of seeded permutations of one stream."""
+
+    def __init__(self, size: int, batch_size: int, seed: int, device: torch.device):
+        self.size, self.batch_size, self.seed, self.device = size, batch_size, seed, device
+        self._cache: dict[int, Tensor] = {}
+
+    def _permutation(self, cycle: int) -> Tensor:
+        if cycle not in self._cache:
+            self._cache = {c: p for c, p in self._cache.items() if c >= cycle - 1}
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + cycle)
+            self._cache[cycle] = torch.randperm(self.size, generator=generator).to(self.device)
+        return self._cache[cycle]
+
+    def indices(self, step: int) -> Tensor:
+        start = step * self.batch_size
+        stop = start + self.batch_size
+        pieces = []
+        for cycle in range(start // self.size, (stop - 1) // self.size + 1):
+            low = max(start - cycle * self.size, 0)
+            high = min(stop - cycle * self.size, self.size)
+            pieces.append(self._permutation(cycle)[low:high])
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+
+
+def lr_lambda(training: dict[str, Any], total_steps: int):
+    schedule = training["schedule"]
+    if schedule == "constant":
+        return lambda step: 1.0
+    if schedule == "cosine":
+        return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    milestones = [round(f * total_steps) for f in training["milestones"]]
+    gamma = training["gamma"]
+    return lambda step: gamma ** sum(step >= m for m in milestones)
+
+
+def build_optimizer(method: Method, training: dict[str, Any]) -> torch.optim.Optimizer:
+    groups = []
+    for group in method.parameter_groups():
+        group = dict(group)
+        group["lr"] = training["lr"] * group.pop("lr_scale", 1.0)
+        groups.append(group)
+    if training["optimizer"] == "adamw":
+        return torch.optim.AdamW(groups, lr=training["lr"], weight_decay=training["weight_decay"])
+    return torch.optim.SGD(groups, lr=training["lr"], momentum=training["momentum"],
+                           nesterov=training["nesterov"] and training["momentum"] > 0,
+                           weight_decay=training["weight_decay"])
+
+
+@torch.no_grad()
+def evaluate(method: Method, data: TensorSet, batch_size: int, autocast) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) on a split, with one host sync."""
+    method.eval()
+    loss_sum = torch.zeros((), device=data.labels.device)
+    correct = torch.zeros((), device=data.labels.device, dtype=torch.long)
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)), device=data.labels.device)
+        x, y = data.batch(index)
+        with autocast():
+            logits = method.predict(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    loss, hits = torch.stack([loss_sum, correct.float()]).tolist()
+    return loss / len(data), hits / len(data)
+
+
+def _autocast_for(device: torch.device):
+    if device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _rng_state(device: torch.device) -> dict[str, Tensor]:
+    state = {"cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def write_log(path: Path, history: list[dict[str, float]]) -> None:
+    buffer = stdio.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    io.write_text(path, buffer.getvalue())
+
+
+def _load_checkpoint(path: Path, fingerprint: str, log) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("fingerprint") != fingerprint:
+        log(f"ignoring {path}: it belongs to a different configuration of this run")
+        return None
+    return state
+
+
+def fit(method: Method, streams: dict[str, TensorSet], eval_sets: dict[str, TensorSet],
+        training: dict[str, Any], run_dir: Path, seed: int, fingerprint: str,
+        progress: bool = True, log=print) -> list[dict[str, float]]:
+    """Train `method` for `training["epochs"]`, resuming from `run_dir` if it holds a checkpoint.
+
+    `streams` maps the method's stream names to training data, `eval_sets` holds
+    "val" (the selection split) and "test". Returns the per-epoch history.
+    """
+    device = next(iter(eval_sets.values())).labels.device
+    autocast = _autocast_for(device)
+    batch_size = training["batch_size"]
+    samplers = {
+        name: StreamSampler(len(streams[name]), batch_size, seed * 31 + index, device)
+        for index, name in enumerate(method.streams)
+    }
+    primary = len(streams[method.streams[0]])
+    steps_per_epoch = training["steps_per_epoch"] or math.ceil(primary / batch_size)
+    epochs = training["epochs"]
+    optimizer = build_optimizer(method, training)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(training, max(1, epochs * steps_per_epoch))
+    )
+
+    checkpoint_path = Path(run_dir) / CHECKPOINT
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    state = _load_checkpoint(checkpoint_path, fingerprint, log)
+    if state is not None:
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"], device)
+        history, start_epoch = state["history"], state["epoch"]
+        log(f"resuming from {checkpoint_path} after epoch {start_epoch}/{epochs}")
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+               disable=not progress, desc=str(run_dir), unit="step", mininterval=2, leave=True)
+    for epoch in range(start_epoch + 1, epochs + 1):
+        method.train()
+        began = time.perf_counter()
+        sums = torch.zeros(3, device=device)
+        for step in range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            batches = {
+                name: streams[name].batch(samplers[name].indices(step), training["augment"],
+                                          generator)
+                for name in method.streams
+            }
+            optimizer.zero_grad(set_to_none=True)
+            with autocast():
+                stats = method.update(batches, step)
+            optimizer.step()
+            scheduler.step()
+            method.after_step()
+            sums += torch.stack([stats["loss"].float() * stats["count"], stats["correct"],
+                                 stats["count"]]).float()
+            bar.update()
+        loss_sum, correct, count = sums.tolist()
+        if not math.isfinite(loss_sum):
+            bar.close()
+            raise NonFiniteLossError(
+                f"{run_dir}: the training loss became {loss_sum} in epoch {epoch}; "
+                "stopped without writing metrics. Lower the learning rate or check the data."
+            )
+        seconds = time.perf_counter() - began
+        row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count}
+        for split in ("val", "test"):
+            row[f"{split}_loss"], row[f"{split}_acc"] = evaluate(
+                method, eval_sets[split], training["eval_batch_size"], autocast)
+        row["lr"] = scheduler.get_last_lr()[0]
+        row["seconds"] = seconds
+        row["images_per_second"] = steps_per_epoch * batch_size * len(method.streams) / seconds
+        history.append(row)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
+        with io.atomic_output(checkpoint_path) as tmp:
+            torch.save({"epoch": epoch, "fingerprint": fingerprint,
+                        "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
+                        "history": history}, tmp)
+        write_log(Path(run_dir) / "log.csv", history)
+    bar.close()
+    return history

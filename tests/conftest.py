@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny, fast config and a scratch copy of the repository to run it in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def tiny_config() -> dict:
+    """The quick profile shrunk to seconds: 300 rendered digits, 2 epochs, 2 seeds."""
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    quick = config["profiles"]["quick"]
+    quick["runtime"]["progress"] = False
+    quick["datasets"] = {
+        "digits_syn": {"n_images": 300, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
+        "digits_uci": {"val_fraction": 0.2, "test_fraction": 0.3, "seed": 0},
+    }
+    quick["pretrain"]["training"]["epochs"] = 1
+    quick["groups"] = {
+        "baselines": {
+            "title": "Tiny baselines",
+            "model": "small_vgg",
+            "tasks": ["digits_syn-to-digits_uci"],
+            "seeds": [0, 1],
+            "training": {"epochs": 2, "batch_size": 64, "lr": 0.05, "augment": "shift"},
+            "methods": {"scratch": {}, "finetune": {"training": {"lr": 0.01}}},
+        }
+    }
+    return config
+
+
+def make_workspace(root: Path, config: dict | None = None) -> Path:
+    """A copy of the pipeline files (not results) with `config` as its config."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "rules", "profiles", "config"):
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, root / name)
+        else:
+            shutil.copy(source, root / name)
+    if config is not None:
+        (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return root
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    return make_workspace(tmp_path / "repo", tiny_config())
+
+
+@pytest.fixture(scope="session")
+def prepared_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny workspace with its datasets prepared once for the whole session (read-only use)."""
+    root = make_workspace(tmp_path_factory.mktemp("prepared") / "repo", tiny_config())
+    for dataset in ("digits_syn", "digits_uci"):
+        run([str(BIN / "tlrepro"), "prepare", dataset], root)
+    return root

@@ -1,0 +1,98 @@
+"""Bad configs fail early with a message that names the key and says what is allowed."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from tlrepro.config import ConfigError, load_config, validate
+from tlrepro.plan import build_plan
+
+from .conftest import BIN, REPO, make_workspace, run, tiny_config
+
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def check(config: dict) -> None:
+    validate(config, SCHEMA)
+
+
+def test_repository_config_is_valid_for_both_profiles():
+    for profile in ("quick", "paper"):
+        plan = build_plan(load_config(REPO / "config" / "config.yaml", profile))
+        assert plan.runs, profile
+
+
+def test_typo_in_a_training_key_names_the_key_and_the_allowed_ones():
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["training"]["epoch"] = 3
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    message = str(error.value)
+    assert "'epoch'" in message
+    assert "profiles.quick.groups.baselines.training" in message
+    assert "epochs" in message  # the allowed spelling is suggested
+
+
+def test_unknown_method_names_the_method_and_lists_known_ones():
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["methods"]["finetun"] = {}
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    message = str(error.value)
+    assert "methods.finetun" in message and "'finetun'" in message
+    assert "finetune" in message and "scratch" in message
+
+
+def test_unknown_dataset_in_a_task_is_reported():
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["tasks"] = ["digits_syn-to-digits_ucl"]
+    with pytest.raises(ConfigError, match="digits_ucl"):
+        check(config)
+
+
+def test_unknown_dataset_entry_and_unknown_model_are_reported():
+    config = tiny_config()
+    config["profiles"]["quick"]["datasets"]["mnits"] = {}
+    config["profiles"]["quick"]["groups"]["baselines"]["model"] = "resnet_tiny"
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert "mnits" in str(error.value) and "resnet_tiny" in str(error.value)
+
+
+def test_unknown_method_setting_is_reported():
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["methods"]["scratch"] = {
+        "settings": {"temperature": 2}}
+    with pytest.raises(ConfigError, match="temperature"):
+        check(config)
+
+
+def test_unknown_profile_is_reported():
+    with pytest.raises(ConfigError, match="unknown profile 'papre'"):
+        check({**copy.deepcopy(tiny_config()), "profile": "papre"})
+
+
+def test_source_only_is_skipped_where_label_spaces_differ():
+    plan = build_plan(load_config(REPO / "config" / "config.yaml", "quick"))
+    source_only = {run.task.name for run in plan.runs if run.method == "source_only"}
+    assert source_only == {"digits_syn-to-digits_uci"}
+
+
+def test_cli_and_snakemake_reject_the_typo_with_the_key_named(tmp_path):
+    config = tiny_config()
+    config["profiles"]["quick"]["pretrain"]["trainig"] = {}
+    root = make_workspace(tmp_path / "repo", config)
+    cli = run([str(BIN / "tlrepro"), "validate"], root, check=False)
+    assert cli.returncode == 2 and "trainig" in cli.stderr
+    smk = run([str(BIN / "snakemake"), "-n", "results/tables.md"], root, check=False)
+    assert smk.returncode != 0 and "trainig" in smk.stdout + smk.stderr
+
+
+def test_snakemake_refuses_overrides_the_cli_would_not_see(tmp_path):
+    root = make_workspace(tmp_path / "repo", tiny_config())
+    result = run([str(BIN / "snakemake"), "-n", "--config", "profiles={}"], root, check=False)
+    assert result.returncode != 0 and "--configfile" in result.stdout + result.stderr
+    assert yaml.safe_load((root / "config" / "config.yaml").read_text())["profile"] == "quick"

@@ -1,0 +1,154 @@
+"""The trainer: bit-for-bit determinism, resume after SIGKILL, and a clean stop on NaN."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tlrepro import io
+from tlrepro.experiment import few_shot_index
+from tlrepro.methods.erm import ERM
+from tlrepro.models.registry import build_model
+from tlrepro.plan import TRAINING_DEFAULTS
+from tlrepro.train import CHECKPOINT, NonFiniteLossError, StreamSampler, TensorSet, fit
+
+from .conftest import BIN, make_workspace, run, tiny_config
+
+CPU = torch.device("cpu")
+
+
+def random_set(n: int, seed: int) -> TensorSet:
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 16, 16), generator=generator, dtype=torch.uint8)
+    labels = torch.arange(n) % 4
+    images[labels == 1, 0] //= 4  # something learnable
+    return TensorSet.create(images, labels, [0.5] * 3, [0.25] * 3, CPU)
+
+
+def train_with(run_dir: Path, seed: int, method_class: type = ERM,
+               **overrides) -> tuple[list[dict], dict]:
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True)
+    method = method_class(build_model("small_vgg", 4, widths=(8, 16)), ("target",), {})
+    training = {**TRAINING_DEFAULTS, "epochs": 2, "batch_size": 16, "lr": 0.05,
+                "augment": "shift_flip", **overrides}
+    history = fit(method, {"target": random_set(96, 1)},
+                  {"val": random_set(32, 2), "test": random_set(32, 3)},
+                  training, run_dir, seed, "fingerprint", progress=False)
+    return history, method.state_dict()
+
+
+def train_once(run_dir: Path, seed: int, **overrides) -> tuple[list[dict], dict]:
+    return train_with(run_dir, seed, ERM, **overrides)
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+            for row in history]
+
+
+def test_same_seed_gives_identical_weights_and_history(tmp_path):
+    history_a, state_a = train_once(tmp_path / "a", seed=3)
+    history_b, state_b = train_once(tmp_path / "b", seed=3)
+    assert without_timing(history_a) == without_timing(history_b)
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    history_c, state_c = train_once(tmp_path / "c", seed=4)
+    assert not all(torch.equal(state_a[k], state_c[k]) for k in state_a)
+
+
+class Interrupted(Exception):
+    pass
+
+
+class ERMInterruptedAt(ERM):
+    """Dies in the middle of a step, as a killed process would."""
+
+    stop_step = -1
+
+    def update(self, batches, step):
+        if step == self.stop_step:
+            raise Interrupted
+        return super().update(batches, step)
+
+
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    full, state_full = train_once(tmp_path / "full", seed=0, epochs=3)
+    monkeypatch.setattr(ERMInterruptedAt, "stop_step", 8)  # 6 steps an epoch: inside epoch 2
+    with pytest.raises(Interrupted):
+        train_with(tmp_path / "resumed", 0, ERMInterruptedAt, epochs=3)
+    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["epoch"] == 1
+    resumed, state_resumed = train_once(tmp_path / "resumed", seed=0, epochs=3)
+    assert without_timing(resumed) == without_timing(full)
+    assert all(torch.equal(state_full[k], state_resumed[k]) for k in state_full)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_no_checkpoint(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        train_once(tmp_path / "nan", seed=0, lr=1e12, augment="none")
+    assert not (tmp_path / "nan" / CHECKPOINT).exists()
+
+
+def test_sampler_visits_every_example_once_per_pass():
+    sampler = StreamSampler(size=10, batch_size=4, seed=0, device=CPU)
+    seen = torch.cat([sampler.indices(step) for step in range(5)])  # 20 = two passes
+    assert sorted(seen[:10].tolist()) == list(range(10))
+    assert sorted(seen[10:].tolist()) == list(range(10))
+    assert not torch.equal(seen[:10], seen[10:])
+
+
+def test_few_shot_subset_is_seeded_balanced_and_not_the_first_files():
+    labels = torch.arange(200) % 10
+    picked = few_shot_index(labels, per_class=5, seed=0)
+    assert torch.bincount(labels[picked]).tolist() == [5] * 10
+    assert torch.equal(picked, few_shot_index(labels, per_class=5, seed=0))
+    assert not torch.equal(picked, few_shot_index(labels, per_class=5, seed=1))
+    assert picked.max() >= 50
+
+
+def _metrics_without_timing(path: Path) -> dict:
+    metrics = io.read_json(path)
+    metrics.pop("timing")
+    return metrics
+
+
+def test_killed_run_resumes_and_ends_with_the_same_metrics(prepared_workspace, tmp_path):
+    """SIGKILL a real `tlrepro transfer` after its first epoch checkpoint, rerun it, compare."""
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["training"]["epochs"] = 4
+    results = {}
+    for name in ("uninterrupted", "killed"):
+        root = make_workspace(tmp_path / name, config)
+        (root / "data").symlink_to(prepared_workspace / "data")
+        results[name] = root
+    command = [str(BIN / "tlrepro"), "transfer", "baselines", "scratch",
+               "digits_syn-to-digits_uci", "0"]
+    run(command, results["uninterrupted"])
+
+    root = results["killed"]
+    run_dir = root / "results/runs/quick/baselines/scratch/digits_syn-to-digits_uci/seed0"
+    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / CHECKPOINT).exists() and time.time() < deadline:
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists(), "finished before the kill: test proves nothing"
+    killed_at = torch.load(run_dir / CHECKPOINT, weights_only=True)["epoch"]
+    assert 1 <= killed_at < 4
+
+    rerun = run(command, root)
+    assert f"after epoch {killed_at}/4" in rerun.stdout + rerun.stderr
+    uninterrupted_dir = Path(str(run_dir).replace(str(root), str(results["uninterrupted"])))
+    assert _metrics_without_timing(run_dir / "metrics.json") == _metrics_without_timing(
+        uninterrupted_dir / "metrics.json")
+    weights = io.load_tensors(run_dir / "model.safetensors")
+    reference = io.load_tensors(uninterrupted_dir / "model.safetensors")
+    assert all(torch.equal(weights[k], reference[k]) for k in reference)
+    assert not (run_dir / CHECKPOINT).exists()
