@@ -65,7 +65,8 @@ def test_unknown_dataset_entry_and_unknown_model_are_reported():
 def test_unknown_method_setting_is_reported():
     config = tiny_config()
     config["profiles"]["quick"]["groups"]["baselines"]["methods"]["scratch"] = {
-        "settings": {"temperature": 2}}
+        "settings": {"temperature": 2}
+    }
     with pytest.raises(ConfigError, match="temperature"):
         check(config)
 

@@ -30,16 +30,30 @@ def random_set(n: int, seed: int) -> TensorSet:
     return TensorSet.create(images, labels, [0.5] * 3, [0.25] * 3, CPU)
 
 
-def train_with(run_dir: Path, seed: int, method_class: type = ERM,
-               **overrides) -> tuple[list[dict], dict]:
+def train_with(
+    run_dir: Path, seed: int, method_class: type = ERM, **overrides
+) -> tuple[list[dict], dict]:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
     method = method_class(build_model("small_vgg", 4, widths=(8, 16)), ("target",), {})
-    training = {**TRAINING_DEFAULTS, "epochs": 2, "batch_size": 16, "lr": 0.05,
-                "augment": "shift_flip", **overrides}
-    history = fit(method, {"target": random_set(96, 1)},
-                  {"val": random_set(32, 2), "test": random_set(32, 3)},
-                  training, run_dir, seed, "fingerprint", progress=False)
+    training = {
+        **TRAINING_DEFAULTS,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 0.05,
+        "augment": "shift_flip",
+        **overrides,
+    }
+    history = fit(
+        method,
+        {"target": random_set(96, 1)},
+        {"val": random_set(32, 2), "test": random_set(32, 3)},
+        training,
+        run_dir,
+        seed,
+        "fingerprint",
+        progress=False,
+    )
     return history, method.state_dict()
 
 
@@ -48,8 +62,10 @@ def train_once(run_dir: Path, seed: int, **overrides) -> tuple[list[dict], dict]
 
 
 def without_timing(history: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
-            for row in history]
+    return [
+        {k: v for k, v in row.items() if k not in ("seconds", "images_per_second")}
+        for row in history
+    ]
 
 
 def test_same_seed_gives_identical_weights_and_history(tmp_path):
@@ -57,7 +73,7 @@ def test_same_seed_gives_identical_weights_and_history(tmp_path):
     history_b, state_b = train_once(tmp_path / "b", seed=3)
     assert without_timing(history_a) == without_timing(history_b)
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
-    history_c, state_c = train_once(tmp_path / "c", seed=4)
+    _history_c, state_c = train_once(tmp_path / "c", seed=4)
     assert not all(torch.equal(state_a[k], state_c[k]) for k in state_a)
 
 
@@ -125,14 +141,21 @@ def test_killed_run_resumes_and_ends_with_the_same_metrics(prepared_workspace, t
         root = make_workspace(tmp_path / name, config)
         (root / "data").symlink_to(prepared_workspace / "data")
         results[name] = root
-    command = [str(BIN / "tlrepro"), "transfer", "baselines", "scratch",
-               "digits_syn-to-digits_uci", "0"]
+    command = [
+        str(BIN / "tlrepro"),
+        "transfer",
+        "baselines",
+        "scratch",
+        "digits_syn-to-digits_uci",
+        "0",
+    ]
     run(command, results["uninterrupted"])
 
     root = results["killed"]
     run_dir = root / "results/runs/quick/baselines/scratch/digits_syn-to-digits_uci/seed0"
-    process = subprocess.Popen(command, cwd=root, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 120
     while not (run_dir / CHECKPOINT).exists() and time.time() < deadline:
         assert process.poll() is None, "the run ended before it could be killed"
@@ -147,7 +170,8 @@ def test_killed_run_resumes_and_ends_with_the_same_metrics(prepared_workspace, t
     assert f"after epoch {killed_at}/4" in rerun.stdout + rerun.stderr
     uninterrupted_dir = Path(str(run_dir).replace(str(root), str(results["uninterrupted"])))
     assert _metrics_without_timing(run_dir / "metrics.json") == _metrics_without_timing(
-        uninterrupted_dir / "metrics.json")
+        uninterrupted_dir / "metrics.json"
+    )
     weights = io.load_tensors(run_dir / "model.safetensors")
     reference = io.load_tensors(uninterrupted_dir / "model.safetensors")
     assert all(torch.equal(weights[k], reference[k]) for k in reference)

@@ -31,9 +31,11 @@ def _progress(args: argparse.Namespace, plan: Plan) -> bool:
 
 def cmd_validate(args: argparse.Namespace) -> None:
     plan = _plan(args)
-    print(f"{args.config}: valid. Profile {plan.profile_name!r}: "
-          f"{len(plan.needed_datasets())} datasets, {len(plan.pretrains)} source pretrainings, "
-          f"{len(plan.runs)} runs in {len(plan.groups())} groups.")
+    print(
+        f"{args.config}: valid. Profile {plan.profile_name!r}: "
+        f"{len(plan.needed_datasets())} datasets, {len(plan.pretrains)} source pretrainings, "
+        f"{len(plan.runs)} runs in {len(plan.groups())} groups."
+    )
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -73,24 +75,33 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
     plan = _plan(args)
     options = plan.dataset_options(args.dataset)
-    manifest = prepare_dataset(args.dataset, options, plan.image_size(args.dataset),
-                               prepared_dir(plan.profile_name, args.dataset), raw_dir())
+    manifest = prepare_dataset(
+        args.dataset,
+        options,
+        plan.image_size(args.dataset),
+        prepared_dir(plan.profile_name, args.dataset),
+        raw_dir(),
+    )
     counts = ", ".join(f"{split} {entry['n']}" for split, entry in manifest["splits"].items())
     print(f"prepared {args.dataset}: {len(manifest['classes'])} classes; {counts}")
 
 
 def _report(kind: str, metrics: dict) -> None:
     best = metrics["protocols"]["best_val"]
-    print(f"{kind} done: test accuracy {best['test_acc']:.4f} at the best validation epoch "
-          f"{best['epoch']}/{metrics['epochs']} ({metrics['timing']['train_seconds']:.1f} s)")
+    print(
+        f"{kind} done: test accuracy {best['test_acc']:.4f} at the best validation epoch "
+        f"{best['epoch']}/{metrics['epochs']} ({metrics['timing']['train_seconds']:.1f} s)"
+    )
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
     from tlrepro.experiment import run_pretrain
 
     plan = _plan(args)
-    _report("pretraining", run_pretrain(plan, plan.pretrain(args.model, args.dataset),
-                                        _progress(args, plan)))
+    _report(
+        "pretraining",
+        run_pretrain(plan, plan.pretrain(args.model, args.dataset), _progress(args, plan)),
+    )
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -103,10 +114,15 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 
 def _commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{head}-dirty" if dirty else head
@@ -117,27 +133,42 @@ def cmd_tables(args: argparse.Namespace) -> None:
 
     plan = _plan(args)
     groups = [
-        GroupTable(name, group.get("title", name), list(group["tasks"]),
-                   [(key, entry.get("label", key)) for key, entry in group["methods"].items()],
-                   list(group["seeds"]), group.get("reported"))
+        GroupTable(
+            name,
+            group.get("title", name),
+            list(group["tasks"]),
+            [(key, entry.get("label", key)) for key, entry in group["methods"].items()],
+            list(group["seeds"]),
+            group.get("reported"),
+        )
         for name, group in plan.groups().items()
     ]
     run_dirs = {(r.group, r.method_key, r.task.name, r.seed): r.folder for r in plan.runs}
     seeds = sorted({seed for group in groups for seed in group.seeds})
     header = Header(plan.profile_name, seeds, _commit(), time.strftime("%Y-%m-%d"))
     outputs = plan.tables_outputs()
-    write_tables(groups, run_dirs, Path(args.config).parent / "reported.yaml", header,
-                 outputs["md"], outputs["csv"], outputs["figures"])
+    write_tables(
+        groups,
+        run_dirs,
+        Path(args.config).parent / "reported.yaml",
+        header,
+        outputs["md"],
+        outputs["csv"],
+        outputs["figures"],
+    )
     print(f"wrote {outputs['md']}, {outputs['csv']} and {outputs['figures']}/")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tlrepro", description=__doc__.split("\n\n")[0],
+        prog="tlrepro",
+        description=__doc__.split("\n\n")[0],
         epilog="Run from the repository root. Snakemake (`snakemake --cores 2 results/tables.md`)"
-               " and DVC (`dvc repro`) call these steps for you.")
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG,
-                        help="pipeline config (default: %(default)s)")
+        " and DVC (`dvc repro`) call these steps for you.",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config (default: %(default)s)"
+    )
     parser.add_argument("--profile", help="profile to use instead of the config's `profile`")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,8 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("pretrain", cmd_pretrain, "train a source model on a source dataset")
     sub.add_argument("model")
     sub.add_argument("dataset")
-    sub = command("transfer", cmd_transfer,
-                  "train one run: a method of a group on a task with a seed (resumes if killed)")
+    sub = command(
+        "transfer",
+        cmd_transfer,
+        "train one run: a method of a group on a task with a seed (resumes if killed)",
+    )
     sub.add_argument("group")
     sub.add_argument("method", help="the method's key in the group")
     sub.add_argument("task", help="<source>-to-<target>, e.g. digits_syn-to-digits_uci")
@@ -168,7 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, UnknownNameError, PlanError, FileNotFoundError, ValueError, RuntimeError,
+    ConfigError,
+    UnknownNameError,
+    PlanError,
+    FileNotFoundError,
+    ValueError,
+    RuntimeError,
 )
 
 

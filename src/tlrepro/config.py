@@ -72,25 +72,36 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
     problems = []
     for name in profile["datasets"]:
         if name not in DATASETS:
-            problems.append(f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
-                            f"known datasets: {', '.join(sorted(DATASETS))}")
+            problems.append(
+                f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
+                f"known datasets: {', '.join(sorted(DATASETS))}"
+            )
     for group_name, group in profile["groups"].items():
         where = f"{base}.groups.{group_name}"
         if group["model"] not in MODELS:
-            problems.append(f"at '{where}.model': unknown model {group['model']!r}; "
-                            f"known models: {', '.join(sorted(MODELS))}")
+            problems.append(
+                f"at '{where}.model': unknown model {group['model']!r}; "
+                f"known models: {', '.join(sorted(MODELS))}"
+            )
         for task in group["tasks"]:
             for dataset in task.split("-to-"):
                 if dataset not in profile["datasets"]:
-                    hint = ("it is not in the registry" if dataset not in DATASETS
-                            else f"add it under '{base}.datasets'")
-                    problems.append(f"at '{where}.tasks': task {task!r} uses dataset "
-                                    f"{dataset!r}, which this profile does not configure ({hint})")
+                    hint = (
+                        "it is not in the registry"
+                        if dataset not in DATASETS
+                        else f"add it under '{base}.datasets'"
+                    )
+                    problems.append(
+                        f"at '{where}.tasks': task {task!r} uses dataset "
+                        f"{dataset!r}, which this profile does not configure ({hint})"
+                    )
         for key, entry in group["methods"].items():
             method = entry.get("method", key)
             if method not in METHODS:
-                problems.append(f"at '{where}.methods.{key}': unknown method {method!r}; "
-                                f"known methods: {', '.join(sorted(METHODS))}")
+                problems.append(
+                    f"at '{where}.methods.{key}': unknown method {method!r}; "
+                    f"known methods: {', '.join(sorted(METHODS))}"
+                )
                 continue
             try:
                 resolve_settings(method, entry.get("settings", {}))
@@ -104,15 +115,18 @@ def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -
     """Read, validate and return the config with `profile` (if given) made the active one."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"config file {path} not found (run from the repository root, or pass "
-                          "--config)")
+        raise ConfigError(
+            f"config file {path} not found (run from the repository root, or pass --config)"
+        )
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict):
         raise ConfigError(f"{path} is not a YAML mapping")
     return validate(config, schema_path(path), profile)
 
 
-def validate(config: dict[str, Any], schema_file: Path, profile: str | None = None) -> dict[str, Any]:
+def validate(
+    config: dict[str, Any], schema_file: Path, profile: str | None = None
+) -> dict[str, Any]:
     config = copy.deepcopy(config)
     if profile is not None:
         config["profile"] = profile

@@ -25,6 +25,7 @@ from tlrepro.selection import select
 from tlrepro.train import CHECKPOINT, TensorSet, fit
 
 MODEL_FILE = "model.safetensors"
+CHANNELS_LAST = torch.channels_last
 METRICS_FILE = "metrics.json"
 
 
@@ -32,8 +33,10 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("the profile asks for device 'cuda' but no GPU is visible; "
-                           "set runtime.device to auto or cpu")
+        raise RuntimeError(
+            "the profile asks for device 'cuda' but no GPU is visible; "
+            "set runtime.device to auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -54,14 +57,17 @@ def few_shot_index(labels: torch.Tensor, per_class: int, seed: int) -> torch.Ten
     for label in torch.unique(labels):
         members = torch.nonzero(labels == label).flatten()
         if len(members) < per_class:
-            raise ValueError(f"class {int(label)} has {len(members)} training images, fewer than "
-                             f"target_train_per_class={per_class}")
+            raise ValueError(
+                f"class {int(label)} has {len(members)} training images, fewer than "
+                f"target_train_per_class={per_class}"
+            )
         picked.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
     return torch.cat(picked).sort().values
 
 
-def _tensor_set(data: PreparedDataset, split: str, device: torch.device,
-                index: torch.Tensor | None = None) -> TensorSet:
+def _tensor_set(
+    data: PreparedDataset, split: str, device: torch.device, index: torch.Tensor | None = None
+) -> TensorSet:
     images, labels = data.splits[split]
     if index is not None:
         images, labels = images[index], labels[index]
@@ -69,15 +75,25 @@ def _tensor_set(data: PreparedDataset, split: str, device: torch.device,
 
 
 def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
-    return {name: io.read_json(prepared_dir(plan.profile_name, name) / "manifest.json")["splits"]
-            for name in names}
+    return {
+        name: io.read_json(prepared_dir(plan.profile_name, name) / "manifest.json")["splits"]
+        for name in names
+    }
 
 
-def _finish(folder: Path, network: Classifier, history: list[dict[str, float]],
-            selection_split: str, run_info: dict[str, Any], settings: dict[str, Any],
-            digest: str) -> dict[str, Any]:
+def _finish(
+    folder: Path,
+    network: Classifier,
+    history: list[dict[str, float]],
+    selection_split: str,
+    run_info: dict[str, Any],
+    settings: dict[str, Any],
+    digest: str,
+) -> dict[str, Any]:
     """Model, then metrics (the completion marker), then drop the resume state."""
-    io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in network.state_dict().items()})
+    io.save_tensors(
+        folder / MODEL_FILE, {k: v.detach().cpu() for k, v in network.state_dict().items()}
+    )
     seconds = sum(row["seconds"] for row in history)
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
     metrics = {
@@ -85,8 +101,11 @@ def _finish(folder: Path, network: Classifier, history: list[dict[str, float]],
         "protocols": select(history, selection_split),
         "epochs": len(history),
         "settings": settings,
-        "timing": {"train_seconds": seconds, "images_per_second": images / max(seconds, 1e-9),
-                   "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        "timing": {
+            "train_seconds": seconds,
+            "images_per_second": images / max(seconds, 1e-9),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
         "fingerprint": digest,
     }
     io.write_json(folder / METRICS_FILE, metrics)
@@ -105,17 +124,32 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     torch.manual_seed(job.seed)
     network = build_model(job.model, len(data.classes)).to(device)
     method = load_object("tlrepro.methods.erm:ERM")(
-        network, ("source",), {}, job.training["label_smoothing"]).to(device)
+        network,
+        ("source",),
+        {},
+        job.training["label_smoothing"],
+    ).to(device, memory_format=CHANNELS_LAST)
     digest = _digest({**job.identity, "data": _data_hashes(plan, [job.dataset])})
     history = fit(
-        method, {"source": _tensor_set(data, "train", device)},
+        method,
+        {"source": _tensor_set(data, "train", device)},
         {"val": _tensor_set(data, "val", device), "test": _tensor_set(data, "test", device)},
-        job.training, job.folder, job.seed, digest, progress,
+        job.training,
+        job.folder,
+        job.seed,
+        digest,
+        progress,
     )
-    info = {"profile": job.profile, "kind": "pretrain", "model": job.model,
-            "dataset": job.dataset, "seed": job.seed}
-    return _finish(job.folder, network, history, "source_val", info,
-                   {"training": job.training}, digest)
+    info = {
+        "profile": job.profile,
+        "kind": "pretrain",
+        "model": job.model,
+        "dataset": job.dataset,
+        "seed": job.seed,
+    }
+    return _finish(
+        job.folder, network, history, "source_val", info, {"training": job.training}, digest
+    )
 
 
 def initialise_from_source(network: Classifier, checkpoint: Path) -> None:
@@ -131,11 +165,16 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     device = configure_torch(plan)
     spec = method_spec(job.method)
     target = load_prepared(prepared_dir(plan.profile_name, job.task.target))
-    source = (load_prepared(prepared_dir(plan.profile_name, job.task.source))
-              if job.task.source in job.datasets else None)
+    source = (
+        load_prepared(prepared_dir(plan.profile_name, job.task.source))
+        if job.task.source in job.datasets
+        else None
+    )
     if spec.needs_shared_labels and source is not None and source.classes != target.classes:
-        raise ValueError(f"{job.method} needs the same classes in {job.task.source} and "
-                         f"{job.task.target}; they differ")
+        raise ValueError(
+            f"{job.method} needs the same classes in {job.task.source} and "
+            f"{job.task.target}; they differ"
+        )
 
     torch.manual_seed(job.seed)
     network = build_model(job.model, len(target.classes))
@@ -144,25 +183,59 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         initialise_from_source(network, job.pretrain.checkpoint)
         identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
     method: Method = load_object(spec.cls)(
-        network, spec.streams, job.settings, job.training["label_smoothing"]).to(device)
+        network,
+        spec.streams,
+        job.settings,
+        job.training["label_smoothing"],
+    ).to(device, memory_format=CHANNELS_LAST)
 
     target_index = None
     if job.target_train_per_class is not None:
-        target_index = few_shot_index(target.splits["train"][1], job.target_train_per_class,
-                                      job.seed)
+        target_index = few_shot_index(
+            target.splits["train"][1], job.target_train_per_class, job.seed
+        )
     streams = {"target": _tensor_set(target, "train", device, target_index)}
     if source is not None:
         streams["source"] = _tensor_set(source, "train", device)
-    val = (_tensor_set(source, "val", device) if spec.selection == "source_val"
-           else _tensor_set(target, "val", device))
+    val = (
+        _tensor_set(source, "val", device)
+        if spec.selection == "source_val"
+        else _tensor_set(target, "val", device)
+    )
     digest = _digest(identity)
-    history = fit(method, {name: streams[name] for name in spec.streams},
-                  {"val": val, "test": _tensor_set(target, "test", device)},
-                  job.training, job.folder, job.seed, digest, progress)
-    info = {"profile": job.profile, "kind": "transfer", "group": job.group,
-            "method": job.method, "method_key": job.method_key, "label": job.label,
-            "task": job.task.name, "source": job.task.source, "target": job.task.target,
-            "seed": job.seed, "model": job.model}
-    return _finish(job.folder, network, history, spec.selection, info,
-                   {"training": job.training, "settings": job.settings,
-                    "target_train_per_class": job.target_train_per_class}, digest)
+    history = fit(
+        method,
+        {name: streams[name] for name in spec.streams},
+        {"val": val, "test": _tensor_set(target, "test", device)},
+        job.training,
+        job.folder,
+        job.seed,
+        digest,
+        progress,
+    )
+    info = {
+        "profile": job.profile,
+        "kind": "transfer",
+        "group": job.group,
+        "method": job.method,
+        "method_key": job.method_key,
+        "label": job.label,
+        "task": job.task.name,
+        "source": job.task.source,
+        "target": job.task.target,
+        "seed": job.seed,
+        "model": job.model,
+    }
+    return _finish(
+        job.folder,
+        network,
+        history,
+        spec.selection,
+        info,
+        {
+            "training": job.training,
+            "settings": job.settings,
+            "target_train_per_class": job.target_train_per_class,
+        },
+        digest,
+    )

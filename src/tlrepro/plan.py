@@ -93,8 +93,14 @@ class PretrainJob:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"kind": "pretrain", "profile": self.profile, "model": self.model,
-                "dataset": self.dataset, "seed": self.seed, "training": self.training}
+        return {
+            "kind": "pretrain",
+            "profile": self.profile,
+            "model": self.model,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "training": self.training,
+        }
 
 
 @dataclass
@@ -120,8 +126,15 @@ class RunJob:
 
     @property
     def folder(self) -> Path:
-        return (RESULTS_DIR / "runs" / self.profile / self.group / self.method_key
-                / self.task.name / f"seed{self.seed}")
+        return (
+            RESULTS_DIR
+            / "runs"
+            / self.profile
+            / self.group
+            / self.method_key
+            / self.task.name
+            / f"seed{self.seed}"
+        )
 
     @property
     def metrics(self) -> Path:
@@ -135,10 +148,19 @@ class RunJob:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"kind": "run", "profile": self.profile, "group": self.group,
-                "method_key": self.method_key, "method": self.method, "task": self.task.name,
-                "seed": self.seed, "model": self.model, "training": self.training,
-                "settings": self.settings, "target_train_per_class": self.target_train_per_class}
+        return {
+            "kind": "run",
+            "profile": self.profile,
+            "group": self.group,
+            "method_key": self.method_key,
+            "method": self.method,
+            "task": self.task.name,
+            "seed": self.seed,
+            "model": self.model,
+            "training": self.training,
+            "settings": self.settings,
+            "target_train_per_class": self.target_train_per_class,
+        }
 
 
 @dataclass
@@ -169,15 +191,17 @@ class Plan:
         try:
             return self.pretrains[(model, dataset)]
         except KeyError:
-            raise PlanError(f"no source pretraining of {model} on {dataset} in profile "
-                            f"{self.profile_name!r}") from None
+            raise PlanError(
+                f"no source pretraining of {model} on {dataset} in profile {self.profile_name!r}"
+            ) from None
 
     def dataset_options(self, name: str) -> dict[str, Any]:
         try:
             return self.profile["datasets"][name]
         except KeyError:
-            raise PlanError(f"dataset {name!r} is not configured in profile "
-                            f"{self.profile_name!r}") from None
+            raise PlanError(
+                f"dataset {name!r} is not configured in profile {self.profile_name!r}"
+            ) from None
 
     def image_size(self, dataset: str) -> int:
         return self.dataset_options(dataset).get("image_size", self.profile["image_size"])
@@ -191,8 +215,11 @@ class Plan:
         return self.profile["groups"]
 
     def tables_outputs(self) -> dict[str, Path]:
-        return {"md": RESULTS_DIR / "tables.md", "csv": RESULTS_DIR / "tables.csv",
-                "figures": RESULTS_DIR / "figures"}
+        return {
+            "md": RESULTS_DIR / "tables.md",
+            "csv": RESULTS_DIR / "tables.csv",
+            "figures": RESULTS_DIR / "figures",
+        }
 
 
 def _shares_labels(task: Task) -> bool:
@@ -209,8 +236,11 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
         for method_key, entry in group["methods"].items():
             method = entry.get("method", method_key)
             spec = method_spec(method)
-            training = {**TRAINING_DEFAULTS, **group.get("training", {}),
-                        **entry.get("training", {})}
+            training = {
+                **TRAINING_DEFAULTS,
+                **group.get("training", {}),
+                **entry.get("training", {}),
+            }
             settings = resolve_settings(method, entry.get("settings", {}))
             for task_name in group["tasks"]:
                 task = Task.parse(task_name)
@@ -219,14 +249,31 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                 pretrain = None
                 if spec.init == "source":
                     key = (group["model"], task.source)
-                    pretrain = plan.pretrains.setdefault(key, PretrainJob(
-                        profile_name, group["model"], task.source, pretrain_cfg.get("seed", 0),
-                        {**TRAINING_DEFAULTS, **pretrain_cfg["training"]},
-                    ))
+                    pretrain = plan.pretrains.setdefault(
+                        key,
+                        PretrainJob(
+                            profile_name,
+                            group["model"],
+                            task.source,
+                            pretrain_cfg.get("seed", 0),
+                            {**TRAINING_DEFAULTS, **pretrain_cfg["training"]},
+                        ),
+                    )
                 for seed in group["seeds"]:
-                    plan.runs.append(RunJob(
-                        profile_name, group_name, method_key, method,
-                        entry.get("label", method_key), task, seed, group["model"], training,
-                        settings, group.get("target_train_per_class"), pretrain,
-                    ))
+                    plan.runs.append(
+                        RunJob(
+                            profile_name,
+                            group_name,
+                            method_key,
+                            method,
+                            entry.get("label", method_key),
+                            task,
+                            seed,
+                            group["model"],
+                            training,
+                            settings,
+                            group.get("target_train_per_class"),
+                            pretrain,
+                        )
+                    )
     return plan

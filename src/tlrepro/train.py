@@ -3,6 +3,8 @@
 Why it looks the way it does:
 - Data lives on the device as uint8 tensors; a batch is an index into them, and
   normalisation and augmentation are batched tensor ops (no per-image Python).
+  Batches are channels_last (about 20% faster on this CPU too, and what cuDNN's
+  bf16 kernels want); CUDA steps run under bf16 autocast.
 - The batch order and the augmentation of step k are pure functions of
   (seed, k), so a resumed run needs only the step number and the torch RNG
   state to continue exactly where the killed one stopped.
@@ -32,8 +34,18 @@ from tlrepro import io
 from tlrepro.methods.base import Method
 
 CHECKPOINT = "checkpoints/last.pt"
-LOG_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss",
-               "test_acc", "lr", "seconds", "images_per_second")
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "seconds",
+    "images_per_second",
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -50,8 +62,14 @@ class TensorSet:
     std: Tensor
 
     @classmethod
-    def create(cls, images: Tensor, labels: Tensor, mean: list[float], std: list[float],
-               device: torch.device) -> TensorSet:
+    def create(
+        cls,
+        images: Tensor,
+        labels: Tensor,
+        mean: list[float],
+        std: list[float],
+        device: torch.device,
+    ) -> TensorSet:
         def stat(values: list[float]) -> Tensor:
             return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
@@ -60,14 +78,13 @@ class TensorSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def batch(self, index: Tensor, augment: str = "none",
-              generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def batch(
+        self, index: Tensor, augment: str = "none", generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         x = (self.images[index].float().div_(255) - self.mean) / self.std
         if augment != "none":
             x = random_shift(x, max(1, x.shape[-1] // 8), generator, flip=augment == "shift_flip")
-        if x.is_cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.labels[index]
+        return x.contiguous(memory_format=torch.channels_last), self.labels[index]
 
 
 def random_shift(x: Tensor, pad: int, generator: torch.Generator | None, flip: bool) -> Tensor:
@@ -129,9 +146,13 @@ def build_optimizer(method: Method, training: dict[str, Any]) -> torch.optim.Opt
         groups.append(group)
     if training["optimizer"] == "adamw":
         return torch.optim.AdamW(groups, lr=training["lr"], weight_decay=training["weight_decay"])
-    return torch.optim.SGD(groups, lr=training["lr"], momentum=training["momentum"],
-                           nesterov=training["nesterov"] and training["momentum"] > 0,
-                           weight_decay=training["weight_decay"])
+    return torch.optim.SGD(
+        groups,
+        lr=training["lr"],
+        momentum=training["momentum"],
+        nesterov=training["nesterov"] and training["momentum"] > 0,
+        weight_decay=training["weight_decay"],
+    )
 
 
 @torch.no_grad()
@@ -188,9 +209,17 @@ def _load_checkpoint(path: Path, fingerprint: str, log) -> dict[str, Any] | None
     return state
 
 
-def fit(method: Method, streams: dict[str, TensorSet], eval_sets: dict[str, TensorSet],
-        training: dict[str, Any], run_dir: Path, seed: int, fingerprint: str,
-        progress: bool = True, log=print) -> list[dict[str, float]]:
+def fit(
+    method: Method,
+    streams: dict[str, TensorSet],
+    eval_sets: dict[str, TensorSet],
+    training: dict[str, Any],
+    run_dir: Path,
+    seed: int,
+    fingerprint: str,
+    progress: bool = True,
+    log=print,
+) -> list[dict[str, float]]:
     """Train `method` for `training["epochs"]`, resuming from `run_dir` if it holds a checkpoint.
 
     `streams` maps the method's stream names to training data, `eval_sets` holds
@@ -225,8 +254,15 @@ def fit(method: Method, streams: dict[str, TensorSet], eval_sets: dict[str, Tens
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
-               disable=not progress, desc=str(run_dir), unit="step", mininterval=2, leave=True)
+    bar = tqdm(
+        total=epochs * steps_per_epoch,
+        initial=start_epoch * steps_per_epoch,
+        disable=not progress,
+        desc=str(run_dir),
+        unit="step",
+        mininterval=2,
+        leave=True,
+    )
     for epoch in range(start_epoch + 1, epochs + 1):
         method.train()
         began = time.perf_counter()
@@ -234,8 +270,9 @@ def fit(method: Method, streams: dict[str, TensorSet], eval_sets: dict[str, Tens
         for step in range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
             batches = {
-                name: streams[name].batch(samplers[name].indices(step), training["augment"],
-                                          generator)
+                name: streams[name].batch(
+                    samplers[name].indices(step), training["augment"], generator
+                )
                 for name in method.streams
             }
             optimizer.zero_grad(set_to_none=True)
@@ -244,8 +281,9 @@ def fit(method: Method, streams: dict[str, TensorSet], eval_sets: dict[str, Tens
             optimizer.step()
             scheduler.step()
             method.after_step()
-            sums += torch.stack([stats["loss"].float() * stats["count"], stats["correct"],
-                                 stats["count"]]).float()
+            sums += torch.stack(
+                [stats["loss"].float() * stats["count"], stats["correct"], stats["count"]]
+            ).float()
             bar.update()
         loss_sum, correct, count = sums.tolist()
         if not math.isfinite(loss_sum):
@@ -258,17 +296,26 @@ def fit(method: Method, streams: dict[str, TensorSet], eval_sets: dict[str, Tens
         row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count}
         for split in ("val", "test"):
             row[f"{split}_loss"], row[f"{split}_acc"] = evaluate(
-                method, eval_sets[split], training["eval_batch_size"], autocast)
+                method, eval_sets[split], training["eval_batch_size"], autocast
+            )
         row["lr"] = scheduler.get_last_lr()[0]
         row["seconds"] = seconds
         row["images_per_second"] = steps_per_epoch * batch_size * len(method.streams) / seconds
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
         with io.atomic_output(checkpoint_path) as tmp:
-            torch.save({"epoch": epoch, "fingerprint": fingerprint,
-                        "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "rng": _rng_state(device),
-                        "history": history}, tmp)
+            torch.save(
+                {
+                    "epoch": epoch,
+                    "fingerprint": fingerprint,
+                    "method": method.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _rng_state(device),
+                    "history": history,
+                },
+                tmp,
+            )
         write_log(Path(run_dir) / "log.csv", history)
     bar.close()
     return history

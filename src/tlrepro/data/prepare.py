@@ -56,7 +56,9 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     return torch.cat(kept).sort().values, torch.cat(taken).sort().values
 
 
-def carve_missing_splits(raw: RawSplits, options: dict[str, Any]) -> dict[str, tuple[Tensor, Tensor]]:
+def carve_missing_splits(
+    raw: RawSplits, options: dict[str, Any]
+) -> dict[str, tuple[Tensor, Tensor]]:
     """Take test then val out of train where the dataset has no official split."""
     splits = dict(raw.splits)
     seed = options.get("seed", 0)
@@ -75,15 +77,18 @@ def carve_missing_splits(raw: RawSplits, options: dict[str, Any]) -> dict[str, t
     return splits
 
 
-def prepare_dataset(name: str, options: dict[str, Any], image_size: int, out_dir: Path,
-                    raw_root: Path) -> dict[str, Any]:
+def prepare_dataset(
+    name: str, options: dict[str, Any], image_size: int, out_dir: Path, raw_root: Path
+) -> dict[str, Any]:
     """Build, split, and write one dataset; return its manifest."""
     spec = dataset_spec(name)
     size = options.get("image_size", image_size)
     builder = load_object(spec.builder)
     raw: RawSplits = builder(options=options, image_size=size, raw_root=raw_root, **spec.kwargs)
     if spec.classes is not None and tuple(raw.classes) != spec.classes:
-        raise ValueError(f"{name}: builder returned classes {raw.classes}, registry says {spec.classes}")
+        raise ValueError(
+            f"{name}: builder returned classes {raw.classes}, registry says {spec.classes}"
+        )
     splits = carve_missing_splits(raw, options)
 
     out_dir = Path(out_dir)
@@ -133,8 +138,10 @@ def load_prepared(folder: Path, verify: bool = True) -> PreparedDataset:
     folder = Path(folder)
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
-        raise FileNotFoundError(f"{folder} is not a prepared dataset (no {MANIFEST}); "
-                                "run `tlrepro prepare` for it first")
+        raise FileNotFoundError(
+            f"{folder} is not a prepared dataset (no {MANIFEST}); "
+            "run `tlrepro prepare` for it first"
+        )
     manifest = io.read_json(manifest_path)
     splits = {}
     for split, entry in manifest["splits"].items():
@@ -143,5 +150,11 @@ def load_prepared(folder: Path, verify: bool = True) -> PreparedDataset:
             raise ValueError(f"{path}: sha256 differs from {manifest_path}; prepare it again")
         tensors = io.load_tensors(path)
         splits[split] = (tensors["images"], tensors["labels"])
-    return PreparedDataset(manifest["dataset"], manifest["classes"], manifest["label_space"],
-                           manifest["mean"], manifest["std"], splits)
+    return PreparedDataset(
+        manifest["dataset"],
+        manifest["classes"],
+        manifest["label_space"],
+        manifest["mean"],
+        manifest["std"],
+        splits,
+    )

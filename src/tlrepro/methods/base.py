@@ -19,8 +19,13 @@ Batches = dict[str, tuple[Tensor, Tensor]]
 
 
 class Method(nn.Module):
-    def __init__(self, network: Classifier, streams: tuple[str, ...], settings: dict[str, Any],
-                 label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        network: Classifier,
+        streams: tuple[str, ...],
+        settings: dict[str, Any],
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
         self.network = network
         self.streams = streams

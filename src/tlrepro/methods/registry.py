@@ -34,12 +34,18 @@ ERM = "tlrepro.methods.erm:ERM"
 METHODS: dict[str, MethodSpec] = {
     "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
     "finetune": MethodSpec(
-        ERM, "Source-pretrained network, new head, all layers trained on the target.",
-        ("target",), "source",
+        ERM,
+        "Source-pretrained network, new head, all layers trained on the target.",
+        ("target",),
+        "source",
     ),
     "source_only": MethodSpec(
-        ERM, "Trained on labelled source data only, tested on the target.",
-        ("source",), "random", selection="source_val", needs_shared_labels=True,
+        ERM,
+        "Trained on labelled source data only, tested on the target.",
+        ("source",),
+        "random",
+        selection="source_val",
+        needs_shared_labels=True,
     ),
 }
 

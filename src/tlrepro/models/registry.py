@@ -19,8 +19,18 @@ MODELS: dict[str, str] = {
     "small_resnet": "tlrepro.models.small:SmallResNet",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
-        for name in ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-                     "vgg11_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn")
+        for name in (
+            "resnet18",
+            "resnet34",
+            "resnet50",
+            "resnet101",
+            "resnet152",
+            "vgg11_bn",
+            "vgg16",
+            "vgg16_bn",
+            "vgg19",
+            "vgg19_bn",
+        )
     },
 }
 

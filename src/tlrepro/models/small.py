@@ -9,14 +9,18 @@ from tlrepro.models.base import Classifier
 
 def conv_bn_relu(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+        nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
     )
 
 
 class SmallVGG(Classifier):
     """Plain 3x3 conv stacks with max-pooling, as in VGG, at a width a CPU trains in seconds."""
 
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64), convs_per_stage: int = 2):
+    def __init__(
+        self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64), convs_per_stage: int = 2
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
@@ -37,7 +41,9 @@ class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
         self.conv1 = conv_bn_relu(c_in, c_out, stride)
-        self.conv2 = nn.Sequential(nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)
+        )
         self.shortcut = nn.Identity()
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Sequential(
@@ -52,7 +58,9 @@ class BasicBlock(nn.Module):
 class SmallResNet(Classifier):
     """A CIFAR-style ResNet (3 stages of BasicBlocks), deliberately narrow for the CPU."""
 
-    def __init__(self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64), blocks_per_stage: int = 1):
+    def __init__(
+        self, num_classes: int, widths: tuple[int, ...] = (16, 32, 64), blocks_per_stage: int = 1
+    ):
         super().__init__()
         self.stem = conv_bn_relu(3, widths[0])
         stages: list[nn.Module] = []

@@ -1,0 +1,361 @@
+"""Results tables: aggregate finished runs over seeds, set them beside the papers.
+
+Runs in the light `tables` job (no GPU, little memory), so it imports pandas,
+tabulate and yaml only, never torch. Every number goes through one long-form
+frame (`frame_for_csv`): `tables.csv` is that frame and the markdown tables are
+pivots of it, so the two can never disagree.
+
+Three model-selection protocols are reported for every run, in this order:
+the honest one (best epoch on a validation split the method may see), the last
+epoch, and the oracle that the papers' releases use (best test epoch).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+from tabulate import tabulate
+
+from tlrepro import figures, io
+
+RunKey = tuple[str, str, str, int]
+"""(group, method_key, task, seed), the key of `run_dirs`."""
+
+PROTOCOLS: dict[str, str] = {
+    "best_val": "best validation epoch (honest, the main one)",
+    "last": "last epoch",
+    "oracle_test": "oracle: best test epoch (as in the papers)",
+}
+"""Protocol key in metrics.json -> heading, in the order the tables show them."""
+
+MISSING = "—"
+AVG = "avg"
+ARROW = "→"
+
+FRAME_COLUMNS = [
+    "group", "method_key", "label", "task", "seed", "protocol",
+    "epoch", "val_acc", "test_acc", "selection_split",
+]
+CSV_COLUMNS = [
+    "group", "protocol", "method_key", "method", "task",
+    "mean", "std", "n", "kind", "source",
+]
+
+
+@dataclass(frozen=True)
+class GroupTable:
+    """One results section: which runs it holds and in what order they are shown."""
+
+    name: str
+    title: str
+    tasks: list[str]
+    methods: list[tuple[str, str]]
+    """(method_key, label) in display order."""
+    seeds: list[int]
+    reported: str | None = None
+    """Key of the paper-reported table in config/reported.yaml, if any."""
+
+    def runs(self, run_dirs: Mapping[RunKey, Path]) -> Iterator[tuple[str, str, str, int, Path]]:
+        """Yield (method_key, label, task, seed, run_dir) in display order.
+
+        Combinations absent from `run_dirs` (e.g. source_only where the label
+        spaces differ) are skipped: the runner decides which runs exist.
+        """
+        for method_key, label in self.methods:
+            for task in self.tasks:
+                for seed in self.seeds:
+                    run_dir = run_dirs.get((self.name, method_key, task, seed))
+                    if run_dir is not None:
+                        yield method_key, label, task, seed, Path(run_dir)
+
+
+@dataclass(frozen=True)
+class Header:
+    """Provenance printed at the top of tables.md."""
+
+    profile: str
+    seeds: list[int] | str
+    commit: str
+    date: str
+
+
+class ReportedFormatError(ValueError):
+    """config/reported.yaml does not have the expected structure; names the key."""
+
+
+def display_task(task: str) -> str:
+    """`mnist-to-svhn` -> `mnist→svhn` for column headings."""
+    return task.replace("-to-", ARROW)
+
+
+def _read_metrics(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing run output {path} (the runner should have produced it)")
+    metrics = io.read_json(path)
+    missing = [p for p in PROTOCOLS if p not in metrics.get("protocols", {})]
+    if missing:
+        raise ValueError(f"{path}: protocols {missing} missing under 'protocols'")
+    return metrics
+
+
+def collect(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path]) -> pd.DataFrame:
+    """Read every run's metrics.json: one row per (run, protocol), accuracies as fractions."""
+    rows = []
+    for group in groups:
+        for method_key, label, task, seed, run_dir in group.runs(run_dirs):
+            metrics = _read_metrics(run_dir / "metrics.json")
+            for protocol in PROTOCOLS:
+                entry = metrics["protocols"][protocol]
+                rows.append({
+                    "group": group.name, "method_key": method_key, "label": label,
+                    "task": task, "seed": seed, "protocol": protocol,
+                    "epoch": entry["epoch"], "val_acc": entry["val_acc"],
+                    "test_acc": entry["test_acc"],
+                    "selection_split": entry.get("selection_split"),
+                })
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """Per-cell test accuracy (%) over seeds, plus the avg column where complete."""
+    runs = frame[frame["group"] == group.name]
+    stats = (
+        runs.assign(acc=runs["test_acc"] * 100.0)
+        .groupby(["protocol", "method_key", "label", "task"])["acc"]
+        .agg(mean="mean", std="std", n="count")  # std: sample std (ddof=1), NaN when n=1
+        .reset_index()
+    )
+    means = stats.pivot_table(index=["protocol", "method_key", "label"], columns="task",
+                              values="mean").reindex(columns=group.tasks)
+    # skipna=False: a method missing any task gets no average.
+    avg = means.mean(axis=1, skipna=False).dropna().rename("mean").reset_index()
+    return pd.concat([stats, avg.assign(task=AVG)], ignore_index=True)
+
+
+def _reported(table: dict[str, Any], key: str, group: GroupTable) -> pd.DataFrame:
+    """The reported values for the group's tasks; rows with none of them are dropped."""
+    records = [
+        {"method_key": None, "label": label, "task": task, "mean": float(value)}
+        for label, cells in table["rows"].items()
+        for task, value in cells.items()
+        if task in group.tasks
+    ]
+    frame = pd.DataFrame(records, columns=["method_key", "label", "task", "mean"])
+    return frame.assign(protocol=table["protocol"], source=table["source"],
+                        short=table.get("short", key))
+
+
+def _reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str, Any] | None:
+    if group.reported is None:
+        return None
+    if group.reported not in reported:
+        known = ", ".join(sorted(reported))
+        raise KeyError(f"group {group.name!r} names reported table {group.reported!r}, "
+                       f"which config/reported.yaml lacks; known: {known}")
+    return reported[group.reported]
+
+
+def frame_for_csv(frame: pd.DataFrame, groups: Sequence[GroupTable],
+                  reported: Mapping[str, Any]) -> pd.DataFrame:
+    """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
+
+    Ours: one row per (group, protocol, method, task) with mean/std/n of test
+    accuracy in percent, plus task `avg` rows where every task has a value.
+    Reported: the paper's value as published, `protocol` saying how the paper
+    selected it; no std, n or avg (those would be ours, not theirs).
+    """
+    parts = []
+    for group in groups:
+        ours = _ours(frame, group).assign(group=group.name, kind="ours", source="")
+        parts.append(_ordered(ours, group))
+        table = _reported_table(reported, group)
+        if table is not None:
+            theirs = _reported(table, group.reported, group)
+            parts.append(theirs.assign(group=group.name, kind="reported", std=math.nan,
+                                       n=pd.NA).drop(columns="short"))
+    long = pd.concat(parts, ignore_index=True).rename(columns={"label": "method"})
+    return long.astype({"n": "Int64"})[CSV_COLUMNS]
+
+
+def _ordered(ours: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """Sort by protocol, method and task in display order (not alphabetically)."""
+    rank = {
+        "protocol": list(PROTOCOLS),
+        "method_key": [key for key, _ in group.methods],
+        "task": [*group.tasks, AVG],
+    }
+    return ours.sort_values(
+        list(rank), key=lambda column: column.map({v: i for i, v in enumerate(rank[column.name])})
+    )
+
+
+def _format_cell(row: pd.Series) -> str:
+    """`mean ± std (n)`; `mean (1)` for one seed; avg and reported values bare."""
+    if row["kind"] == "reported":
+        return f"{row['mean']:g}"  # as published, without invented precision
+    if row["task"] == AVG:
+        return f"{row['mean']:.2f}"
+    if row["n"] == 1:
+        return f"{row['mean']:.2f} (1)"
+    return f"{row['mean']:.2f} ± {row['std']:.2f} ({row['n']})"
+
+
+def _pivot(cells: pd.DataFrame, labels: list[str], group: GroupTable) -> pd.DataFrame:
+    """Rows = labels in the given order, columns = tasks then avg, `—` where empty."""
+    columns = [*group.tasks, AVG]
+    if cells.empty:
+        table = pd.DataFrame(index=labels, columns=columns)
+    else:
+        table = (cells.assign(cell=cells.apply(_format_cell, axis=1))
+                 .pivot(index="method", columns="task", values="cell")
+                 .reindex(index=labels, columns=columns))
+    return table.astype(object).fillna(MISSING)
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    headers = ["method", *(display_task(t) for t in table.columns)]
+    return tabulate(table.reset_index().values.tolist(), headers=headers, tablefmt="github",
+                    disable_numparse=True, colalign=("left", *["right"] * len(table.columns)))
+
+
+def _selection_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
+    """Which validation split chose the epoch (target-val or source-val), per method if mixed."""
+    runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
+    splits = runs.dropna(subset=["selection_split"]).groupby("label", sort=False)[
+        "selection_split"].unique()
+    if splits.empty:
+        return None
+    distinct = sorted({s for values in splits for s in values})
+    if len(distinct) == 1:
+        return f"Epoch chosen on `{distinct[0]}`."
+    return "Epoch chosen on: " + "; ".join(
+        f"{label} `{'/'.join(sorted(values))}`" for label, values in splits.items()) + "."
+
+
+def _reported_line(table: dict[str, Any], shown: bool) -> str:
+    note = f" Note: {table['note']}" if table.get("note") else ""
+    if not shown:
+        return f"No paper-reported numbers for these tasks in {table['source']}.{note}"
+    return (f"Rows marked `reported:` are copied from {table['source']} "
+            f"({table['metric']}; selection: {table['protocol']}). They are reported, "
+            f"not computed here, and have no avg.{note}")
+
+
+def _group_section(group: GroupTable, long: pd.DataFrame, frame: pd.DataFrame,
+                   reported: Mapping[str, Any], figures_dir: str) -> str:
+    figure = f"{figures_dir}/{group.name}.png"
+    lines = [
+        f"## {group.title}",
+        "",
+        f"Seeds: {', '.join(map(str, group.seeds))}. Learning curves (mean test accuracy "
+        f"± std over seeds, validation accuracy dashed): [{figure}]({figure})",
+    ]
+    ours = long[(long["group"] == group.name) & (long["kind"] == "ours")]
+    theirs = long[(long["group"] == group.name) & (long["kind"] == "reported")]
+    labels = [label for _, label in group.methods]
+    table = _reported_table(reported, group)
+    for protocol, heading in PROTOCOLS.items():
+        lines += ["", f"### {heading[0].upper()}{heading[1:]}", ""]
+        if protocol == "best_val" and (selection := _selection_line(frame, group)):
+            lines += [selection, ""]
+        body = _pivot(ours[ours["protocol"] == protocol], labels, group)
+        if protocol == "best_val" and table is not None:
+            short = table.get("short", group.reported)
+            reported_labels = list(dict.fromkeys(theirs["method"]))
+            rows = _pivot(theirs, reported_labels, group)
+            rows.index = [f"reported: {label} [{short}]" for label in rows.index]
+            body = pd.concat([body, rows])
+        lines.append(_markdown_table(body))
+        if protocol == "best_val" and table is not None:
+            lines += ["", _reported_line(table, shown=not theirs.empty)]
+    return "\n".join(lines)
+
+
+def _header_block(header: Header) -> str:
+    seeds = header.seeds if isinstance(header.seeds, str) else ", ".join(map(str, header.seeds))
+    protocols = "\n".join(f"  {i}. {heading}" for i, heading in enumerate(PROTOCOLS.values(), 1))
+    return "\n".join([
+        "# Transfer-learning reproduction: results",
+        "",
+        f"- Profile: `{header.profile}`",
+        f"- Seeds: {seeds}",
+        f"- Commit: `{header.commit}`",
+        f"- Date: {header.date}",
+        "- Model selection: each group has one table per protocol, in this order:",
+        protocols,
+        "- The best validation epoch is chosen on a split the method may see (target-val "
+        "for supervised transfer, source-val for unsupervised domain adaptation). The oracle "
+        "picks the epoch with the best test accuracy, as the papers' released code does: "
+        "it is optimistic and shown only to set our numbers beside theirs.",
+        f"- Cells: test accuracy in %, `mean ± std (n)` over n seeds (sample std); "
+        f"`{MISSING}` = no run. {AVG} = mean over the tasks of the per-task means, "
+        "only when every task has a value.",
+    ])
+
+
+def render_markdown(frame: pd.DataFrame, groups: Sequence[GroupTable],
+                    reported: Mapping[str, Any], header: Header,
+                    figures_dir: str = "figures") -> str:
+    """tables.md: header block, then per group its three protocol tables.
+
+    `figures_dir` is the figures folder relative to the markdown file.
+    """
+    long = frame_for_csv(frame, groups, reported)
+    sections = [_header_block(header)]
+    sections += [_group_section(g, long, frame, reported, figures_dir) for g in groups]
+    return "\n\n".join(sections) + "\n"
+
+
+def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Read config/reported.yaml, failing with the offending key if it is malformed."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ReportedFormatError(f"{path}: expected a mapping of table keys to tables")
+    required = {"source": str, "metric": str, "protocol": str, "rows": dict}
+    optional = {"short": str, "note": str}
+    for key, table in data.items():
+        where = f"{path}: {key}"
+        if not isinstance(table, dict):
+            raise ReportedFormatError(f"{where}: expected a mapping with {', '.join(required)}")
+        if missing := [f for f in required if f not in table]:
+            raise ReportedFormatError(f"{where}: missing {', '.join(missing)}")
+        if unknown := sorted(set(table) - set(required) - set(optional)):
+            raise ReportedFormatError(f"{where}: unknown fields {', '.join(map(str, unknown))}")
+        for field_name, kind in (required | optional).items():
+            if field_name in table and not isinstance(table[field_name], kind):
+                raise ReportedFormatError(
+                    f"{where}.{field_name}: expected {kind.__name__}, "
+                    f"got {type(table[field_name]).__name__}")
+        for label, cells in table["rows"].items():
+            if not isinstance(label, str) or not isinstance(cells, dict):
+                raise ReportedFormatError(
+                    f"{where}.rows.{label}: expected a row label mapping task -> value")
+            for task, value in cells.items():
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                if not isinstance(task, str) or not number or not math.isfinite(value):
+                    raise ReportedFormatError(
+                        f"{where}.rows.{label}.{task}: expected a number, got {value!r}")
+    return data
+
+
+def write_tables(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path],
+                 reported_path: Path, header: Header, out_md: Path, out_csv: Path,
+                 figures_dir: Path) -> None:
+    """Write tables.md, tables.csv and one learning-curve figure per group, each atomically."""
+    reported = load_reported(reported_path)
+    frame = collect(groups, run_dirs)
+    link = Path(os.path.relpath(figures_dir, Path(out_md).parent)).as_posix()
+    markdown = render_markdown(frame, groups, reported, header, figures_dir=link)
+    long = frame_for_csv(frame, groups, reported)
+    for group in groups:
+        figures.learning_curves(group, run_dirs, Path(figures_dir) / f"{group.name}.png")
+    with io.atomic_output(out_csv) as tmp:
+        long.to_csv(tmp, index=False, float_format="%.4f")
+    io.write_text(out_md, markdown)

@@ -1,0 +1,37 @@
+"""Outputs appear whole or not at all."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlrepro import io
+
+
+def test_failed_write_leaves_the_previous_file_and_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    io.write_json(target, {"accuracy": 0.5})
+    with pytest.raises(RuntimeError), io.atomic_output(target) as tmp:
+        tmp.write_text('{"accuracy": 0.')  # half written, then the job dies
+        raise RuntimeError("killed")
+    assert io.read_json(target) == {"accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_failed_first_write_creates_nothing(tmp_path):
+    target = tmp_path / "sub" / "model.safetensors"
+    with pytest.raises(RuntimeError), io.atomic_output(target):
+        raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_tensors_round_trip_without_pickle(tmp_path):
+    import torch
+
+    tensors = {
+        "images": torch.arange(12, dtype=torch.uint8).view(1, 3, 2, 2),
+        "labels": torch.tensor([7]),
+    }
+    io.save_tensors(tmp_path / "split.safetensors", tensors)
+    loaded = io.load_tensors(tmp_path / "split.safetensors")
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)

@@ -1,0 +1,87 @@
+"""End to end through Snakemake on a tiny config: the DAG, partial reruns, scheduling."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tlrepro import io
+
+from .conftest import BIN, make_workspace, run, tiny_config
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = str(BIN / "snakemake")
+RUN = "results/runs/quick/baselines/{method}/digits_syn-to-digits_uci/seed{seed}/metrics.json"
+
+
+def outputs(root: Path) -> dict[str, float]:
+    return {
+        str(p.relative_to(root)): p.stat().st_mtime_ns
+        for p in sorted((root / "results").rglob("*"))
+        if p.is_file()
+    }
+
+
+def accuracies(root: Path) -> dict[str, dict]:
+    return {
+        str(p.relative_to(root)): io.read_json(p)["protocols"]
+        for p in sorted((root / "results" / "runs").rglob("metrics.json"))
+    }
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The tiny profile built once with 2 parallel jobs."""
+    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", tiny_config())
+    run([SNAKEMAKE, "--cores", "2", "results/tables.md"], root)
+    return root
+
+
+def test_builds_tables_from_every_run(built):
+    tables = (built / "results" / "tables.md").read_text()
+    assert "Tiny baselines" in tables and "digits_syn→digits_uci" in tables
+    assert len(accuracies(built)) == 4  # 2 methods x 2 seeds
+    assert (built / "results" / "figures" / "baselines.png").stat().st_size > 1000
+    for rule in ("prepare", "pretrain", "runs"):
+        assert any((built / "logs" / "quick" / rule).rglob("*.log"))
+    assert any((built / "benchmarks" / "quick").rglob("*.tsv"))
+
+
+def test_nothing_to_do_after_a_complete_run(built):
+    began = time.perf_counter()
+    result = run([SNAKEMAKE, "-n", "results/tables.md"], built)
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert time.perf_counter() - began < 10
+
+
+def test_forcerun_of_one_run_touches_only_that_run_and_the_tables(built, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(built, root, symlinks=True)
+    before = outputs(root)
+    target = RUN.format(method="finetune", seed=1)
+    run([SNAKEMAKE, "--cores", "2", "results/tables.md", "--forcerun", target], root)
+    after = outputs(root)
+    changed = {path for path in before if after.get(path) != before[path]}
+    run_folder = str(Path(target).parent)
+    assert {p for p in changed if not p.startswith(run_folder)} == {
+        "results/tables.md",
+        "results/tables.csv",
+        "results/figures/baselines.png",
+    }
+    assert any(p.startswith(run_folder) for p in changed)
+
+
+def test_named_method_target_builds_only_that_method(tmp_path):
+    root = make_workspace(tmp_path / "repo", tiny_config())
+    run([SNAKEMAKE, "--cores", "2", "scratch"], root)
+    assert sorted(accuracies(root)) == [RUN.format(method="scratch", seed=s) for s in (0, 1)]
+    assert not (root / "results" / "pretrained").exists()
+
+
+def test_one_core_gives_the_same_results_as_two(built, tmp_path):
+    root = make_workspace(tmp_path / "repo", tiny_config())
+    run([SNAKEMAKE, "--cores", "1", "results/tables.md"], root)
+    assert accuracies(root) == accuracies(built)

@@ -1,0 +1,220 @@
+"""tables.md / tables.csv / figures from a hand-made results tree.
+
+The golden file pins the whole markdown layout; set UPDATE_GOLDEN=1 to rewrite
+it after an intended change (and review the diff).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tlrepro import io
+from tlrepro.figures import learning_curves
+from tlrepro.tables import (
+    GroupTable,
+    Header,
+    ReportedFormatError,
+    collect,
+    frame_for_csv,
+    load_reported,
+    render_markdown,
+    write_tables,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden" / "tables.md"
+HEADER = Header(profile="quick", seeds=[0, 1, 2], commit="abc1234", date="2026-01-01")
+METHODS = [("scratch", "target only"), ("finetune", "fine-tune"), ("source_only", "source only")]
+GROUPS = [
+    GroupTable("alpha", "Alpha transfers", ["a-to-b", "c-to-b"], METHODS, [0, 1, 2], "paper_x"),
+    GroupTable("beta", "Beta transfers", ["a-to-d", "c-to-d"], METHODS, [0, 1, 2], None),
+]
+# Best-validation test accuracy per seed; last = -0.01, oracle = +0.01.
+ACCURACY = {
+    ("alpha", "scratch", "a-to-b"): [0.90, 0.92, 0.94],
+    ("alpha", "scratch", "c-to-b"): [0.80, 0.81, 0.85],
+    ("alpha", "finetune", "a-to-b"): [0.95, 0.96, 0.97],
+    ("alpha", "finetune", "c-to-b"): [0.88, 0.86, 0.87],
+    ("alpha", "source_only", "a-to-b"): [0.50, 0.55, 0.60],
+    # ("alpha", "source_only", "c-to-b"): label spaces differ, no run
+    ("beta", "scratch", "a-to-d"): [0.70, 0.72, 0.74],
+    ("beta", "scratch", "c-to-d"): [0.60, 0.64, 0.65],
+    ("beta", "finetune", "a-to-d"): [0.77],  # one seed only
+    ("beta", "finetune", "c-to-d"): [0.68, 0.70, 0.72],
+    ("beta", "source_only", "a-to-d"): [0.30, 0.31, 0.32],
+    ("beta", "source_only", "c-to-d"): [0.20, 0.25, 0.30],
+}
+REPORTED_YAML = """\
+paper_x:
+  source: "Paper X (Venue 2024), Table 2"
+  short: Paper X
+  metric: test accuracy (%)
+  protocol: oracle (test-selected)
+  note: values read from a plot (~)
+  rows:
+    Method X: {a-to-b: 91.5, c-to-b: 84, z-to-q: 50}
+    Method Y: {c-to-b: 88.25}
+    Method Z: {z-to-q: 12}
+"""
+
+
+def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc: float) -> None:
+    protocols = {
+        "best_val": {"epoch": 2, "val_acc": acc + 0.02, "test_acc": acc,
+                     "selection_split": "target_val"},
+        "last": {"epoch": 3, "val_acc": acc, "test_acc": acc - 0.01},
+        "oracle_test": {"epoch": 1, "val_acc": acc - 0.02, "test_acc": acc + 0.01},
+    }
+    io.write_json(run_dir / "metrics.json", {
+        "run": {"group": group, "method_key": method, "task": task, "seed": seed},
+        "protocols": protocols, "epochs": 3,
+    })
+    log = pd.DataFrame({
+        "epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4], "train_acc": [0.5, 0.8, 0.9],
+        "val_loss": [0.9, 0.6, 0.6], "val_acc": [acc - 0.02, acc + 0.02, acc],
+        "test_loss": [0.9, 0.6, 0.6], "test_acc": [acc + 0.01, acc, acc - 0.01],
+        "lr": [0.1, 0.05, 0.0], "seconds": [1.0, 1.0, 1.0],
+    })
+    log.to_csv(run_dir / "log.csv", index=False)
+
+
+@pytest.fixture
+def run_dirs(tmp_path: Path) -> dict[tuple[str, str, str, int], Path]:
+    dirs = {}
+    for (group, method, task), accs in ACCURACY.items():
+        for seed, acc in enumerate(accs):
+            run_dir = tmp_path / "runs" / "quick" / group / method / task / f"seed{seed}"
+            run_dir.mkdir(parents=True)
+            _write_run(run_dir, group, method, task, seed, acc)
+            dirs[(group, method, task, seed)] = run_dir
+    return dirs
+
+
+@pytest.fixture
+def reported_path(tmp_path: Path) -> Path:
+    path = tmp_path / "reported.yaml"
+    path.write_text(REPORTED_YAML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def markdown(run_dirs, reported_path) -> str:
+    frame = collect(GROUPS, run_dirs)
+    return render_markdown(frame, GROUPS, load_reported(reported_path), HEADER)
+
+
+def _row(markdown: str, section: str, heading: str, label: str) -> list[str]:
+    """Cells of the row `label` in the table under `heading` of group `section`."""
+    part = markdown.split(f"## {section}")[1].split(f"### {heading}")[1].split("###")[0]
+    for line in part.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} under {section} / {heading}")
+
+
+def test_markdown_matches_golden(markdown: str) -> None:
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        io.write_text(GOLDEN, markdown)
+    assert markdown == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_mean_std_and_single_seed(markdown: str) -> None:
+    scratch = _row(markdown, "Alpha", "Best validation", "target only")
+    assert scratch[0] == "92.00 ± 2.00 (3)"
+    oracle = _row(markdown, "Alpha", "Oracle", "target only")
+    assert oracle[0] == "93.00 ± 2.00 (3)"
+    assert _row(markdown, "Beta", "Best validation", "fine-tune")[0] == "77.00 (1)"
+
+
+def test_avg_needs_every_task(markdown: str) -> None:
+    # (92 + 82) / 2 with both tasks present; source_only lacks c-to-b.
+    assert _row(markdown, "Alpha", "Best validation", "target only")[-1] == "87.00"
+    source_only = _row(markdown, "Alpha", "Best validation", "source only")
+    assert source_only[1:] == ["—", "—"]
+
+
+def test_reported_rows_are_labelled(markdown: str) -> None:
+    best_val = markdown.split("## Beta")[0].split("### Last")[0]
+    assert _row(markdown, "Alpha", "Best validation", "reported: Method X [Paper X]") == [
+        "91.5", "84", "—"]
+    assert _row(markdown, "Alpha", "Best validation", "reported: Method Y [Paper X]") == [
+        "—", "88.25", "—"]
+    assert "Method Z" not in markdown  # none of its tasks are in the group
+    assert "reported, not computed here" in best_val and "Paper X (Venue 2024)" in best_val
+    assert "reported:" not in markdown.split("### Last")[1]  # only beside best-val
+    assert "a→b" in markdown and "a-to-b" not in markdown
+
+
+def test_write_tables_outputs(tmp_path, run_dirs, reported_path) -> None:
+    out = tmp_path / "results"
+    write_tables(GROUPS, run_dirs, reported_path, HEADER, out / "tables.md",
+                 out / "tables.csv", out / "figures")
+    assert "[figures/alpha.png](figures/alpha.png)" in (out / "tables.md").read_text()
+    for name in ("alpha", "beta"):
+        assert (out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv = pd.read_csv(out / "tables.csv")
+    cell = csv[(csv.group == "alpha") & (csv.protocol == "best_val") & (csv.method == "target only")
+               & (csv.task == "a-to-b")].iloc[0]
+    assert (cell["mean"], cell["std"], cell["n"], cell["kind"]) == (92.0, 2.0, 3, "ours")
+    theirs = csv[csv.kind == "reported"]
+    assert set(theirs.method) == {"Method X", "Method Y"}
+    assert set(theirs.source) == {"Paper X (Venue 2024), Table 2"}
+    assert not list(out.rglob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_frame_for_csv_columns(run_dirs, reported_path) -> None:
+    long = frame_for_csv(collect(GROUPS, run_dirs), GROUPS, load_reported(reported_path))
+    assert list(long.columns) == ["group", "protocol", "method_key", "method", "task",
+                                  "mean", "std", "n", "kind", "source"]
+    alpha_best = long[(long.group == "alpha") & (long.protocol == "best_val")]
+    assert list(alpha_best.task) == ["a-to-b", "c-to-b", "avg", "a-to-b", "c-to-b", "avg",
+                                     "a-to-b"]
+
+
+def test_learning_curves_png(tmp_path, run_dirs) -> None:
+    out = tmp_path / "fig" / "beta.png"
+    learning_curves(GROUPS[1], run_dirs, out)
+    assert out.stat().st_size > 1000
+
+
+def test_missing_metrics_names_file(run_dirs) -> None:
+    victim = run_dirs[("beta", "scratch", "c-to-d", 2)] / "metrics.json"
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=str(victim)):
+        collect(GROUPS, run_dirs)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("paper_x: {metric: m, protocol: p, rows: {}}", r"paper_x: missing source"),
+    ("paper_x: {source: s, metric: m, protocol: p, rows: {A: {a-to-b: high}}}",
+     r"paper_x\.rows\.A\.a-to-b: expected a number"),
+    ("paper_x: {source: s, metric: m, protocol: p, rows: {A: [1, 2]}}", r"paper_x\.rows\.A"),
+    ("paper_x: {source: s, metric: m, protocol: p, rows: {}, sauce: x}", r"unknown fields sauce"),
+    ("paper_x: {source: s, metric: m, protocol: p, rows: [1]}", r"paper_x\.rows: expected dict"),
+    ("- just a list", r"expected a mapping"),
+])
+def test_load_reported_rejects_malformed(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ReportedFormatError, match=message):
+        load_reported(path)
+
+
+def test_unknown_reported_key_is_an_error(run_dirs, reported_path) -> None:
+    group = GroupTable("alpha", "Alpha", ["a-to-b"], METHODS, [0], "paper_q")
+    with pytest.raises(KeyError, match="paper_q"):
+        render_markdown(collect([group], run_dirs), [group], load_reported(reported_path), HEADER)
+
+
+def test_real_reported_config_loads() -> None:
+    reported = load_reported(REPO / "config" / "reported.yaml")
+    assert reported["gradmf"]["rows"] == {}
+    assert reported["tlvfc_resnet18"]["rows"]["TLVFC"]["imagenet_vgg16-to-cifar10"] == 77.24
+    for key in ("tlvfc_depth", "multitune", "spottune_decathlon", "cmkd_office_home_rn50",
+                "cmkd_office_home_vit", "cmkd_office31_rn50", "cmkd_visda_vit"):
+        assert reported[key]["rows"], key
