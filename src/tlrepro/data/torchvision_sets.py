@@ -1,0 +1,57 @@
+"""The paper profile's datasets that torchvision downloads and checks (md5) itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tlrepro.data.prepare import RawSplits
+from tlrepro.data.registry import DIGITS
+
+# torchvision class name -> {our split: constructor keyword arguments}
+SPLITS: dict[str, dict[str, dict[str, Any]]] = {
+    "MNIST": {"train": {"train": True}, "test": {"train": False}},
+    "USPS": {"train": {"train": True}, "test": {"train": False}},
+    "SVHN": {"train": {"split": "train"}, "test": {"split": "test"}},
+    "CIFAR10": {"train": {"train": True}, "test": {"train": False}},
+    "CIFAR100": {"train": {"train": True}, "test": {"train": False}},
+    "FGVCAircraft": {
+        split: {"split": split, "annotation_level": "variant"} for split in ("train", "val", "test")
+    },
+    "Food101": {"train": {"split": "train"}, "test": {"split": "test"}},
+    "Caltech256": {"train": {}},
+}
+DIGIT_SETS = {"MNIST", "USPS", "SVHN"}
+
+
+def construct(name: str, root: Path, **kwargs: Any):
+    """The torchvision dataset, downloaded if needed (a test replaces this function)."""
+    import torchvision.datasets
+
+    return getattr(torchvision.datasets, name)(str(root), download=True, **kwargs)
+
+
+def to_tensors(dataset, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every PIL image once at preparation time, resized to the working size."""
+    from torchvision.transforms.v2 import functional as F
+
+    images, labels = [], []
+    for image, label in dataset:
+        tensor = F.pil_to_tensor(image.convert("RGB"))
+        images.append(F.resize(tensor, [image_size, image_size], antialias=True))
+        labels.append(int(label))
+    return torch.stack(images), torch.tensor(labels, dtype=torch.int64)
+
+
+def build(options: dict[str, Any], image_size: int, raw_root: Path, name: str) -> RawSplits:
+    root = Path(raw_root) / name.lower()
+    splits, classes = {}, None
+    for split, kwargs in SPLITS[name].items():
+        dataset = construct(name, root, **kwargs)
+        splits[split] = to_tensors(dataset, image_size)
+        classes = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
+    if name in DIGIT_SETS:
+        classes = DIGITS
+    return RawSplits(tuple(classes), splits, notes={"source": f"torchvision.datasets.{name}"})

@@ -1,0 +1,114 @@
+"""Datasets: deterministic by seed, verified on read, corrupt files rejected."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tlrepro import io
+from tlrepro.data import synthetic
+from tlrepro.data.fetch import ChecksumError
+from tlrepro.data.prepare import load_prepared, prepare_dataset
+
+SYN = {"n_images": 200, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
+
+
+def split_hashes(manifest: dict) -> dict[str, str]:
+    return {split: entry["sha256"] for split, entry in manifest["splits"].items()}
+
+
+def test_same_seed_same_sha256_and_another_seed_differs(tmp_path):
+    first = prepare_dataset("digits_syn", SYN, 32, tmp_path / "a", tmp_path / "raw")
+    again = prepare_dataset("digits_syn", SYN, 32, tmp_path / "b", tmp_path / "raw")
+    other = prepare_dataset("digits_syn", {**SYN, "seed": 1}, 32, tmp_path / "c", tmp_path / "raw")
+    assert split_hashes(first) == split_hashes(again)
+    assert all(split_hashes(first)[s] != split_hashes(other)[s] for s in first["splits"])
+    assert (
+        io.sha256_file(tmp_path / "a" / "train.safetensors") == first["splits"]["train"]["sha256"]
+    )
+
+
+def test_rendered_sets_use_many_fonts_and_balanced_labels():
+    digits = synthetic.build_digits_syn({"n_images": 500, "seed": 0}, 32, Path("."))
+    letters = synthetic.build_letters_syn({"n_images": 500, "seed": 0}, 32, Path("."))
+    fonts = digits.notes["fonts"]
+    assert len(fonts) >= 10
+    assert not any(name.startswith(("cmex", "cmsy", "STIXSize")) for name in fonts)
+    for raw in (digits, letters):
+        images, labels = raw.splits["train"]
+        assert images.dtype == torch.uint8 and images.shape == (500, 3, 32, 32)
+        assert torch.bincount(labels).tolist() == [50] * 10
+    assert letters.classes[:3] == ("A", "B", "C")
+    assert not torch.equal(digits.splits["train"][0], letters.splits["train"][0])
+
+
+def test_uci_digits_are_split_stratified_and_complete(tmp_path):
+    manifest = prepare_dataset(
+        "digits_uci",
+        {"val_fraction": 0.2, "test_fraction": 0.3, "seed": 0},
+        32,
+        tmp_path,
+        tmp_path / "raw",
+    )
+    counts = {split: entry["n"] for split, entry in manifest["splits"].items()}
+    assert sum(counts.values()) == 1797
+    per_class = torch.tensor(manifest["splits"]["test"]["per_class"], dtype=torch.float)
+    assert per_class.min() / per_class.max() > 0.9  # every class ~30%
+    data = load_prepared(tmp_path)
+    assert data.splits["train"][0].shape[1:] == (3, 32, 32)
+    assert data.classes == [str(d) for d in range(10)]
+
+
+def test_a_split_file_that_changed_after_preparation_is_refused(tmp_path):
+    prepare_dataset("digits_syn", SYN, 16, tmp_path, tmp_path / "raw")
+    data = load_prepared(tmp_path)
+    images, labels = data.splits["val"]
+    io.save_tensors(tmp_path / "val.safetensors", {"images": images, "labels": labels.flip(0)})
+    with pytest.raises(ValueError, match="sha256 differs"):
+        load_prepared(tmp_path)
+
+
+def test_missing_manifest_means_not_prepared(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tlrepro prepare"):
+        load_prepared(tmp_path)
+
+
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+needs_debian = pytest.mark.skipif(
+    not DEBIAN.is_dir(), reason="apt-get install dataset-fashion-mnist for this test"
+)
+
+
+@needs_debian
+def test_fashion_mnist_reads_debian_files_with_verified_checksums(tmp_path):
+    from tlrepro.data.fashion_mnist import build_fashion_mnist
+
+    raw = build_fashion_mnist({}, 28, tmp_path)
+    assert raw.splits["train"][0].shape == (60000, 1, 28, 28)
+    assert raw.splits["test"][0].shape == (10000, 1, 28, 28)
+    assert torch.bincount(raw.splits["test"][1]).tolist() == [1000] * 10
+    assert raw.classes[0] == "T-shirt/top"
+
+
+@needs_debian
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_fashion_mnist_rejects_a_corrupt_file_naming_it(tmp_path, damage):
+    from tlrepro.data.fashion_mnist import PAYLOAD_SHA256, build_fashion_mnist
+
+    for path in DEBIAN.glob("*.gz"):
+        shutil.copy(path, tmp_path / path.name)
+    victim = tmp_path / "train-labels-idx1-ubyte.gz"
+    if damage == "truncate":
+        victim.write_bytes(victim.read_bytes()[:2000])
+    else:
+        payload = bytearray(gzip.decompress(victim.read_bytes()))
+        payload[100] = (payload[100] + 1) % 10
+        victim.write_bytes(gzip.compress(bytes(payload)))
+    with pytest.raises(ChecksumError) as error:
+        build_fashion_mnist({"root": str(tmp_path)}, 28, tmp_path / "raw")
+    assert str(victim) in str(error.value)
+    assert PAYLOAD_SHA256["train-labels-idx1-ubyte"] in str(error.value)

@@ -1,0 +1,144 @@
+"""Downloads are verified before use; bad ones leave nothing behind."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+import zipfile
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+
+from tlrepro.data import archives, torchvision_sets
+from tlrepro.data.fetch import ChecksumError, extract, fetch
+
+PAYLOAD = b"tlrepro test archive " * 1000
+GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    requests: ClassVar[list[str]] = []
+
+    def do_GET(self):
+        Handler.requests.append(self.path)
+        if self.path == "/truncated.bin":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD) * 2))
+            self.end_headers()
+            self.wfile.write(PAYLOAD)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "good.bin").write_bytes(PAYLOAD)
+    Handler.requests = []
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a, **k: Handler(*a, directory=str(served), **k)
+    )
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_good_download_lands_and_is_not_fetched_twice(server, tmp_path):
+    dest = tmp_path / "dl" / "good.bin"
+    assert fetch(f"{server}/good.bin", dest, GOOD_SHA, progress=False).read_bytes() == PAYLOAD
+    fetch(f"{server}/good.bin", dest, GOOD_SHA, progress=False)
+    assert Handler.requests == ["/good.bin"]
+    assert leftovers(dest.parent) == ["good.bin"]
+
+
+def test_wrong_checksum_is_rejected_and_leaves_nothing(server, tmp_path):
+    dest = tmp_path / "dl" / "good.bin"
+    wrong = "0" * 64
+    with pytest.raises(ChecksumError) as error:
+        fetch(f"{server}/good.bin", dest, wrong, progress=False)
+    assert wrong in str(error.value) and GOOD_SHA in str(error.value)
+    assert leftovers(dest.parent) == []
+
+
+def test_truncated_download_is_rejected_and_leaves_nothing(server, tmp_path):
+    dest = tmp_path / "dl" / "truncated.bin"
+    with pytest.raises(ChecksumError, match=r"truncated|failed"):
+        fetch(f"{server}/truncated.bin", dest, GOOD_SHA, progress=False)
+    assert leftovers(dest.parent) == []
+
+
+def test_file_urls_and_unpinned_refusal(tmp_path):
+    source = tmp_path / "local.bin"
+    source.write_bytes(PAYLOAD)
+    dest = tmp_path / "dl" / "copy.bin"
+    assert fetch(source.as_uri(), dest, GOOD_SHA, progress=False).read_bytes() == PAYLOAD
+    with pytest.raises(ChecksumError, match="pinned sha256"):
+        fetch(source.as_uri(), tmp_path / "dl" / "other.bin", None, progress=False)
+
+
+def test_extract_refuses_members_outside_the_destination(tmp_path):
+    bundle = tmp_path / "evil.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("../evil.txt", "x")
+    with pytest.raises(ValueError, match="outside"):
+        extract(bundle, tmp_path / "out")
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "out").exists()
+
+
+def test_missing_manual_dataset_names_the_expected_layout(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        archives.build({"root": str(tmp_path)}, 32, tmp_path, "office31", "amazon")
+    assert "<root>/office31/amazon/images/<class>/*.jpg" in str(error.value)
+    assert "sha256" in str(error.value)
+
+
+def test_image_folder_archive_downloaded_verified_and_loaded(server, tmp_path):
+    from PIL import Image
+
+    bundle = tmp_path / "served" / "pets.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        for index, name in enumerate(("Cat", "Dog", "Cat", "Dog")):
+            image = Image.new("RGB", (40, 30), (index * 60, 10, 200))
+            path = tmp_path / f"{index}.jpg"
+            image.save(path)
+            archive.write(path, f"kagglecatsanddogs/PetImages/{name}/{index}.jpg")
+        archive.writestr("kagglecatsanddogs/PetImages/Cat/broken.jpg", b"not a jpeg")
+    sha = hashlib.sha256(bundle.read_bytes()).hexdigest()
+    options = {"root": str(tmp_path / "root"), "url": f"{server}/pets.zip", "sha256": sha}
+    raw = archives.build(options, 16, tmp_path / "raw", "pet_images")
+    images, labels = raw.splits["train"]
+    assert raw.classes == ("Cat", "Dog") and images.shape == (4, 3, 16, 16)
+    assert labels.tolist() == [0, 0, 1, 1] and raw.notes["unreadable_images_skipped"] == 1
+
+
+def test_torchvision_entry_converts_splits_and_classes(monkeypatch, tmp_path):
+    from PIL import Image
+
+    class Fake(list):
+        classes: ClassVar[list[str]] = ["airplane", "automobile"]
+
+    def construct(name, root, **kwargs):
+        size = 3 if kwargs.get("train", True) else 2
+        return Fake((Image.new("L", (8, 8), 255 * (i % 2)), i % 2) for i in range(size))
+
+    monkeypatch.setattr(torchvision_sets, "construct", construct)
+    raw = torchvision_sets.build({}, 32, tmp_path, "CIFAR10")
+    assert raw.classes == ("airplane", "automobile")
+    assert raw.splits["train"][0].shape == (3, 3, 32, 32)
+    assert raw.splits["test"][1].tolist() == [0, 1]
+    assert raw.splits["train"][0].dtype == torch.uint8
