@@ -94,6 +94,10 @@ def test_cli_and_snakemake_reject_the_typo_with_the_key_named(tmp_path):
 
 def test_snakemake_refuses_overrides_the_cli_would_not_see(tmp_path):
     root = make_workspace(tmp_path / "repo", tiny_config())
-    result = run([str(BIN / "snakemake"), "-n", "--config", "profiles={}"], root, check=False)
+    result = run(
+        [str(BIN / "snakemake"), "-n", "--config", "profiles={quick: {description: edited}}"],
+        root,
+        check=False,
+    )
     assert result.returncode != 0 and "--configfile" in result.stdout + result.stderr
     assert yaml.safe_load((root / "config" / "config.yaml").read_text())["profile"] == "quick"

@@ -64,21 +64,36 @@ paper_x:
 
 def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc: float) -> None:
     protocols = {
-        "best_val": {"epoch": 2, "val_acc": acc + 0.02, "test_acc": acc,
-                     "selection_split": "target_val"},
+        "best_val": {
+            "epoch": 2,
+            "val_acc": acc + 0.02,
+            "test_acc": acc,
+            "selection_split": "target_val",
+        },
         "last": {"epoch": 3, "val_acc": acc, "test_acc": acc - 0.01},
         "oracle_test": {"epoch": 1, "val_acc": acc - 0.02, "test_acc": acc + 0.01},
     }
-    io.write_json(run_dir / "metrics.json", {
-        "run": {"group": group, "method_key": method, "task": task, "seed": seed},
-        "protocols": protocols, "epochs": 3,
-    })
-    log = pd.DataFrame({
-        "epoch": [1, 2, 3], "train_loss": [1.0, 0.5, 0.4], "train_acc": [0.5, 0.8, 0.9],
-        "val_loss": [0.9, 0.6, 0.6], "val_acc": [acc - 0.02, acc + 0.02, acc],
-        "test_loss": [0.9, 0.6, 0.6], "test_acc": [acc + 0.01, acc, acc - 0.01],
-        "lr": [0.1, 0.05, 0.0], "seconds": [1.0, 1.0, 1.0],
-    })
+    io.write_json(
+        run_dir / "metrics.json",
+        {
+            "run": {"group": group, "method_key": method, "task": task, "seed": seed},
+            "protocols": protocols,
+            "epochs": 3,
+        },
+    )
+    log = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "train_loss": [1.0, 0.5, 0.4],
+            "train_acc": [0.5, 0.8, 0.9],
+            "val_loss": [0.9, 0.6, 0.6],
+            "val_acc": [acc - 0.02, acc + 0.02, acc],
+            "test_loss": [0.9, 0.6, 0.6],
+            "test_acc": [acc + 0.01, acc, acc - 0.01],
+            "lr": [0.1, 0.05, 0.0],
+            "seconds": [1.0, 1.0, 1.0],
+        }
+    )
     log.to_csv(run_dir / "log.csv", index=False)
 
 
@@ -141,9 +156,15 @@ def test_avg_needs_every_task(markdown: str) -> None:
 def test_reported_rows_are_labelled(markdown: str) -> None:
     best_val = markdown.split("## Beta")[0].split("### Last")[0]
     assert _row(markdown, "Alpha", "Best validation", "reported: Method X [Paper X]") == [
-        "91.5", "84", "—"]
+        "91.5",
+        "84",
+        "—",
+    ]
     assert _row(markdown, "Alpha", "Best validation", "reported: Method Y [Paper X]") == [
-        "—", "88.25", "—"]
+        "—",
+        "88.25",
+        "—",
+    ]
     assert "Method Z" not in markdown  # none of its tasks are in the group
     assert "reported, not computed here" in best_val and "Paper X (Venue 2024)" in best_val
     assert "reported:" not in markdown.split("### Last")[1]  # only beside best-val
@@ -152,14 +173,25 @@ def test_reported_rows_are_labelled(markdown: str) -> None:
 
 def test_write_tables_outputs(tmp_path, run_dirs, reported_path) -> None:
     out = tmp_path / "results"
-    write_tables(GROUPS, run_dirs, reported_path, HEADER, out / "tables.md",
-                 out / "tables.csv", out / "figures")
+    write_tables(
+        GROUPS,
+        run_dirs,
+        reported_path,
+        HEADER,
+        out / "tables.md",
+        out / "tables.csv",
+        out / "figures",
+    )
     assert "[figures/alpha.png](figures/alpha.png)" in (out / "tables.md").read_text()
     for name in ("alpha", "beta"):
         assert (out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = pd.read_csv(out / "tables.csv")
-    cell = csv[(csv.group == "alpha") & (csv.protocol == "best_val") & (csv.method == "target only")
-               & (csv.task == "a-to-b")].iloc[0]
+    cell = csv[
+        (csv.group == "alpha")
+        & (csv.protocol == "best_val")
+        & (csv.method == "target only")
+        & (csv.task == "a-to-b")
+    ].iloc[0]
     assert (cell["mean"], cell["std"], cell["n"], cell["kind"]) == (92.0, 2.0, 3, "ours")
     theirs = csv[csv.kind == "reported"]
     assert set(theirs.method) == {"Method X", "Method Y"}
@@ -169,11 +201,20 @@ def test_write_tables_outputs(tmp_path, run_dirs, reported_path) -> None:
 
 def test_frame_for_csv_columns(run_dirs, reported_path) -> None:
     long = frame_for_csv(collect(GROUPS, run_dirs), GROUPS, load_reported(reported_path))
-    assert list(long.columns) == ["group", "protocol", "method_key", "method", "task",
-                                  "mean", "std", "n", "kind", "source"]
+    assert list(long.columns) == [
+        "group",
+        "protocol",
+        "method_key",
+        "method",
+        "task",
+        "mean",
+        "std",
+        "n",
+        "kind",
+        "source",
+    ]
     alpha_best = long[(long.group == "alpha") & (long.protocol == "best_val")]
-    assert list(alpha_best.task) == ["a-to-b", "c-to-b", "avg", "a-to-b", "c-to-b", "avg",
-                                     "a-to-b"]
+    assert list(alpha_best.task) == ["a-to-b", "c-to-b", "avg", "a-to-b", "c-to-b", "avg", "a-to-b"]
 
 
 def test_learning_curves_png(tmp_path, run_dirs) -> None:
@@ -189,15 +230,26 @@ def test_missing_metrics_names_file(run_dirs) -> None:
         collect(GROUPS, run_dirs)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("paper_x: {metric: m, protocol: p, rows: {}}", r"paper_x: missing source"),
-    ("paper_x: {source: s, metric: m, protocol: p, rows: {A: {a-to-b: high}}}",
-     r"paper_x\.rows\.A\.a-to-b: expected a number"),
-    ("paper_x: {source: s, metric: m, protocol: p, rows: {A: [1, 2]}}", r"paper_x\.rows\.A"),
-    ("paper_x: {source: s, metric: m, protocol: p, rows: {}, sauce: x}", r"unknown fields sauce"),
-    ("paper_x: {source: s, metric: m, protocol: p, rows: [1]}", r"paper_x\.rows: expected dict"),
-    ("- just a list", r"expected a mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("paper_x: {metric: m, protocol: p, rows: {}}", r"paper_x: missing source"),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {A: {a-to-b: high}}}",
+            r"paper_x\.rows\.A\.a-to-b: expected a number",
+        ),
+        ("paper_x: {source: s, metric: m, protocol: p, rows: {A: [1, 2]}}", r"paper_x\.rows\.A"),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {}, sauce: x}",
+            r"unknown fields sauce",
+        ),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: [1]}",
+            r"paper_x\.rows: expected dict",
+        ),
+        ("- just a list", r"expected a mapping"),
+    ],
+)
 def test_load_reported_rejects_malformed(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
@@ -215,6 +267,13 @@ def test_real_reported_config_loads() -> None:
     reported = load_reported(REPO / "config" / "reported.yaml")
     assert reported["gradmf"]["rows"] == {}
     assert reported["tlvfc_resnet18"]["rows"]["TLVFC"]["imagenet_vgg16-to-cifar10"] == 77.24
-    for key in ("tlvfc_depth", "multitune", "spottune_decathlon", "cmkd_office_home_rn50",
-                "cmkd_office_home_vit", "cmkd_office31_rn50", "cmkd_visda_vit"):
+    for key in (
+        "tlvfc_depth",
+        "multitune",
+        "spottune_decathlon",
+        "cmkd_office_home_rn50",
+        "cmkd_office_home_vit",
+        "cmkd_office31_rn50",
+        "cmkd_visda_vit",
+    ):
         assert reported[key]["rows"], key
