@@ -13,11 +13,13 @@ export PATH := $(BIN):$(PATH)
 
 setup: $(STAMP)
 
-# uv installs the ~5 GB torch stack in seconds from its cache (pip takes minutes).
+# uv installs the ~5 GB torch stack in seconds from its cache (pip takes minutes);
+# --compile-bytecode because with PYTHONDONTWRITEBYTECODE set (as here) every job
+# would otherwise recompile torch from source, ~15 s per job.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]'
 	touch $@
 
 ## results/tables.md for the config's profile (quick by default)
