@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup tables test lint dry-run
+.PHONY: setup tables test lint dry-run dvc-plan pull
 
 setup: $(STAMP)
 
@@ -35,3 +35,14 @@ lint: setup
 
 dry-run: setup
 	snakemake -n results/tables.md
+
+## regenerate dvc_plan.yaml (the job list dvc.yaml iterates over) after editing the config
+dvc-plan: setup
+	tlrepro dvc-plan
+
+## fetch data, checkpoints and results from the DVC remote; once DVC confirms they
+## match the pipeline, give them Snakemake's timestamps so it sees them as current
+pull: setup
+	dvc pull
+	dvc status --quiet
+	snakemake --touch --cores 1 results/tables.md

@@ -9,7 +9,7 @@ rule tables:
     output:
         md="results/tables.md",
         csv="results/tables.csv",
-        figures=directory("results/figures"),
+        figures=[f"results/figures/{group}.png" for group in PLAN.groups()],
     log:
         f"logs/{PROFILE}/tables.log",
     benchmark:

@@ -21,7 +21,7 @@ def outputs(root: Path) -> dict[str, float]:
     return {
         str(p.relative_to(root)): p.stat().st_mtime_ns
         for p in sorted((root / "results").rglob("*"))
-        if p.is_file() and p.name != ".snakemake_timestamp"  # Snakemake marks directory outputs
+        if p.is_file()
     }
 
 

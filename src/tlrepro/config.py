@@ -48,7 +48,7 @@ def check_schema(config: dict[str, Any], schema_file: Path) -> None:
     import jsonschema
 
     schema = yaml.safe_load(Path(schema_file).read_text())
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n  ".join(_format_schema_error(e) for e in errors)

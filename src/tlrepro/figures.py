@@ -59,10 +59,14 @@ def learning_curves(group: GroupTable, run_dirs: Mapping[RunKey, Path], out_png:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (%)")
-    handles = [Line2D([], [], color=c, label=label)
-               for c, (_, label) in zip(colours, group.methods, strict=True)]
-    handles += [Line2D([], [], color="grey", label="test (mean ± std over seeds)"),
-                Line2D([], [], color="grey", linestyle="--", label="validation (mean)")]
+    handles = [
+        Line2D([], [], color=c, label=label)
+        for c, (_, label) in zip(colours, group.methods, strict=True)
+    ]
+    handles += [
+        Line2D([], [], color="grey", label="test (mean ± std over seeds)"),
+        Line2D([], [], color="grey", linestyle="--", label="validation (mean)"),
+    ]
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     fig.suptitle(group.title)
     with io.atomic_output(out_png) as tmp:

@@ -19,6 +19,7 @@ from tlrepro.methods.registry import MethodSpec, method_spec, resolve_settings
 DATA_DIR = Path("data")
 RESULTS_DIR = Path("results")
 TASK_SEPARATOR = "-to-"
+MANIFEST = "manifest.json"
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -277,3 +278,62 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                         )
                     )
     return plan
+
+
+# Code every training job runs; also fills DVC's fixed dependency slots where a
+# run reads no source data or starts from no checkpoint (dvc.yaml cannot take a
+# list of variable length from a variable).
+TRAINING_CODE = ("src/tlrepro/train.py", "src/tlrepro/methods", "src/tlrepro/models")
+NO_SOURCE_DATA = "src/tlrepro/experiment.py"
+NO_CHECKPOINT = "src/tlrepro/selection.py"
+
+
+def run_key(run: RunJob) -> str:
+    return f"{run.group}-{run.method_key}-{run.task.name}-seed{run.seed}"
+
+
+def dvc_vars(plan: Plan) -> dict[str, Any]:
+    """What dvc.yaml iterates over (`foreach`), derived from the same plan as Snakemake's DAG."""
+    datasets = {
+        name: {
+            "dir": str(prepared_dir(plan.profile_name, name)),
+            "options": fingerprint(
+                {**plan.dataset_options(name), "image_size": plan.image_size(name)}
+            ),
+        }
+        for name in plan.needed_datasets()
+    }
+    pretrains = {
+        f"{job.model}-{job.dataset}": {
+            "model": job.model,
+            "dataset": job.dataset,
+            "dir": str(job.folder),
+            "data": str(prepared_dir(plan.profile_name, job.dataset) / MANIFEST),
+            "identity": fingerprint(job.identity),
+        }
+        for job in plan.pretrains.values()
+    }
+    runs = {}
+    for run in plan.runs:
+        uses_source = run.task.source in run.datasets
+        runs[run_key(run)] = {
+            "group": run.group,
+            "method": run.method_key,
+            "task": run.task.name,
+            "seed": run.seed,
+            "dir": str(run.folder),
+            "target_data": str(prepared_dir(plan.profile_name, run.task.target) / MANIFEST),
+            "source_data": (
+                str(prepared_dir(plan.profile_name, run.task.source) / MANIFEST)
+                if uses_source
+                else NO_SOURCE_DATA
+            ),
+            "init": str(run.pretrain.checkpoint) if run.pretrain else NO_CHECKPOINT,
+            "identity": fingerprint(run.identity),
+        }
+    return {
+        "profile": plan.profile_name,
+        "datasets": datasets,
+        "pretrains": pretrains,
+        "runs": runs,
+    }

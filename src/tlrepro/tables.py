@@ -40,12 +40,28 @@ AVG = "avg"
 ARROW = "→"
 
 FRAME_COLUMNS = [
-    "group", "method_key", "label", "task", "seed", "protocol",
-    "epoch", "val_acc", "test_acc", "selection_split",
+    "group",
+    "method_key",
+    "label",
+    "task",
+    "seed",
+    "protocol",
+    "epoch",
+    "val_acc",
+    "test_acc",
+    "selection_split",
 ]
 CSV_COLUMNS = [
-    "group", "protocol", "method_key", "method", "task",
-    "mean", "std", "n", "kind", "source",
+    "group",
+    "protocol",
+    "method_key",
+    "method",
+    "task",
+    "mean",
+    "std",
+    "n",
+    "kind",
+    "source",
 ]
 
 
@@ -113,13 +129,20 @@ def collect(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path]) -> pd
             metrics = _read_metrics(run_dir / "metrics.json")
             for protocol in PROTOCOLS:
                 entry = metrics["protocols"][protocol]
-                rows.append({
-                    "group": group.name, "method_key": method_key, "label": label,
-                    "task": task, "seed": seed, "protocol": protocol,
-                    "epoch": entry["epoch"], "val_acc": entry["val_acc"],
-                    "test_acc": entry["test_acc"],
-                    "selection_split": entry.get("selection_split"),
-                })
+                rows.append(
+                    {
+                        "group": group.name,
+                        "method_key": method_key,
+                        "label": label,
+                        "task": task,
+                        "seed": seed,
+                        "protocol": protocol,
+                        "epoch": entry["epoch"],
+                        "val_acc": entry["val_acc"],
+                        "test_acc": entry["test_acc"],
+                        "selection_split": entry.get("selection_split"),
+                    }
+                )
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
 
 
@@ -132,8 +155,9 @@ def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
         .agg(mean="mean", std="std", n="count")  # std: sample std (ddof=1), NaN when n=1
         .reset_index()
     )
-    means = stats.pivot_table(index=["protocol", "method_key", "label"], columns="task",
-                              values="mean").reindex(columns=group.tasks)
+    means = stats.pivot_table(
+        index=["protocol", "method_key", "label"], columns="task", values="mean"
+    ).reindex(columns=group.tasks)
     # skipna=False: a method missing any task gets no average.
     avg = means.mean(axis=1, skipna=False).dropna().rename("mean").reset_index()
     return pd.concat([stats, avg.assign(task=AVG)], ignore_index=True)
@@ -148,8 +172,9 @@ def _reported(table: dict[str, Any], key: str, group: GroupTable) -> pd.DataFram
         if task in group.tasks
     ]
     frame = pd.DataFrame(records, columns=["method_key", "label", "task", "mean"])
-    return frame.assign(protocol=table["protocol"], source=table["source"],
-                        short=table.get("short", key))
+    return frame.assign(
+        protocol=table["protocol"], source=table["source"], short=table.get("short", key)
+    )
 
 
 def _reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str, Any] | None:
@@ -157,13 +182,16 @@ def _reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str,
         return None
     if group.reported not in reported:
         known = ", ".join(sorted(reported))
-        raise KeyError(f"group {group.name!r} names reported table {group.reported!r}, "
-                       f"which config/reported.yaml lacks; known: {known}")
+        raise KeyError(
+            f"group {group.name!r} names reported table {group.reported!r}, "
+            f"which config/reported.yaml lacks; known: {known}"
+        )
     return reported[group.reported]
 
 
-def frame_for_csv(frame: pd.DataFrame, groups: Sequence[GroupTable],
-                  reported: Mapping[str, Any]) -> pd.DataFrame:
+def frame_for_csv(
+    frame: pd.DataFrame, groups: Sequence[GroupTable], reported: Mapping[str, Any]
+) -> pd.DataFrame:
     """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
 
     Ours: one row per (group, protocol, method, task) with mean/std/n of test
@@ -178,8 +206,11 @@ def frame_for_csv(frame: pd.DataFrame, groups: Sequence[GroupTable],
         table = _reported_table(reported, group)
         if table is not None:
             theirs = _reported(table, group.reported, group)
-            parts.append(theirs.assign(group=group.name, kind="reported", std=math.nan,
-                                       n=pd.NA).drop(columns="short"))
+            parts.append(
+                theirs.assign(group=group.name, kind="reported", std=math.nan, n=pd.NA).drop(
+                    columns="short"
+                )
+            )
     long = pd.concat(parts, ignore_index=True).rename(columns={"label": "method"})
     return long.astype({"n": "Int64"})[CSV_COLUMNS]
 
@@ -213,43 +244,63 @@ def _pivot(cells: pd.DataFrame, labels: list[str], group: GroupTable) -> pd.Data
     if cells.empty:
         table = pd.DataFrame(index=labels, columns=columns)
     else:
-        table = (cells.assign(cell=cells.apply(_format_cell, axis=1))
-                 .pivot(index="method", columns="task", values="cell")
-                 .reindex(index=labels, columns=columns))
+        table = (
+            cells.assign(cell=cells.apply(_format_cell, axis=1))
+            .pivot(index="method", columns="task", values="cell")
+            .reindex(index=labels, columns=columns)
+        )
     return table.astype(object).fillna(MISSING)
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
     headers = ["method", *(display_task(t) for t in table.columns)]
-    return tabulate(table.reset_index().values.tolist(), headers=headers, tablefmt="github",
-                    disable_numparse=True, colalign=("left", *["right"] * len(table.columns)))
+    return tabulate(
+        table.reset_index().values.tolist(),
+        headers=headers,
+        tablefmt="github",
+        disable_numparse=True,
+        colalign=("left", *["right"] * len(table.columns)),
+    )
 
 
 def _selection_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
     """Which validation split chose the epoch (target-val or source-val), per method if mixed."""
     runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
-    splits = runs.dropna(subset=["selection_split"]).groupby("label", sort=False)[
-        "selection_split"].unique()
+    splits = (
+        runs.dropna(subset=["selection_split"])
+        .groupby("label", sort=False)["selection_split"]
+        .unique()
+    )
     if splits.empty:
         return None
     distinct = sorted({s for values in splits for s in values})
     if len(distinct) == 1:
         return f"Epoch chosen on `{distinct[0]}`."
-    return "Epoch chosen on: " + "; ".join(
-        f"{label} `{'/'.join(sorted(values))}`" for label, values in splits.items()) + "."
+    return (
+        "Epoch chosen on: "
+        + "; ".join(f"{label} `{'/'.join(sorted(values))}`" for label, values in splits.items())
+        + "."
+    )
 
 
 def _reported_line(table: dict[str, Any], shown: bool) -> str:
     note = f" Note: {table['note']}" if table.get("note") else ""
     if not shown:
         return f"No paper-reported numbers for these tasks in {table['source']}.{note}"
-    return (f"Rows marked `reported:` are copied from {table['source']} "
-            f"({table['metric']}; selection: {table['protocol']}). They are reported, "
-            f"not computed here, and have no avg.{note}")
+    return (
+        f"Rows marked `reported:` are copied from {table['source']} "
+        f"({table['metric']}; selection: {table['protocol']}). They are reported, "
+        f"not computed here, and have no avg.{note}"
+    )
 
 
-def _group_section(group: GroupTable, long: pd.DataFrame, frame: pd.DataFrame,
-                   reported: Mapping[str, Any], figures_dir: str) -> str:
+def _group_section(
+    group: GroupTable,
+    long: pd.DataFrame,
+    frame: pd.DataFrame,
+    reported: Mapping[str, Any],
+    figures_dir: str,
+) -> str:
     figure = f"{figures_dir}/{group.name}.png"
     lines = [
         f"## {group.title}",
@@ -281,28 +332,34 @@ def _group_section(group: GroupTable, long: pd.DataFrame, frame: pd.DataFrame,
 def _header_block(header: Header) -> str:
     seeds = header.seeds if isinstance(header.seeds, str) else ", ".join(map(str, header.seeds))
     protocols = "\n".join(f"  {i}. {heading}" for i, heading in enumerate(PROTOCOLS.values(), 1))
-    return "\n".join([
-        "# Transfer-learning reproduction: results",
-        "",
-        f"- Profile: `{header.profile}`",
-        f"- Seeds: {seeds}",
-        f"- Commit: `{header.commit}`",
-        f"- Date: {header.date}",
-        "- Model selection: each group has one table per protocol, in this order:",
-        protocols,
-        "- The best validation epoch is chosen on a split the method may see (target-val "
-        "for supervised transfer, source-val for unsupervised domain adaptation). The oracle "
-        "picks the epoch with the best test accuracy, as the papers' released code does: "
-        "it is optimistic and shown only to set our numbers beside theirs.",
-        f"- Cells: test accuracy in %, `mean ± std (n)` over n seeds (sample std); "
-        f"`{MISSING}` = no run. {AVG} = mean over the tasks of the per-task means, "
-        "only when every task has a value.",
-    ])
+    return "\n".join(
+        [
+            "# Transfer-learning reproduction: results",
+            "",
+            f"- Profile: `{header.profile}`",
+            f"- Seeds: {seeds}",
+            f"- Commit: `{header.commit}`",
+            f"- Date: {header.date}",
+            "- Model selection: each group has one table per protocol, in this order:",
+            protocols,
+            "- The best validation epoch is chosen on a split the method may see (target-val "
+            "for supervised transfer, source-val for unsupervised domain adaptation). The oracle "
+            "picks the epoch with the best test accuracy, as the papers' released code does: "
+            "it is optimistic and shown only to set our numbers beside theirs.",
+            f"- Cells: test accuracy in %, `mean ± std (n)` over n seeds (sample std); "
+            f"`{MISSING}` = no run. {AVG} = mean over the tasks of the per-task means, "
+            "only when every task has a value.",
+        ]
+    )
 
 
-def render_markdown(frame: pd.DataFrame, groups: Sequence[GroupTable],
-                    reported: Mapping[str, Any], header: Header,
-                    figures_dir: str = "figures") -> str:
+def render_markdown(
+    frame: pd.DataFrame,
+    groups: Sequence[GroupTable],
+    reported: Mapping[str, Any],
+    header: Header,
+    figures_dir: str = "figures",
+) -> str:
     """tables.md: header block, then per group its three protocol tables.
 
     `figures_dir` is the figures folder relative to the markdown file.
@@ -332,22 +389,31 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
             if field_name in table and not isinstance(table[field_name], kind):
                 raise ReportedFormatError(
                     f"{where}.{field_name}: expected {kind.__name__}, "
-                    f"got {type(table[field_name]).__name__}")
+                    f"got {type(table[field_name]).__name__}"
+                )
         for label, cells in table["rows"].items():
             if not isinstance(label, str) or not isinstance(cells, dict):
                 raise ReportedFormatError(
-                    f"{where}.rows.{label}: expected a row label mapping task -> value")
+                    f"{where}.rows.{label}: expected a row label mapping task -> value"
+                )
             for task, value in cells.items():
                 number = isinstance(value, int | float) and not isinstance(value, bool)
                 if not isinstance(task, str) or not number or not math.isfinite(value):
                     raise ReportedFormatError(
-                        f"{where}.rows.{label}.{task}: expected a number, got {value!r}")
+                        f"{where}.rows.{label}.{task}: expected a number, got {value!r}"
+                    )
     return data
 
 
-def write_tables(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path],
-                 reported_path: Path, header: Header, out_md: Path, out_csv: Path,
-                 figures_dir: Path) -> None:
+def write_tables(
+    groups: Sequence[GroupTable],
+    run_dirs: Mapping[RunKey, Path],
+    reported_path: Path,
+    header: Header,
+    out_md: Path,
+    out_csv: Path,
+    figures_dir: Path,
+) -> None:
     """Write tables.md, tables.csv and one learning-curve figure per group, each atomically."""
     reported = load_reported(reported_path)
     frame = collect(groups, run_dirs)

@@ -1,0 +1,132 @@
+"""DVC runs the same DAG as Snakemake: parity, repro, push/pull, and a no-op second run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tlrepro.cli import DVC_PLAN, render_dvc_plan
+from tlrepro.config import load_config
+from tlrepro.plan import build_plan
+
+from .conftest import BIN, REPO, make_workspace, run, tiny_config
+
+DVC = str(BIN / "dvc")
+SNAKEMAKE = str(BIN / "snakemake")
+
+
+def dvc_workspace(root: Path, config: dict) -> Path:
+    """A git + DVC repository holding the pipeline, its code and `config`."""
+    make_workspace(root, config)
+    shutil.copytree(
+        REPO / "src" / "tlrepro",
+        root / "src" / "tlrepro",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copy(REPO / ".gitignore", root / ".gitignore")
+    run([str(BIN / "tlrepro"), "dvc-plan"], root)
+    run(["git", "init", "-q"], root)
+    run([DVC, "init", "-q"], root)
+    run([DVC, "config", "core.analytics", "false"], root)
+    return root
+
+
+def commit_all(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message], root)
+
+
+def dvc_outputs(root: Path) -> set[str]:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {
+            str(Path(out.fs_path).relative_to(root))
+            for stage in repo.index.stages
+            for out in stage.outs
+        }
+
+
+def snakemake_outputs(root: Path, dvc_folders: set[str]) -> set[str]:
+    """Snakemake's output files, those inside a folder DVC tracks whole named by the folder."""
+    summary = run([SNAKEMAKE, "--summary", "results/tables.md"], root).stdout
+    files = {line.split("\t")[0] for line in summary.splitlines()[1:] if line.strip()}
+    return {next((d for d in dvc_folders if f.startswith(f"{d}/")), f) for f in files}
+
+
+def test_committed_dvc_plan_matches_the_config():
+    plan = build_plan(load_config(REPO / "config" / "config.yaml"))
+    assert (REPO / DVC_PLAN).read_text() == render_dvc_plan(plan), (
+        "dvc_plan.yaml lags behind config/config.yaml: run `tlrepro dvc-plan` and commit it"
+    )
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_dvc_and_snakemake_declare_the_same_outputs(tmp_path, profile):
+    config = load_config(REPO / "config" / "config.yaml", profile)
+    root = dvc_workspace(tmp_path / "repo", config)
+    declared = dvc_outputs(root)
+    assert declared == snakemake_outputs(root, {"results/figures"})
+
+
+def stages_run(output: str) -> set[str]:
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
+
+
+@pytest.fixture(scope="module")
+def dvc_built(tmp_path_factory) -> Path:
+    """The tiny config reproduced once by `dvc repro` on a fresh repository."""
+    root = dvc_workspace(tmp_path_factory.mktemp("dvc") / "repo", tiny_config())
+    first = run([DVC, "repro"], root)
+    assert "tables" in stages_run(first.stdout)
+    return root
+
+
+@pytest.mark.slow
+def test_repro_then_push_clone_pull_and_both_runners_are_up_to_date(dvc_built, tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(dvc_built, root, symlinks=True)
+    assert "Tiny baselines" in (root / "results" / "tables.md").read_text()
+    again = run([DVC, "repro"], root).stdout
+    assert stages_run(again) == set() and "up to date" in again
+    assert "metrics.json" in run([DVC, "metrics", "show"], root).stdout
+
+    run([DVC, "remote", "add", "-d", "local", str(tmp_path / "remote")], root)
+    run([DVC, "push"], root)
+    commit_all(root, "pipeline and its lock")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
+    # What `make pull` does: fetch, let DVC confirm it all matches, adopt the mtimes.
+    run([DVC, "pull"], clone)
+    run([DVC, "status", "--quiet"], clone)
+    run([SNAKEMAKE, "--touch", "--cores", "1", "results/tables.md"], clone)
+    after_pull = run([DVC, "repro"], clone).stdout
+    assert stages_run(after_pull) == set() and "up to date" in after_pull
+    result = run([SNAKEMAKE, "-n", "results/tables.md"], clone)
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout
+    assert (clone / "results" / "tables.md").read_text() == (
+        root / "results" / "tables.md"
+    ).read_text()
+
+
+@pytest.mark.slow
+def test_repro_of_one_run_one_method_or_one_dataset_reruns_only_that(dvc_built, tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(dvc_built, root, symlinks=True)
+    one = "transfer@baselines-scratch-digits_syn-to-digits_uci-seed0"
+    assert stages_run(run([DVC, "repro", "--force", "--single-item", one], root).stdout) == {one}
+    method = run(
+        [DVC, "repro", "--force", "--single-item", "--glob", "transfer@*-finetune-*"], root
+    ).stdout
+    assert stages_run(method) == {
+        f"transfer@baselines-finetune-digits_syn-to-digits_uci-seed{s}" for s in (0, 1)
+    }
+    dataset = stages_run(
+        run([DVC, "repro", "--force", "--downstream", "prepare@digits_syn"], root).stdout
+    )
+    assert "prepare@digits_uci" not in dataset
+    assert {"prepare@digits_syn", "pretrain@small_vgg-digits_syn", "tables"} <= dataset
+    assert not any("scratch" in stage for stage in dataset)
