@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from tlrepro import io
 from tlrepro.config import DEFAULT_CONFIG, ConfigError, load_config
 from tlrepro.plan import Plan, PlanError, build_plan, prepared_dir, raw_dir
 from tlrepro.registry import UnknownNameError
@@ -70,8 +71,6 @@ def render_dvc_plan(plan: Plan) -> str:
 
 
 def cmd_dvc_plan(args: argparse.Namespace) -> None:
-    from tlrepro import io
-
     io.write_text(DVC_PLAN, render_dvc_plan(_plan(args)))
     print(f"wrote {DVC_PLAN}")
 
@@ -120,10 +119,9 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
     from tlrepro.experiment import run_pretrain
 
     plan = _plan(args)
-    _report(
-        "pretraining",
-        run_pretrain(plan, plan.pretrain(args.model, args.dataset), _progress(args, plan)),
-    )
+    job = plan.pretrain(args.model, args.dataset)
+    with io.exclusive(job.folder):
+        _report("pretraining", run_pretrain(plan, job, _progress(args, plan)))
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
@@ -131,7 +129,8 @@ def cmd_transfer(args: argparse.Namespace) -> None:
 
     plan = _plan(args)
     job = plan.run(args.group, args.method, args.task, args.seed)
-    _report("run", run_transfer(plan, job, _progress(args, plan)))
+    with io.exclusive(job.folder):
+        _report("run", run_transfer(plan, job, _progress(args, plan)))
 
 
 def _commit() -> str:
