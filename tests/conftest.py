@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 
 
 def tiny_config() -> dict:
-    """The quick profile shrunk to seconds: 300 rendered digits, 2 epochs, 2 seeds."""
+    """The quick profile shrunk to seconds: 300 rendered digits, 3 epochs, 2 seeds."""
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     quick = config["profiles"]["quick"]
     quick["runtime"]["progress"] = False
@@ -31,7 +31,7 @@ def tiny_config() -> dict:
             "model": "small_vgg",
             "tasks": ["digits_syn-to-digits_uci"],
             "seeds": [0, 1],
-            "training": {"epochs": 2, "batch_size": 64, "lr": 0.05, "augment": "shift"},
+            "training": {"epochs": 3, "batch_size": 64, "lr": 0.05, "augment": "shift"},
             "methods": {"scratch": {}, "finetune": {"training": {"lr": 0.01}}},
         }
     }
@@ -68,9 +68,8 @@ def workspace(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def prepared_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny workspace with its datasets prepared once for the whole session (read-only use)."""
-    root = make_workspace(tmp_path_factory.mktemp("prepared") / "repo", tiny_config())
-    for dataset in ("digits_syn", "digits_uci"):
-        run([str(BIN / "tlrepro"), "prepare", dataset], root)
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny config built once by `snakemake --cores 2` (copy it before changing it)."""
+    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", tiny_config())
+    run([str(BIN / "snakemake"), "--cores", "2", "results/tables.md"], root)
     return root

@@ -63,13 +63,18 @@ def max_concurrent_training(log: str) -> int:
     return most
 
 
+def snakemake_log(root: Path) -> str:
+    return max((root / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
+
+
+def test_without_a_gpu_limit_training_jobs_do_run_in_parallel(built):
+    assert max_concurrent_training(snakemake_log(built)) == 2  # the check below can fail
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("gpus", "expected"), [(None, 2), ("gpu=1", 1)])
-def test_resources_gpu_1_serialises_the_training_jobs(tmp_path, gpus, expected):
+def test_resources_gpu_1_serialises_the_training_jobs(tmp_path):
     config = tiny_config()
     config["profiles"]["quick"]["resources"]["train"]["gpu"] = 1  # declared; runs on the CPU
     root = make_workspace(tmp_path / "repo", config)
-    limit = ["--resources", gpus] if gpus else []
-    run([SNAKEMAKE, "results/tables.md", "--cores", "2", *limit], root)
-    log = max(Path(root / ".snakemake" / "log").glob("*.snakemake.log")).read_text()
-    assert max_concurrent_training(log) == expected
+    run([SNAKEMAKE, "results/tables.md", "--cores", "2", "--resources", "gpu=1"], root)
+    assert max_concurrent_training(snakemake_log(root)) == 1

@@ -118,14 +118,15 @@ def test_repro_of_one_run_one_method_or_one_dataset_reruns_only_that(dvc_built, 
     shutil.copytree(dvc_built, root, symlinks=True)
     one = "transfer@baselines-scratch-digits_syn-to-digits_uci-seed0"
     assert stages_run(run([DVC, "repro", "--force", "--single-item", one], root).stdout) == {one}
+    assert stages_run(run([DVC, "repro"], root).stdout) == {"tables"}  # its dependent only
     method = run(
-        [DVC, "repro", "--force", "--single-item", "--glob", "transfer@*-finetune-*"], root
+        [DVC, "repro", "--dry", "--force", "--single-item", "--glob", "transfer@*-finetune-*"], root
     ).stdout
     assert stages_run(method) == {
         f"transfer@baselines-finetune-digits_syn-to-digits_uci-seed{s}" for s in (0, 1)
     }
     dataset = stages_run(
-        run([DVC, "repro", "--force", "--downstream", "prepare@digits_syn"], root).stdout
+        run([DVC, "repro", "--dry", "--force", "--downstream", "prepare@digits_syn"], root).stdout
     )
     assert "prepare@digits_uci" not in dataset
     assert {"prepare@digits_syn", "pretrain@small_vgg-digits_syn", "tables"} <= dataset

@@ -118,12 +118,27 @@ def test_image_folder_archive_downloaded_verified_and_loaded(server, tmp_path):
             image.save(path)
             archive.write(path, f"kagglecatsanddogs/PetImages/{name}/{index}.jpg")
         archive.writestr("kagglecatsanddogs/PetImages/Cat/broken.jpg", b"not a jpeg")
+        archive.writestr("kagglecatsanddogs/PetImages/Dog/Thumbs.db", b"not an image at all")
+        archive.writestr("kagglecatsanddogs/readme.txt", b"beside the layout")
     sha = hashlib.sha256(bundle.read_bytes()).hexdigest()
     options = {"root": str(tmp_path / "root"), "url": f"{server}/pets.zip", "sha256": sha}
     raw = archives.build(options, 16, tmp_path / "raw", "pet_images")
     images, labels = raw.splits["train"]
     assert raw.classes == ("Cat", "Dog") and images.shape == (4, 3, 16, 16)
     assert labels.tolist() == [0, 0, 1, 1] and raw.notes["unreadable_images_skipped"] == 1
+    assert leftovers(tmp_path / "root") == ["PetImages"]
+
+
+def test_office_home_accepts_the_real_world_folder_as_its_zip_spells_it(tmp_path):
+    from PIL import Image
+
+    for name in ("Alarm_Clock", "Backpack"):
+        folder = tmp_path / "office_home" / "Real World" / name
+        folder.mkdir(parents=True)
+        Image.new("RGB", (20, 20), (200, 0, 0)).save(folder / "00001.jpg")
+    raw = archives.build({"root": str(tmp_path)}, 8, tmp_path, "office_home", "Real_World")
+    assert raw.classes == ("Alarm_Clock", "Backpack")
+    assert raw.splits["train"][1].tolist() == [0, 1]
 
 
 def test_torchvision_entry_converts_splits_and_classes(monkeypatch, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -30,14 +31,6 @@ def accuracies(root: Path) -> dict[str, dict]:
         str(p.relative_to(root)): io.read_json(p)["protocols"]
         for p in sorted((root / "results" / "runs").rglob("metrics.json"))
     }
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """The tiny profile built once with 2 parallel jobs."""
-    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", tiny_config())
-    run([SNAKEMAKE, "--cores", "2", "results/tables.md"], root)
-    return root
 
 
 def test_builds_tables_from_every_run(built):
@@ -74,11 +67,16 @@ def test_forcerun_of_one_run_touches_only_that_run_and_the_tables(built, tmp_pat
     assert any(p.startswith(run_folder) for p in changed)
 
 
-def test_named_method_target_builds_only_that_method(tmp_path):
+def test_named_targets_plan_only_their_runs(tmp_path):
     root = make_workspace(tmp_path / "repo", tiny_config())
-    run([SNAKEMAKE, "--cores", "2", "scratch"], root)
-    assert sorted(accuracies(root)) == [RUN.format(method="scratch", seed=s) for s in (0, 1)]
-    assert not (root / "results" / "pretrained").exists()
+    dry = run([SNAKEMAKE, "-n", "scratch"], root).stdout
+    planned = set(re.findall(r"results/runs/\S+/metrics\.json", dry))
+    assert planned == {RUN.format(method="scratch", seed=s) for s in (0, 1)}
+    assert "rule pretrain" not in dry
+    dry = run([SNAKEMAKE, "-n", "group_baselines"], root).stdout
+    assert {RUN.format(method=m, seed=s) for m in ("scratch", "finetune") for s in (0, 1)} <= set(
+        re.findall(r"results/runs/\S+/metrics\.json", dry)
+    )
 
 
 def test_one_core_gives_the_same_results_as_two(built, tmp_path):

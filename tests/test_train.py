@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from tlrepro import io
 from tlrepro.experiment import few_shot_index
 from tlrepro.methods.erm import ERM
 from tlrepro.models.registry import build_model
 from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import CHECKPOINT, NonFiniteLossError, StreamSampler, TensorSet, fit
-
-from .conftest import BIN, make_workspace, run, tiny_config
 
 CPU = torch.device("cpu")
 
@@ -124,55 +118,3 @@ def test_few_shot_subset_is_seeded_balanced_and_not_the_first_files():
     assert torch.equal(picked, few_shot_index(labels, per_class=5, seed=0))
     assert not torch.equal(picked, few_shot_index(labels, per_class=5, seed=1))
     assert picked.max() >= 50
-
-
-def _metrics_without_timing(path: Path) -> dict:
-    metrics = io.read_json(path)
-    metrics.pop("timing")
-    return metrics
-
-
-def test_killed_run_resumes_and_ends_with_the_same_metrics(prepared_workspace, tmp_path):
-    """SIGKILL a real `tlrepro transfer` after its first epoch checkpoint, rerun it, compare."""
-    config = tiny_config()
-    config["profiles"]["quick"]["groups"]["baselines"]["training"]["epochs"] = 4
-    results = {}
-    for name in ("uninterrupted", "killed"):
-        root = make_workspace(tmp_path / name, config)
-        (root / "data").symlink_to(prepared_workspace / "data")
-        results[name] = root
-    command = [
-        str(BIN / "tlrepro"),
-        "transfer",
-        "baselines",
-        "scratch",
-        "digits_syn-to-digits_uci",
-        "0",
-    ]
-    run(command, results["uninterrupted"])
-
-    root = results["killed"]
-    run_dir = root / "results/runs/quick/baselines/scratch/digits_syn-to-digits_uci/seed0"
-    process = subprocess.Popen(
-        command, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.time() + 120
-    while not (run_dir / CHECKPOINT).exists() and time.time() < deadline:
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert not (run_dir / "metrics.json").exists(), "finished before the kill: test proves nothing"
-    killed_at = torch.load(run_dir / CHECKPOINT, weights_only=True)["epoch"]
-    assert 1 <= killed_at < 4
-
-    rerun = run(command, root)
-    assert f"after epoch {killed_at}/4" in rerun.stdout + rerun.stderr
-    uninterrupted_dir = Path(str(run_dir).replace(str(root), str(results["uninterrupted"])))
-    assert _metrics_without_timing(run_dir / "metrics.json") == _metrics_without_timing(
-        uninterrupted_dir / "metrics.json"
-    )
-    weights = io.load_tensors(run_dir / "model.safetensors")
-    reference = io.load_tensors(uninterrupted_dir / "model.safetensors")
-    assert all(torch.equal(weights[k], reference[k]) for k in reference)
-    assert not (run_dir / CHECKPOINT).exists()
