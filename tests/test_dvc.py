@@ -30,6 +30,7 @@ def dvc_workspace(root: Path, config: dict) -> Path:
     run([str(BIN / "tlrepro"), "dvc-plan"], root)
     run(["git", "init", "-q"], root)
     run([DVC, "init", "-q"], root)
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
     run([DVC, "config", "core.analytics", "false"], root)
     return root
 

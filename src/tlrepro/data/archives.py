@@ -8,6 +8,7 @@ error that names the layout expected.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from tlrepro.data.fetch import extract, fetch
 from tlrepro.data.prepare import RawSplits
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 LAYOUTS: dict[str, dict[str, str]] = {
     # top: folder under `root`; inner: the image folder under top; marker: proves a
     # candidate folder of an unpacked archive is `top`.
@@ -45,6 +47,21 @@ def _layout(spec: dict[str, str], domain: str | None) -> str:
     return f"<root>/{spec['top']}/{inner}/<class>/*.jpg".replace("/./", "/")
 
 
+def _domain_names(domain: str | None) -> list[str | None]:
+    """Office-Home's own zip spells the domain "Real World"; the registry says Real_World."""
+    if domain is None or "_" not in domain:
+        return [domain]
+    return [domain, domain.replace("_", " ")]
+
+
+def _find_folder(root: Path, spec: dict[str, str], domain: str | None) -> Path | None:
+    for name in _domain_names(domain):
+        folder = (root / spec["top"] / spec["inner"].format(domain=name)).resolve()
+        if folder.is_dir():
+            return folder
+    return None
+
+
 def _download(
     options: dict[str, Any], raw_root: Path, root: Path, spec: dict[str, str], domain: str | None
 ) -> None:
@@ -55,36 +72,47 @@ def _download(
         options.get("sha256"),
     )
     unpacked = extract(archive, root / f".{spec['top']}.unpacked")
-    marker = spec["marker"].format(domain=domain)
+    markers = [spec["marker"].format(domain=name) for name in _domain_names(domain)]
     candidates = [unpacked, *(p for p in unpacked.rglob("*") if p.is_dir())]
-    found = next((p for p in candidates if (p / marker).is_dir()), None)
+    found = next((p for p in candidates if any((p / m).is_dir() for m in markers)), None)
     if found is None:
         raise FileNotFoundError(
             f"{options['url']} unpacked to {unpacked} without the layout {_layout(spec, domain)}"
         )
     found.rename(root / spec["top"])
+    shutil.rmtree(unpacked, ignore_errors=True)  # what the archive held beside the layout
 
 
 def image_folder(
     folder: Path, image_size: int
 ) -> tuple[tuple[str, ...], torch.Tensor, torch.Tensor, int]:
     """Classes = sorted sub-folder names in label order; unreadable images are skipped."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
     from torchvision.transforms.v2 import functional as F
 
     classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
-    images, labels, skipped = [], [], 0
-    for label, name in enumerate(classes):
-        for path in sorted((folder / name).iterdir()):
-            try:
-                with Image.open(path) as image:
-                    tensor = F.pil_to_tensor(image.convert("RGB"))
-            except (UnidentifiedImageError, OSError):
-                skipped += 1
-                continue
-            images.append(F.resize(tensor, [image_size, image_size], antialias=True))
-            labels.append(label)
-    return classes, torch.stack(images), torch.tensor(labels, dtype=torch.int64), skipped
+    files = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in sorted((folder / name).iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES  # not Thumbs.db and the like
+    ]
+    if not files:
+        raise FileNotFoundError(f"{folder}: no images in class sub-folders")
+    images = torch.empty((len(files), 3, image_size, image_size), dtype=torch.uint8)
+    labels = torch.empty(len(files), dtype=torch.int64)
+    kept = 0
+    for path, label in files:
+        try:
+            with Image.open(path) as image:
+                image.draft("RGB", (image_size, image_size))  # JPEG: decode at a reduced scale
+                tensor = F.pil_to_tensor(image.convert("RGB"))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue
+        images[kept] = F.resize(tensor, [image_size, image_size], antialias=True)
+        labels[kept] = label
+        kept += 1
+    return classes, images[:kept], labels[:kept], len(files) - kept
 
 
 def build(
@@ -96,12 +124,14 @@ def build(
 ) -> RawSplits:
     spec = LAYOUTS[archive]
     root = Path(options.get("root") or raw_root)
-    folder = (root / spec["top"] / spec["inner"].format(domain=domain)).resolve()
-    if not folder.is_dir() and options.get("url"):
+    folder = _find_folder(root, spec, domain)
+    if folder is None and options.get("url"):
         _download(options, raw_root, root, spec, domain)
-    if not folder.is_dir():
+        folder = _find_folder(root, spec, domain)
+    if folder is None:
+        expected = root / spec["top"] / spec["inner"].format(domain=domain)
         raise FileNotFoundError(
-            f"{archive}{'/' + domain if domain else ''} not found at {folder}. Expected layout: "
+            f"{archive}{'/' + domain if domain else ''} not found at {expected}. Expected layout: "
             f"{_layout(spec, domain)}. Get {spec['where']} and either unpack it there (set "
             "`root` in the dataset's config entry to the folder that holds it), or set `url` "
             "and `sha256` so the pipeline downloads and verifies it."

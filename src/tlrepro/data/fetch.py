@@ -7,6 +7,7 @@ a corrupt or partial file is never seen under the real name.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import shutil
 import sys
@@ -27,7 +28,7 @@ class ChecksumError(ValueError):
 
 def verify_file(path: Path, sha256: str) -> None:
     actual = io.sha256_file(path)
-    if actual != sha256:
+    if actual != sha256.lower():
         raise ChecksumError(
             f"{path}: sha256 is {actual}, expected {sha256}. The file is corrupt or truncated; "
             "delete it and download it again."
@@ -39,6 +40,7 @@ def fetch(
 ) -> Path:
     """Download `url` to `dest` unless a verified copy is already there."""
     dest = Path(dest)
+    sha256 = sha256.lower() if sha256 is not None else None
     if sha256 is None and not allow_unpinned:
         raise ChecksumError(
             f"refusing to download {url} without a pinned sha256: set `sha256` in the dataset's "
@@ -63,7 +65,7 @@ def fetch(
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))
-        except OSError as error:  # URLError, IncompleteRead, connection resets
+        except (OSError, http.client.HTTPException) as error:  # URLError, resets, IncompleteRead
             raise ChecksumError(f"download of {url} failed: {error}") from error
         received = tmp.stat().st_size
         if expected_size is not None and received != expected_size:
