@@ -118,3 +118,12 @@ def test_few_shot_subset_is_seeded_balanced_and_not_the_first_files():
     assert torch.equal(picked, few_shot_index(labels, per_class=5, seed=0))
     assert not torch.equal(picked, few_shot_index(labels, per_class=5, seed=1))
     assert picked.max() >= 50
+
+
+def test_resuming_a_finished_checkpoint_rewrites_the_deleted_log(tmp_path):
+    """Killed after the last checkpoint: the runner deleted log.csv, the rerun restores it."""
+    full, _ = train_once(tmp_path / "run", seed=0)
+    (tmp_path / "run" / "log.csv").unlink()
+    resumed, _ = train_once(tmp_path / "run", seed=0)
+    assert without_timing(resumed) == without_timing(full)
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 1 + len(full)

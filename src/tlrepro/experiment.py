@@ -81,19 +81,24 @@ def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
     }
 
 
-def _finish(
+def _fit_and_record(
+    method: Method,
+    streams: dict[str, TensorSet],
+    eval_sets: dict[str, TensorSet],
+    training: dict[str, Any],
     folder: Path,
-    network: Classifier,
-    history: list[dict[str, float]],
+    seed: int,
+    digest: str,
+    progress: bool,
     selection_split: str,
     run_info: dict[str, Any],
     settings: dict[str, Any],
-    digest: str,
 ) -> dict[str, Any]:
-    """Model, then metrics (the completion marker), then drop the resume state."""
-    io.save_tensors(
-        folder / MODEL_FILE, {k: v.detach().cpu() for k, v in network.state_dict().items()}
-    )
+    """Train, then write the model, then the metrics (the completion marker), then drop
+    the resume state."""
+    history = fit(method, streams, eval_sets, training, folder, seed, digest, progress)
+    state = method.network.state_dict()
+    io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
     seconds = sum(row["seconds"] for row in history)
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
     metrics = {
@@ -130,7 +135,14 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         job.training["label_smoothing"],
     ).to(device, memory_format=CHANNELS_LAST)
     digest = _digest({**job.identity, "data": _data_hashes(plan, [job.dataset])})
-    history = fit(
+    info = {
+        "profile": job.profile,
+        "kind": "pretrain",
+        "model": job.model,
+        "dataset": job.dataset,
+        "seed": job.seed,
+    }
+    return _fit_and_record(
         method,
         {"source": _tensor_set(data, "train", device)},
         {"val": _tensor_set(data, "val", device), "test": _tensor_set(data, "test", device)},
@@ -139,16 +151,9 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         job.seed,
         digest,
         progress,
-    )
-    info = {
-        "profile": job.profile,
-        "kind": "pretrain",
-        "model": job.model,
-        "dataset": job.dataset,
-        "seed": job.seed,
-    }
-    return _finish(
-        job.folder, network, history, "source_val", info, {"training": job.training}, digest
+        "source_val",
+        info,
+        {"training": job.training},
     )
 
 
@@ -202,17 +207,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         if spec.selection == "source_val"
         else _tensor_set(target, "val", device)
     )
-    digest = _digest(identity)
-    history = fit(
-        method,
-        {name: streams[name] for name in spec.streams},
-        {"val": val, "test": _tensor_set(target, "test", device)},
-        job.training,
-        job.folder,
-        job.seed,
-        digest,
-        progress,
-    )
     info = {
         "profile": job.profile,
         "kind": "transfer",
@@ -226,10 +220,15 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "seed": job.seed,
         "model": job.model,
     }
-    return _finish(
+    return _fit_and_record(
+        method,
+        {name: streams[name] for name in spec.streams},
+        {"val": val, "test": _tensor_set(target, "test", device)},
+        job.training,
         job.folder,
-        network,
-        history,
+        job.seed,
+        _digest(identity),
+        progress,
         spec.selection,
         info,
         {
@@ -237,5 +236,4 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
             "settings": job.settings,
             "target_train_per_class": job.target_train_per_class,
         },
-        digest,
     )

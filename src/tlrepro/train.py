@@ -318,4 +318,7 @@ def fit(
             )
         write_log(Path(run_dir) / "log.csv", history)
     bar.close()
+    # Again after the loop: a run killed after its last checkpoint resumes with no
+    # epoch left to train, and its runner has deleted the incomplete log.
+    write_log(Path(run_dir) / "log.csv", history)
     return history
