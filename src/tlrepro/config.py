@@ -39,8 +39,6 @@ def _format_schema_error(error: Any) -> str:
         extra = sorted(set(error.instance) - set(allowed))
         hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
         return f"at '{where}': unknown key {', '.join(map(repr, extra))}{hint}"
-    if error.validator == "required":
-        return f"at '{where}': {error.message}"
     return f"at '{where}': {error.message}"
 
 

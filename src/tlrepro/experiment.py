@@ -19,14 +19,13 @@ from tlrepro.methods.base import Method
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.base import Classifier
 from tlrepro.models.registry import build_model
-from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, prepared_dir
+from tlrepro.plan import METRICS_FILE, Plan, PretrainJob, RunJob, fingerprint, prepared_dir
 from tlrepro.registry import load_object
 from tlrepro.selection import select
 from tlrepro.train import CHECKPOINT, TensorSet, fit
 
 MODEL_FILE = "model.safetensors"
 CHANNELS_LAST = torch.channels_last
-METRICS_FILE = "metrics.json"
 
 
 def resolve_device(name: str) -> torch.device:

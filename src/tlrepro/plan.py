@@ -20,6 +20,7 @@ DATA_DIR = Path("data")
 RESULTS_DIR = Path("results")
 TASK_SEPARATOR = "-to-"
 MANIFEST = "manifest.json"
+METRICS_FILE = "metrics.json"
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -139,7 +140,7 @@ class RunJob:
 
     @property
     def metrics(self) -> Path:
-        return self.folder / "metrics.json"
+        return self.folder / METRICS_FILE
 
     @property
     def datasets(self) -> list[str]:
@@ -280,10 +281,9 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
     return plan
 
 
-# Code every training job runs; also fills DVC's fixed dependency slots where a
-# run reads no source data or starts from no checkpoint (dvc.yaml cannot take a
-# list of variable length from a variable).
-TRAINING_CODE = ("src/tlrepro/train.py", "src/tlrepro/methods", "src/tlrepro/models")
+# Code every training job runs, filling DVC's fixed dependency slots where a run
+# reads no source data or starts from no checkpoint (dvc.yaml cannot take a list
+# of variable length from a variable).
 NO_SOURCE_DATA = "src/tlrepro/experiment.py"
 NO_CHECKPOINT = "src/tlrepro/selection.py"
 
