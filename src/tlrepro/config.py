@@ -76,11 +76,12 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
             )
     for group_name, group in profile["groups"].items():
         where = f"{base}.groups.{group_name}"
-        if group["model"] not in MODELS:
-            problems.append(
-                f"at '{where}.model': unknown model {group['model']!r}; "
-                f"known models: {', '.join(sorted(MODELS))}"
-            )
+        for model_key in ("model", "source_model"):
+            if model_key in group and group[model_key] not in MODELS:
+                problems.append(
+                    f"at '{where}.{model_key}': unknown model {group[model_key]!r}; "
+                    f"known models: {', '.join(sorted(MODELS))}"
+                )
         for task in group["tasks"]:
             for dataset in task.split("-to-"):
                 if dataset not in profile["datasets"]:

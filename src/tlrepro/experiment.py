@@ -19,7 +19,15 @@ from tlrepro.methods.base import Method
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.base import Classifier
 from tlrepro.models.registry import build_model
-from tlrepro.plan import METRICS_FILE, Plan, PretrainJob, RunJob, fingerprint, prepared_dir
+from tlrepro.plan import (
+    METRICS_FILE,
+    Plan,
+    PretrainJob,
+    RunJob,
+    fingerprint,
+    prepared_dir,
+    shares_labels,
+)
 from tlrepro.registry import load_object
 from tlrepro.selection import select
 from tlrepro.train import CHECKPOINT, TensorSet, fit
@@ -165,6 +173,15 @@ def initialise_from_source(network: Classifier, checkpoint: Path) -> None:
         raise ValueError(f"{checkpoint} does not fit the network: {leftovers[:5]}")
 
 
+def load_source_model(job: RunJob, device: torch.device) -> Classifier:
+    """The source-pretrained network with its own head, as the pretraining run left it."""
+    assert job.pretrain is not None
+    state = io.load_tensors(job.pretrain.checkpoint)
+    network = build_model(job.pretrain.model, state["head.weight"].shape[0])
+    network.load_state_dict(state)
+    return network.to(device, memory_format=CHANNELS_LAST)
+
+
 def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, Any]:
     device = configure_torch(plan)
     spec = method_spec(job.method)
@@ -184,13 +201,16 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     network = build_model(job.model, len(target.classes))
     identity: dict[str, Any] = {**job.identity, "data": _data_hashes(plan, job.datasets)}
     if job.pretrain is not None:
-        initialise_from_source(network, job.pretrain.checkpoint)
         identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
+    if spec.init == "source":
+        initialise_from_source(network, job.pretrain.checkpoint)
     method: Method = load_object(spec.cls)(
         network,
         spec.streams,
         job.settings,
         job.training["label_smoothing"],
+        source_model=load_source_model(job, device) if spec.uses_source_model else None,
+        shared_labels=shares_labels(job.task),
     ).to(device, memory_format=CHANNELS_LAST)
 
     target_index = None

@@ -224,8 +224,19 @@ class Plan:
         }
 
 
-def _shares_labels(task: Task) -> bool:
+def shares_labels(task: Task) -> bool:
     return dataset_spec(task.source).label_space == dataset_spec(task.target).label_space
+
+
+def _source_model(group_name: str, group: dict[str, Any], method_key: str, spec: MethodSpec) -> str:
+    source_model = group.get("source_model", group["model"])
+    if spec.init == "source" and source_model != group["model"]:
+        raise PlanError(
+            f"group {group_name!r}: method {method_key!r} starts from same-architecture source "
+            f"weights, but the group pretrains {source_model!r} for a {group['model']!r}; "
+            "move it to a group without `source_model`"
+        )
+    return source_model
 
 
 def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
@@ -246,16 +257,16 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
             settings = resolve_settings(method, entry.get("settings", {}))
             for task_name in group["tasks"]:
                 task = Task.parse(task_name)
-                if spec.needs_shared_labels and not _shares_labels(task):
+                if spec.needs_shared_labels and not shares_labels(task):
                     continue
                 pretrain = None
-                if spec.init == "source":
-                    key = (group["model"], task.source)
+                if spec.init == "source" or spec.uses_source_model:
+                    source_model = _source_model(group_name, group, method_key, spec)
                     pretrain = plan.pretrains.setdefault(
-                        key,
+                        (source_model, task.source),
                         PretrainJob(
                             profile_name,
-                            group["model"],
+                            source_model,
                             task.source,
                             pretrain_cfg.get("seed", 0),
                             {**TRAINING_DEFAULTS, **pretrain_cfg["training"]},

@@ -192,8 +192,12 @@ def _set_rng_state(state: dict[str, Tensor], device: torch.device) -> None:
 
 
 def write_log(path: Path, history: list[dict[str, float]]) -> None:
+    """The fixed columns, then the method's `extra_stats` in the order it declares them."""
+    columns = list(LOG_COLUMNS) + [
+        k for k in (history[0] if history else {}) if k not in LOG_COLUMNS
+    ]
     buffer = stdio.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     io.write_text(path, buffer.getvalue())
@@ -266,7 +270,7 @@ def fit(
     for epoch in range(start_epoch + 1, epochs + 1):
         method.train()
         began = time.perf_counter()
-        sums = torch.zeros(3, device=device)
+        sums = torch.zeros(3 + len(method.extra_stats), device=device)
         for step in range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
             batches = {
@@ -283,9 +287,10 @@ def fit(
             method.after_step()
             sums += torch.stack(
                 [stats["loss"].float() * stats["count"], stats["correct"], stats["count"]]
+                + [stats[name] for name in method.extra_stats]
             ).float()
             bar.update()
-        loss_sum, correct, count = sums.tolist()
+        loss_sum, correct, count, *extra_sums = sums.tolist()
         if not math.isfinite(loss_sum):
             bar.close()
             raise NonFiniteLossError(
@@ -301,6 +306,8 @@ def fit(
         row["lr"] = scheduler.get_last_lr()[0]
         row["seconds"] = seconds
         row["images_per_second"] = steps_per_epoch * batch_size * len(method.streams) / seconds
+        for name, total in zip(method.extra_stats, extra_sums, strict=True):
+            row[name] = total / steps_per_epoch
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
         with io.atomic_output(checkpoint_path) as tmp:

@@ -25,19 +25,29 @@ class Method(nn.Module):
         streams: tuple[str, ...],
         settings: dict[str, Any],
         label_smoothing: float = 0.0,
+        source_model: Classifier | None = None,
+        shared_labels: bool = False,
     ):
+        """`source_model` (the source-pretrained net, head included) is given to methods whose
+        registry entry sets `uses_source_model`; `shared_labels` says whether its head
+        speaks the target's label space."""
         super().__init__()
         self.network = network
         self.streams = streams
         self.settings = settings
+        self.shared_labels = shared_labels
         self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    extra_stats: tuple[str, ...] = ()
+    """Per-step scalars `update` also returns; the trainer logs their epoch means in log.csv."""
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups; an optional `lr_scale` multiplies the configured lr."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
-        """Fill `.grad`; return detached `loss` (mean), `correct` and `count` of the step."""
+        """Fill `.grad`; return detached `loss` (mean), `correct` and `count` of the step,
+        and the `extra_stats`."""
         raise NotImplementedError
 
     def after_step(self) -> None:

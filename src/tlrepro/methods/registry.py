@@ -20,7 +20,11 @@ class MethodSpec:
     streams: tuple[str, ...]
     """Labelled data streams `update` receives ("source", "target"); the first sets the epoch."""
     init: Literal["random", "source"]
-    """"source": start from the source-pretrained checkpoint of the group's model."""
+    """"source": start from the source-pretrained checkpoint of the group's model (all but
+    the head; the group's `source_model` must then be its `model`)."""
+    uses_source_model: bool = False
+    """The method receives the source-pretrained network itself, head included (as a
+    frozen support net, a weight donor of another architecture, or a source head)."""
     selection: Literal["target_val", "source_val"] = "target_val"
     """The split the honest protocol selects on (UDA methods may not see target labels)."""
     needs_shared_labels: bool = False
