@@ -69,7 +69,14 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny config built once by `snakemake --cores 2` (copy it before changing it)."""
-    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", tiny_config())
+    """The tiny config plus gradmf, built once by `snakemake --cores 2` (copy it before
+    changing it)."""
+    config = tiny_config()
+    # One two-stream method too, so the end-to-end path covers a source head, two
+    # samplers and the training-statistics figure.
+    config["profiles"]["quick"]["groups"]["baselines"]["methods"]["gradmf"] = {
+        "settings": {"variant": "drawn"}
+    }
+    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", config)
     run([str(BIN / "snakemake"), "--cores", "2", "results/tables.md"], root)
     return root

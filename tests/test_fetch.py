@@ -14,6 +14,7 @@ import torch
 
 from tlrepro.data import archives, torchvision_sets
 from tlrepro.data.fetch import ChecksumError, extract, fetch
+from tlrepro.data.prepare import load_prepared, prepare_dataset
 
 PAYLOAD = b"tlrepro test archive " * 1000
 GOOD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -157,3 +158,23 @@ def test_torchvision_entry_converts_splits_and_classes(monkeypatch, tmp_path):
     assert raw.splits["train"][0].shape == (3, 3, 32, 32)
     assert raw.splits["test"][1].tolist() == [0, 1]
     assert raw.splits["train"][0].dtype == torch.uint8
+
+
+def test_a_class_range_entry_keeps_and_relabels_its_classes(monkeypatch, tmp_path):
+    """mnist_5to9 from a fake MNIST: only digits 5-9, labelled 0-4, in every split."""
+    from PIL import Image
+
+    def construct(name, root, **kwargs):
+        assert name == "MNIST"
+        return [(Image.new("L", (8, 8), 20 * digit), digit) for digit in range(10)] * 4
+
+    monkeypatch.setattr(torchvision_sets, "construct", construct)
+    manifest = prepare_dataset("mnist_5to9", {"val_fraction": 0.25}, 8, tmp_path / "out", tmp_path)
+    assert manifest["classes"] == ["5", "6", "7", "8", "9"]
+    assert manifest["notes"]["class_range"] == [5, 10]
+    prepared = load_prepared(tmp_path / "out")
+    for split in ("train", "val", "test"):
+        images, labels = prepared.splits[split]
+        assert set(labels.tolist()) == set(range(5))
+        # the pixel value still says which digit it was: label k came from digit k + 5
+        assert torch.equal(images[:, 0, 0, 0], (20 * (labels + 5)).to(torch.uint8))

@@ -36,8 +36,10 @@ def accuracies(root: Path) -> dict[str, dict]:
 def test_builds_tables_from_every_run(built):
     tables = (built / "results" / "tables.md").read_text()
     assert "Tiny baselines" in tables and "digits_syn→digits_uci" in tables
-    assert len(accuracies(built)) == 4  # 2 methods x 2 seeds
+    assert len(accuracies(built)) == 6  # 3 methods x 2 seeds
     assert (built / "results" / "figures" / "baselines.png").stat().st_size > 1000
+    assert (built / "results" / "figures" / "baselines-stats.png").stat().st_size > 1000
+    assert "figures/baselines-stats.png" in tables
     for rule in ("prepare", "pretrain", "runs"):
         assert any((built / "logs" / "quick" / rule).rglob("*.log"))
     assert any((built / "benchmarks" / "quick").rglob("*.tsv"))

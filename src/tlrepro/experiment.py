@@ -57,18 +57,22 @@ def configure_torch(plan: Plan) -> torch.device:
     return device
 
 
-def few_shot_index(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """A seeded random subset of `per_class` images of every class (not the first files)."""
+def target_subset_index(
+    labels: torch.Tensor, per_class: int | None, fraction: float | None, seed: int
+) -> torch.Tensor:
+    """A seeded random subset of every class (not the first files): `per_class` images, or
+    `fraction` of them (at least one)."""
     generator = torch.Generator().manual_seed(seed)
     picked = []
     for label in torch.unique(labels):
         members = torch.nonzero(labels == label).flatten()
-        if len(members) < per_class:
+        count = per_class if per_class is not None else max(1, round(fraction * len(members)))
+        if len(members) < count:
             raise ValueError(
                 f"class {int(label)} has {len(members)} training images, fewer than "
                 f"target_train_per_class={per_class}"
             )
-        picked.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+        picked.append(members[torch.randperm(len(members), generator=generator)[:count]])
     return torch.cat(picked).sort().values
 
 
@@ -214,9 +218,12 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     ).to(device, memory_format=CHANNELS_LAST)
 
     target_index = None
-    if job.target_train_per_class is not None:
-        target_index = few_shot_index(
-            target.splits["train"][1], job.target_train_per_class, job.seed
+    if job.target_train_per_class is not None or job.target_train_fraction is not None:
+        target_index = target_subset_index(
+            target.splits["train"][1],
+            job.target_train_per_class,
+            job.target_train_fraction,
+            job.seed,
         )
     streams = {"target": _tensor_set(target, "train", device, target_index)}
     if source is not None:
@@ -254,5 +261,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
             "training": job.training,
             "settings": job.settings,
             "target_train_per_class": job.target_train_per_class,
+            "target_train_fraction": job.target_train_fraction,
         },
     )

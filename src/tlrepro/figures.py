@@ -15,9 +15,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from tlrepro import io
+from tlrepro.plan import LOG_COLUMNS
 
 if TYPE_CHECKING:
     from tlrepro.tables import GroupTable, RunKey
+
+STATS_SUFFIX = "-stats.png"
+LINESTYLES = ("-", "--", ":", "-.")
+_TAGS = ("method_key", "label", "task", "seed")
 
 
 def load_logs(group: GroupTable, run_dirs: Mapping[RunKey, Path]) -> pd.DataFrame:
@@ -71,3 +76,53 @@ def learning_curves(group: GroupTable, run_dirs: Mapping[RunKey, Path], out_png:
     fig.suptitle(group.title)
     with io.atomic_output(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
+
+
+def training_statistics(group: GroupTable, run_dirs: Mapping[RunKey, Path], out_png: Path) -> bool:
+    """One subplot per statistic a method logs beside the fixed columns (e.g. GradMF's
+    gradient cosines), epoch means averaged over seeds; one colour per method, one line
+    style per task. Returns False, writing nothing, when no method of the group logs any."""
+    logs = load_logs(group, run_dirs)
+    stats = [c for c in logs.columns if c not in LOG_COLUMNS and c not in _TAGS]
+    stats = [c for c in stats if logs[c].notna().any()]
+    if not stats:
+        return False
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    from tlrepro.tables import display_task
+
+    columns = min(3, len(stats))
+    rows = -(-len(stats) // columns)
+    fig = Figure(figsize=(4.2 * columns + 1.6, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).flatten()
+    colours = {key: f"C{i}" for i, (key, _) in enumerate(group.methods)}
+    for ax, stat in zip(axes, stats, strict=False):
+        for (key, task), runs in logs[logs[stat].notna()].groupby(["method_key", "task"]):
+            curve = runs.groupby("epoch")[stat].mean()
+            style = LINESTYLES[group.tasks.index(task) % len(LINESTYLES)]
+            ax.plot(curve.index, curve.to_numpy(), color=colours[key], linestyle=style)
+        ax.set_title(stat.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in axes[len(stats) :]:
+        ax.set_visible(False)
+    plotted = set(logs.loc[logs[stats].notna().any(axis=1), "method_key"])
+    handles = [
+        Line2D([], [], color=colours[key], label=label)
+        for key, label in group.methods
+        if key in plotted
+    ]
+    handles += [
+        Line2D(
+            [], [], color="grey", linestyle=LINESTYLES[i % len(LINESTYLES)], label=display_task(t)
+        )
+        for i, t in enumerate(group.tasks)
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+    fig.suptitle(f"{group.title}: training statistics (epoch means over seeds)")
+    with io.atomic_output(out_png) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return True

@@ -36,15 +36,16 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def exclusive(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold an OS lock on `folder` (released by the kernel even on SIGKILL)."""
+def exclusive(folder: str | os.PathLike, wait: bool = False) -> Iterator[None]:
+    """Hold an OS lock on `folder` (released by the kernel even on SIGKILL); with `wait`,
+    queue behind the holder instead of failing."""
     import fcntl
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RuntimeError(
                 f"{folder} is being written by another process; wait for it "

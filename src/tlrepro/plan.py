@@ -21,6 +21,19 @@ RESULTS_DIR = Path("results")
 TASK_SEPARATOR = "-to-"
 MANIFEST = "manifest.json"
 METRICS_FILE = "metrics.json"
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "seconds",
+    "images_per_second",
+)
+"""log.csv's fixed columns; a method's `extra_stats` follow them."""
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 10,
@@ -120,6 +133,7 @@ class RunJob:
     training: dict[str, Any]
     settings: dict[str, Any]
     target_train_per_class: int | None
+    target_train_fraction: float | None
     pretrain: PretrainJob | None = None
 
     @property
@@ -162,6 +176,7 @@ class RunJob:
             "training": self.training,
             "settings": self.settings,
             "target_train_per_class": self.target_train_per_class,
+            "target_train_fraction": self.target_train_fraction,
         }
 
 
@@ -286,6 +301,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             training,
                             settings,
                             group.get("target_train_per_class"),
+                            group.get("target_train_fraction"),
                             pretrain,
                         )
                     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -300,6 +300,7 @@ def _group_section(
     frame: pd.DataFrame,
     reported: Mapping[str, Any],
     figures_dir: str,
+    stats_figure: bool,
 ) -> str:
     figure = f"{figures_dir}/{group.name}.png"
     lines = [
@@ -308,6 +309,9 @@ def _group_section(
         f"Seeds: {', '.join(map(str, group.seeds))}. Learning curves (mean test accuracy "
         f"± std over seeds, validation accuracy dashed): [{figure}]({figure})",
     ]
+    if stats_figure:
+        stats = f"{figures_dir}/{group.name}{figures.STATS_SUFFIX}"
+        lines[-1] += f". Methods' own training statistics (epoch means): [{stats}]({stats})"
     ours = long[(long["group"] == group.name) & (long["kind"] == "ours")]
     theirs = long[(long["group"] == group.name) & (long["kind"] == "reported")]
     labels = [label for _, label in group.methods]
@@ -359,14 +363,19 @@ def render_markdown(
     reported: Mapping[str, Any],
     header: Header,
     figures_dir: str = "figures",
+    stats_figures: Collection[str] = (),
 ) -> str:
     """tables.md: header block, then per group its three protocol tables.
 
-    `figures_dir` is the figures folder relative to the markdown file.
+    `figures_dir` is the figures folder relative to the markdown file; `stats_figures`
+    names the groups that have a training-statistics figure.
     """
     long = frame_for_csv(frame, groups, reported)
     sections = [_header_block(header)]
-    sections += [_group_section(g, long, frame, reported, figures_dir) for g in groups]
+    sections += [
+        _group_section(g, long, frame, reported, figures_dir, g.name in stats_figures)
+        for g in groups
+    ]
     return "\n\n".join(sections) + "\n"
 
 
@@ -414,14 +423,21 @@ def write_tables(
     out_csv: Path,
     figures_dir: Path,
 ) -> None:
-    """Write tables.md, tables.csv and one learning-curve figure per group, each atomically."""
+    """Write tables.md, tables.csv, one learning-curve figure per group and, where methods log
+    their own statistics, one figure of those; each atomically."""
     reported = load_reported(reported_path)
     frame = collect(groups, run_dirs)
     link = Path(os.path.relpath(figures_dir, Path(out_md).parent)).as_posix()
-    markdown = render_markdown(frame, groups, reported, header, figures_dir=link)
-    long = frame_for_csv(frame, groups, reported)
+    stats_figures = []
     for group in groups:
         figures.learning_curves(group, run_dirs, Path(figures_dir) / f"{group.name}.png")
+        stats_png = Path(figures_dir) / f"{group.name}{figures.STATS_SUFFIX}"
+        if figures.training_statistics(group, run_dirs, stats_png):
+            stats_figures.append(group.name)
+    markdown = render_markdown(
+        frame, groups, reported, header, figures_dir=link, stats_figures=stats_figures
+    )
+    long = frame_for_csv(frame, groups, reported)
     with io.atomic_output(out_csv) as tmp:
         long.to_csv(tmp, index=False, float_format="%.4f")
     io.write_text(out_md, markdown)

@@ -32,20 +32,9 @@ from torch import Tensor
 
 from tlrepro import io
 from tlrepro.methods.base import Method
+from tlrepro.plan import LOG_COLUMNS
 
 CHECKPOINT = "checkpoints/last.pt"
-LOG_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "lr",
-    "seconds",
-    "images_per_second",
-)
 
 
 class NonFiniteLossError(RuntimeError):

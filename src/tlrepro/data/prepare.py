@@ -56,6 +56,20 @@ def stratified_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor
     return torch.cat(kept).sort().values, torch.cat(taken).sort().values
 
 
+def keep_class_range(raw: RawSplits, start: int, stop: int) -> RawSplits:
+    """The classes [start, stop) of every split, relabelled 0 .. stop - start - 1."""
+    if not 0 <= start < stop <= len(raw.classes):
+        raise ValueError(
+            f"class range [{start}, {stop}) does not fit the {len(raw.classes)} classes built"
+        )
+    splits = {}
+    for split, (images, labels) in raw.splits.items():
+        kept = (labels >= start) & (labels < stop)
+        splits[split] = (images[kept], labels[kept] - start)
+    notes = {**raw.notes, "class_range": [start, stop]}
+    return RawSplits(tuple(raw.classes[start:stop]), splits, notes)
+
+
 def carve_missing_splits(
     raw: RawSplits, options: dict[str, Any]
 ) -> dict[str, tuple[Tensor, Tensor]]:
@@ -85,6 +99,8 @@ def prepare_dataset(
     size = options.get("image_size", image_size)
     builder = load_object(spec.builder)
     raw: RawSplits = builder(options=options, image_size=size, raw_root=raw_root, **spec.kwargs)
+    if spec.class_range is not None:
+        raw = keep_class_range(raw, *spec.class_range)
     if spec.classes is not None and tuple(raw.classes) != spec.classes:
         raise ValueError(
             f"{name}: builder returned classes {raw.classes}, registry says {spec.classes}"

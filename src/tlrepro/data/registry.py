@@ -26,6 +26,8 @@ class DatasetSpec:
     classes: tuple[str, ...] | None = None
     """Known statically, or None when read from the data at preparation time."""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    class_range: tuple[int, int] | None = None
+    """Keep only the builder's classes [start, stop), relabelled from 0 (a split of a dataset)."""
 
 
 _SYN = "tlrepro.data.synthetic"
@@ -74,6 +76,13 @@ DATASETS: dict[str, DatasetSpec] = {
     "svhn": DatasetSpec(
         _TV, "digits10", "SVHN cropped digits (torchvision).", DIGITS, {"name": "SVHN"}
     ),
+    # GradMF's MNIST split: digits 5-9 as the source, 0-4 as the target.
+    "mnist_0to4": DatasetSpec(
+        _TV, "digits_0to4", "MNIST digits 0-4.", DIGITS[:5], {"name": "MNIST"}, (0, 5)
+    ),
+    "mnist_5to9": DatasetSpec(
+        _TV, "digits_5to9", "MNIST digits 5-9.", DIGITS[5:], {"name": "MNIST"}, (5, 10)
+    ),
     "usps": DatasetSpec(_TV, "digits10", "USPS (torchvision).", DIGITS, {"name": "USPS"}),
     "cifar10": DatasetSpec(_TV, "cifar10", "CIFAR-10 (torchvision).", None, {"name": "CIFAR10"}),
     "cifar100": DatasetSpec(
@@ -89,6 +98,24 @@ DATASETS: dict[str, DatasetSpec] = {
     "food101": DatasetSpec(_TV, "food101", "Food-101 (torchvision).", None, {"name": "Food101"}),
     "caltech256": DatasetSpec(
         _TV, "caltech256", "Caltech-256 (torchvision).", None, {"name": "Caltech256"}
+    ),
+    # GradMF's Caltech-256 A/B split: torchvision's category order (001.ak47 ...), the first
+    # 128 categories as A, the next 128 as B; 257.clutter belongs to neither.
+    "caltech256_a": DatasetSpec(
+        _TV,
+        "caltech256_a",
+        "Caltech-256 categories 001-128 (GradMF's split A).",
+        None,
+        {"name": "Caltech256"},
+        (0, 128),
+    ),
+    "caltech256_b": DatasetSpec(
+        _TV,
+        "caltech256_b",
+        "Caltech-256 categories 129-256 (GradMF's split B).",
+        None,
+        {"name": "Caltech256"},
+        (128, 256),
     ),
     "pet_images": DatasetSpec(
         _ARCHIVE,

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from tlrepro import io
 from tlrepro.data.prepare import RawSplits
 from tlrepro.data.registry import DIGITS
 
@@ -55,7 +56,9 @@ def build(options: dict[str, Any], image_size: int, raw_root: Path, name: str) -
     root = Path(raw_root) / name.lower()
     splits, classes = {}, None
     for split, kwargs in SPLITS[name].items():
-        dataset = construct(name, root, **kwargs)
+        # Several registry entries may share one download (mnist_0to4, mnist_5to9).
+        with io.exclusive(root, wait=True):
+            dataset = construct(name, root, **kwargs)
         splits[split] = to_tensors(dataset, image_size)
         classes = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
     if name in DIGIT_SETS:

@@ -30,7 +30,10 @@ class MethodSpec:
     needs_shared_labels: bool = False
     """Only meaningful when source and target share a label space (tested on the target)."""
     settings: dict[str, Any] = field(default_factory=dict)
-    """Default hyper-parameters; the config may override exactly these keys."""
+    """Default hyper-parameters; the config may override exactly these keys, with values
+    of the default's type."""
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    """Settings that take one of a few values (checked when the plan is built)."""
 
 
 ERM = "tlrepro.methods.erm:ERM"
@@ -51,11 +54,48 @@ METHODS: dict[str, MethodSpec] = {
         selection="source_val",
         needs_shared_labels=True,
     ),
+    # Two labelled streams on one shared model (METHODS.md §1): GradMF and its peers.
+    "joint": MethodSpec(
+        "tlrepro.methods.two_stream:Joint",
+        "Source-pretrained net trained on the sum of the source and target losses.",
+        ("target", "source"),
+        "source",
+        uses_source_model=True,
+    ),
+    "pcgrad": MethodSpec(
+        "tlrepro.methods.pcgrad:PCGrad",
+        "Like joint, but each gradient loses its component along the other when they conflict.",
+        ("target", "source"),
+        "source",
+        uses_source_model=True,
+    ),
+    "gradmf": MethodSpec(
+        "tlrepro.methods.gradmf:GradMF",
+        "Like joint, with the source gradient steered towards the target's direction "
+        "(variant coded: the release's one step; drawn: the paper's figure, using tau, "
+        "max_steps and project).",
+        ("target", "source"),
+        "source",
+        uses_source_model=True,
+        settings={"variant": "coded", "tau": 0.9, "max_steps": 5, "project": True},
+        choices={"variant": ("coded", "drawn")},
+    ),
 }
 
 
 def method_spec(name: str) -> MethodSpec:
     return lookup(METHODS, "method", name)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """YAML's types against the default's: an int may stand for a float, not for a bool."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return type(value) is type(default)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    return isinstance(value, type(default))
 
 
 def resolve_settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -65,4 +105,16 @@ def resolve_settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         allowed = ", ".join(sorted(spec.settings)) or "none"
         raise KeyError(f"method {name!r} has no setting {unknown[0]!r} (its settings: {allowed})")
+    for key, value in overrides.items():
+        default = spec.settings[key]
+        if not _same_kind(value, default):
+            raise KeyError(
+                f"method {name!r}: setting {key!r} must be a {type(default).__name__}, "
+                f"got {value!r}"
+            )
+        if key in spec.choices and value not in spec.choices[key]:
+            raise KeyError(
+                f"method {name!r}: setting {key!r} is {value!r}; choose one of "
+                f"{', '.join(map(str, spec.choices[key]))}"
+            )
     return {**spec.settings, **overrides}

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 MODELS: dict[str, str] = {
     "small_vgg": "tlrepro.models.small:SmallVGG",
     "small_resnet": "tlrepro.models.small:SmallResNet",
+    "lenet": "tlrepro.models.small:LeNet",
+    "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
         for name in (

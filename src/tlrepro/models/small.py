@@ -77,3 +77,25 @@ class SmallResNet(Classifier):
 
     def features(self, x: Tensor) -> Tensor:
         return self.pool(self.stages(self.stem(x)))
+
+
+class LeNet(Classifier):
+    """The two-convolution LeNet of GradMF's MNIST split (16 and 32 5x5 filters)."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 16, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 5),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.AdaptiveMaxPool2d(5),  # 5x5 at 32 px already; other sizes still fit
+            nn.Flatten(),
+        )
+        self.feature_dim = 32 * 5 * 5
+        self.head = nn.Linear(self.feature_dim, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)

@@ -46,6 +46,7 @@ class TorchvisionVGG(Classifier):
 resnet18 = partial(TorchvisionResNet, "resnet18")
 resnet34 = partial(TorchvisionResNet, "resnet34")
 resnet50 = partial(TorchvisionResNet, "resnet50")
+resnet50_imagenet = partial(TorchvisionResNet, "resnet50", weights="IMAGENET1K_V1")
 resnet101 = partial(TorchvisionResNet, "resnet101")
 resnet152 = partial(TorchvisionResNet, "resnet152")
 vgg11_bn = partial(TorchvisionVGG, "vgg11_bn")

@@ -1,0 +1,33 @@
+"""GradMF (ICASSP 2024): the source gradient steered towards the target's direction.
+
+Two variants of one method (METHODS.md §1): `coded` is the authors' update
+(one orthogonal-complement step, always applied); `drawn` is the paper's figure
+(progressive altering until cos(G, g_t) >= tau or `max_steps`, then an optional
+projection onto g_t). Unlike the release, whose optimiser wraps a different model
+than the one the gradients are set on, and whose gradient packing stops after the
+first parameter group, the update here reaches every trainable parameter.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from tlrepro.methods import gradient_algebra
+from tlrepro.methods.two_stream import SeparateGradients
+
+
+class GradMF(SeparateGradients):
+    extra_stats = (*SeparateGradients.extra_stats, "altering_steps")
+
+    def combine(self, g_s: Tensor, g_t: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.settings["variant"] == "coded":
+            update = gradient_algebra.gradmf_coded(g_s, g_t)
+            return update, {"altering_steps": g_s.new_ones(())}
+        update, steps = gradient_algebra.gradmf_drawn(
+            g_s,
+            g_t,
+            tau=self.settings["tau"],
+            max_steps=self.settings["max_steps"],
+            project=self.settings["project"],
+        )
+        return update, {"altering_steps": steps.float()}

@@ -1,0 +1,132 @@
+"""Training one shared model on a labelled source and a labelled target stream at once.
+
+`Joint` sums the two losses; `SeparateGradients` computes the two gradients over
+every trainable parameter, flattened into one vector each, and lets a subclass
+combine them (GradMF, PCGrad). Both share the choices below, so that their
+comparison measures the combination rule and nothing else.
+
+- Heads: where source and target share a label space, one head serves both and
+  starts from the source model's head (as the GradMF release loads the whole
+  source model). Otherwise the body is shared, the source keeps its own
+  pretrained head (trained on), and the target gets a new one.
+- Batch-norm: each stream has its own forward, so batch statistics are per
+  domain; only the target forward updates the running statistics, because the
+  running statistics are what evaluation on the target uses. (Two train-mode
+  forwards would otherwise mix both domains into them.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tlrepro.methods.base import Batches, Method
+from tlrepro.models.base import Classifier
+
+
+@contextlib.contextmanager
+def running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """Train-mode batch-norm that normalises with batch statistics but leaves the running ones."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, momentum in zip(norms, momenta, strict=True):
+            m.momentum = momentum
+
+
+class Joint(Method):
+    """Sum of the source and target cross-entropies, one backward."""
+
+    def __init__(
+        self,
+        network: Classifier,
+        streams: tuple[str, ...],
+        settings: dict[str, Any],
+        label_smoothing: float = 0.0,
+        source_model: Classifier | None = None,
+        shared_labels: bool = False,
+    ):
+        super().__init__(network, streams, settings, label_smoothing, shared_labels=shared_labels)
+        if source_model is None:
+            raise ValueError(f"{type(self).__name__} needs the source model (uses_source_model)")
+        self.source_head: nn.Linear | None = None
+        if self.shared_labels:
+            self.network.head.load_state_dict(source_model.head.state_dict())
+        else:
+            self.source_head = copy.deepcopy(source_model.head)
+
+    def source_logits(self, x: Tensor) -> Tensor:
+        if self.source_head is None:
+            return self.network(x)
+        return self.source_head(self.network.features(x))
+
+    def losses(self, batches: Batches) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """(source loss, target loss, the target stream's statistics)."""
+        x_s, y_s = batches["source"]
+        x_t, y_t = batches["target"]
+        with running_stats_frozen(self.network):
+            source_loss = self.criterion(self.source_logits(x_s), y_s)
+        target_logits = self.network(x_t)
+        target_loss = self.criterion(target_logits, y_t)
+        stats = {
+            "loss": target_loss.detach(),
+            "correct": (target_logits.argmax(1) == y_t).sum(),
+            "count": torch.tensor(len(y_t), device=y_t.device),
+        }
+        return source_loss, target_loss, stats
+
+    def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
+        source_loss, target_loss, stats = self.losses(batches)
+        (source_loss + target_loss).backward()
+        return stats
+
+
+class SeparateGradients(Joint):
+    """g_s and g_t over all trainable parameters as flat vectors; `combine` makes the update."""
+
+    extra_stats = ("cos_source_target", "cos_update_target", "cos_update_source")
+
+    def combine(self, g_s: Tensor, g_t: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+    def trainable(self) -> list[nn.Parameter]:
+        """Every parameter the optimiser steps, in one fixed order, whatever its group."""
+        return [p for group in self.parameter_groups() for p in group["params"]]
+
+    def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
+        from tlrepro.methods.gradient_algebra import cosine
+
+        params = self.trainable()
+        source_loss, target_loss, stats = self.losses(batches)
+        g_s = flat_gradient(source_loss, params)
+        g_t = flat_gradient(target_loss, params)
+        update, extra = self.combine(g_s, g_t)
+        for param, part in zip(params, update.split([p.numel() for p in params]), strict=True):
+            param.grad = part.view_as(param)
+        return {
+            **stats,
+            **extra,
+            "cos_source_target": cosine(g_s, g_t),
+            "cos_update_target": cosine(update, g_t),
+            "cos_update_source": cosine(update, g_s),
+        }
+
+
+def flat_gradient(loss: Tensor, params: list[nn.Parameter]) -> Tensor:
+    """d loss / d params as one vector; parameters the loss does not reach contribute zeros."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.cat(
+        [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1)
+            for g, p in zip(grads, params, strict=True)
+        ]
+    )

@@ -1,0 +1,225 @@
+"""GradMF, PCGrad and joint training: the vector algebra against float64 references, and the
+update reaching every parameter of a real network."""
+
+from __future__ import annotations
+
+import copy
+import csv
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tlrepro.methods.gradient_algebra import EPS, cosine, gradmf_coded, gradmf_drawn, pcgrad
+from tlrepro.methods.gradmf import GradMF
+from tlrepro.methods.registry import resolve_settings
+from tlrepro.methods.two_stream import Joint, flat_gradient
+from tlrepro.models.small import SmallVGG
+from tlrepro.plan import TRAINING_DEFAULTS
+from tlrepro.train import TensorSet, fit
+
+STREAMS = ("target", "source")
+
+
+def vectors(seed: int, n: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, generator=generator), torch.randn(n, generator=generator)
+
+
+def orthogonal_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    g_s, g_t = torch.zeros(6), torch.zeros(6)
+    g_s[:3] = torch.tensor([1.0, -2.0, 0.5])
+    g_t[3:] = torch.tensor([3.0, 1.0, -1.0])
+    return g_s, g_t
+
+
+def reference_coded(g_s: np.ndarray, g_t: np.ndarray) -> np.ndarray:
+    return g_s + g_t - (g_t @ g_s) / (np.linalg.norm(g_s) + EPS) ** 2 * g_s
+
+
+def reference_drawn(g_s, g_t, tau, max_steps, project):
+    """The paper's loop written plainly, with a Python break, in float64."""
+
+    def cos(a, b):
+        return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+
+    update, steps = g_s.copy(), 0
+    while steps < max_steps and cos(update, g_t) < tau:
+        update = update + g_t - (g_t @ update) / (update @ update + EPS) * update
+        steps += 1
+    if project:
+        update = (update @ g_t) / (g_t @ g_t + EPS) * g_t
+    return update, steps
+
+
+def test_coded_keeps_orthogonal_gradients_whole():
+    g_s, g_t = orthogonal_pair()
+    torch.testing.assert_close(gradmf_coded(g_s, g_t), g_s + g_t)
+
+
+def test_coded_drops_a_parallel_target_gradient():
+    g_s, _ = vectors(0)
+    for scale in (0.5, -3.0):
+        torch.testing.assert_close(gradmf_coded(g_s, scale * g_s), g_s, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_coded_matches_float64(seed: int):
+    g_s, g_t = vectors(seed)
+    expected = reference_coded(g_s.double().numpy(), g_t.double().numpy())
+    np.testing.assert_allclose(gradmf_coded(g_s, g_t).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(("tau", "max_steps"), [(0.5, 5), (0.9, 5), (0.99, 2), (0.999, 1)])
+@pytest.mark.parametrize("seed", range(4))
+def test_drawn_stops_when_aligned_or_at_the_step_limit(seed: int, tau: float, max_steps: int):
+    g_s, g_t = vectors(seed, 200)
+    g_s = g_s - 0.8 * g_t  # a conflicting pair, so that altering has work to do
+    update, steps = gradmf_drawn(g_s, g_t, tau, max_steps, project=False)
+    steps = int(steps)
+    assert 0 < steps <= max_steps
+    assert float(cosine(update, g_t)) >= tau or steps == max_steps
+    expected, expected_steps = reference_drawn(
+        g_s.double().numpy(), g_t.double().numpy(), tau, max_steps, project=False
+    )
+    assert steps == expected_steps
+    np.testing.assert_allclose(update.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_drawn_does_nothing_when_already_aligned():
+    g_s, g_t = vectors(1)
+    update, steps = gradmf_drawn(g_s, g_s + 0.01 * g_t, tau=0.9, max_steps=5, project=False)
+    assert int(steps) == 0
+    torch.testing.assert_close(update, g_s)
+
+
+def test_drawn_projection_is_collinear_with_the_target_gradient():
+    g_s, g_t = vectors(2)
+    update, _ = gradmf_drawn(g_s, g_t, tau=0.9, max_steps=5, project=True)
+    assert float(cosine(update, g_t)) == pytest.approx(1.0, abs=1e-5)
+    expected, _ = reference_drawn(g_s.double().numpy(), g_t.double().numpy(), 0.9, 5, True)
+    np.testing.assert_allclose(update.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_pcgrad_leaves_agreeing_gradients_alone():
+    g_s, g_t = vectors(3)
+    g_t = g_t + 2 * g_s  # positive dot product
+    assert float(g_s @ g_t) > 0
+    torch.testing.assert_close(pcgrad(g_s, g_t), g_s + g_t)
+
+
+def test_pcgrad_projects_both_sides_of_a_conflict():
+    g_s, g_t = vectors(4)
+    g_t = g_t - 2 * g_s
+    assert float(g_s @ g_t) < 0
+    s, t = g_s.double().numpy(), g_t.double().numpy()
+    expected = (s - (s @ t) / (t @ t) * t) + (t - (t @ s) / (s @ s) * s)
+    np.testing.assert_allclose(pcgrad(g_s, g_t).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def tiny_net(num_classes: int) -> SmallVGG:
+    return SmallVGG(num_classes, widths=(4, 8), convs_per_stage=1)
+
+
+class TwoGroupGradMF(GradMF):
+    """The head in its own optimiser group (as a user might, for a larger head lr)."""
+
+    def parameter_groups(self):
+        head = list(self.network.head.parameters())
+        others = [p for p in self.parameters() if all(p is not h for h in head)]
+        return [{"params": others}, {"params": head, "lr_scale": 10.0}]
+
+
+def make_batches(seed: int, classes: int = 3) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        name: (torch.randn(8, 3, 8, 8, generator=generator), torch.arange(8) % classes)
+        for name in STREAMS
+    }
+
+
+@pytest.mark.parametrize("shared_labels", [True, False])
+def test_every_parameter_of_every_group_receives_its_part_of_the_update(shared_labels: bool):
+    torch.manual_seed(0)
+    source_model = tiny_net(3)
+    method = TwoGroupGradMF(
+        tiny_net(3),
+        STREAMS,
+        resolve_settings("gradmf", {}),
+        source_model=source_model,
+        shared_labels=shared_labels,
+    )
+    assert (method.source_head is None) == shared_labels
+    if shared_labels:
+        torch.testing.assert_close(method.network.head.weight, source_model.head.weight)
+    reference = copy.deepcopy(method)  # same weights and running statistics
+    batches = make_batches(1)
+    stats = method.update(batches, step=0)
+
+    params = reference.trainable()
+    source_loss, target_loss, _ = reference.losses(batches)
+    expected = gradmf_coded(flat_gradient(source_loss, params), flat_gradient(target_loss, params))
+    got = torch.cat([p.grad.reshape(-1) for p in method.trainable()])
+    assert all(p.grad is not None for p in method.parameters())
+    assert len(method.trainable()) == len(list(method.parameters()))
+    torch.testing.assert_close(got, expected)
+    assert -1 <= float(stats["cos_source_target"]) <= 1
+
+
+def test_source_forward_leaves_the_running_statistics_to_the_target():
+    torch.manual_seed(0)
+    method = Joint(tiny_net(3), STREAMS, {}, source_model=tiny_net(5), shared_labels=False)
+    target_only = copy.deepcopy(method.network)
+    batches = make_batches(2)
+    method.update(batches, step=0)
+    target_only(batches["target"][0])
+    for got, want in zip(method.network.modules(), target_only.modules(), strict=True):
+        if isinstance(got, nn.BatchNorm2d):
+            torch.testing.assert_close(got.running_mean, want.running_mean)
+            torch.testing.assert_close(got.running_var, want.running_var)
+    assert method.source_head.weight.grad is not None
+    assert method.source_head.out_features == 5
+
+
+def test_the_trainer_logs_the_cosines(tmp_path):
+    torch.manual_seed(0)
+    method = GradMF(
+        tiny_net(2),
+        STREAMS,
+        resolve_settings("gradmf", {"variant": "drawn"}),
+        source_model=tiny_net(2),
+        shared_labels=True,
+    )
+
+    def data(seed: int) -> TensorSet:
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (32, 3, 8, 8), generator=generator, dtype=torch.uint8)
+        return TensorSet.create(images, torch.arange(32) % 2, [0.5] * 3, [0.25] * 3, "cpu")
+
+    training = {**TRAINING_DEFAULTS, "epochs": 2, "batch_size": 8, "steps_per_epoch": 3}
+    fit(
+        method,
+        {"target": data(0), "source": data(1)},
+        {"val": data(2), "test": data(3)},
+        training,
+        tmp_path,
+        seed=0,
+        fingerprint="f",
+        progress=False,
+    )
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2
+    for row in rows:
+        assert 0 <= float(row["altering_steps"]) <= 5
+        assert float(row["cos_update_target"]) == pytest.approx(1.0, abs=1e-4)  # projected
+        assert -1 <= float(row["cos_source_target"]) <= 1
+
+
+def test_settings_are_checked_against_the_registry():
+    with pytest.raises(KeyError, match="choose one of coded, drawn"):
+        resolve_settings("gradmf", {"variant": "codded"})
+    with pytest.raises(KeyError, match="must be a bool"):
+        resolve_settings("gradmf", {"project": 1})
+    assert resolve_settings("gradmf", {"tau": 1})["tau"] == 1
