@@ -38,6 +38,16 @@ def tiny_config() -> dict:
     return config
 
 
+def built_config() -> dict:
+    """The tiny config plus one two-stream method, so that the end-to-end tests cover a
+    source head, two samplers and the training-statistics figure."""
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["methods"]["gradmf"] = {
+        "settings": {"variant": "drawn"}
+    }
+    return config
+
+
 def make_workspace(root: Path, config: dict | None = None) -> Path:
     """A copy of the pipeline files (not results) with `config` as its config."""
     root.mkdir(parents=True, exist_ok=True)
@@ -69,14 +79,7 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny config plus gradmf, built once by `snakemake --cores 2` (copy it before
-    changing it)."""
-    config = tiny_config()
-    # One two-stream method too, so the end-to-end path covers a source head, two
-    # samplers and the training-statistics figure.
-    config["profiles"]["quick"]["groups"]["baselines"]["methods"]["gradmf"] = {
-        "settings": {"variant": "drawn"}
-    }
-    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", config)
+    """`built_config()` built once by `snakemake --cores 2` (copy it before changing it)."""
+    root = make_workspace(tmp_path_factory.mktemp("built") / "repo", built_config())
     run([str(BIN / "snakemake"), "--cores", "2", "results/tables.md"], root)
     return root

@@ -11,7 +11,7 @@ import pytest
 
 from tlrepro import io
 
-from .conftest import BIN, make_workspace, run, tiny_config
+from .conftest import BIN, built_config, make_workspace, run, tiny_config
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = str(BIN / "snakemake")
@@ -65,6 +65,7 @@ def test_forcerun_of_one_run_touches_only_that_run_and_the_tables(built, tmp_pat
         "results/tables.md",
         "results/tables.csv",
         "results/figures/baselines.png",
+        "results/figures/baselines-stats.png",
     }
     assert any(p.startswith(run_folder) for p in changed)
 
@@ -82,6 +83,6 @@ def test_named_targets_plan_only_their_runs(tmp_path):
 
 
 def test_one_core_gives_the_same_results_as_two(built, tmp_path):
-    root = make_workspace(tmp_path / "repo", tiny_config())
+    root = make_workspace(tmp_path / "repo", built_config())
     run([SNAKEMAKE, "--cores", "1", "results/tables.md"], root)
     assert accuracies(root) == accuracies(built)
