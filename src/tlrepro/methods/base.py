@@ -53,6 +53,11 @@ class Method(nn.Module):
     def after_step(self) -> None:
         """Called after every optimiser step (e.g. to project weights)."""
 
+    def artifacts(self) -> dict[str, Any]:
+        """JSON documents the runner writes into the run folder (file name -> payload),
+        e.g. which source layer fed which target layer; a method never writes files."""
+        return {}
+
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
         return self.network(x)

@@ -34,6 +34,7 @@ class MethodSpec:
 
 
 ERM = "tlrepro.methods.erm:ERM"
+TLVFC = "tlrepro.methods.tlvfc:TLVFC"
 
 METHODS: dict[str, MethodSpec] = {
     "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
@@ -50,6 +51,37 @@ METHODS: dict[str, MethodSpec] = {
         "random",
         selection="source_val",
         needs_shared_labels=True,
+    ),
+    # TLVFC (METHODS.md §2): the target network (the group's `model`) starts from He init,
+    # then weights from the source network of another architecture (`source_model`).
+    "he_init": MethodSpec(
+        TLVFC,
+        "He (Kaiming-normal) initialisation of the target network, trained on the target.",
+        ("target",),
+        "random",
+        settings={"transfer": "none", "crossover_p": 0.0},
+    ),
+    "dpiat": MethodSpec(
+        TLVFC,
+        "DPIAT: blocks, shape-score DP matching, clip transfer from the source network.",
+        ("target",),
+        "random",
+        uses_source_model=True,
+        settings={"transfer": "dpiat", "crossover_p": 0.0},
+    ),
+    "tlvfc": MethodSpec(
+        TLVFC,
+        "TLVFC: index-matched variance transfer, then feature crossover with the frozen "
+        "source network while training (transfer: none / crossover_p: 0 for the ablations).",
+        ("target",),
+        "random",
+        uses_source_model=True,
+        settings={
+            "transfer": "tlvfc",
+            "crossover_p": 0.1,
+            "keep": "interLeaved",
+            "overwrite": "random",
+        },
     ),
 }
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 MODELS: dict[str, str] = {
     "small_vgg": "tlrepro.models.small:SmallVGG",
     "small_resnet": "tlrepro.models.small:SmallResNet",
+    "small_resnet_deep": "tlrepro.models.small:small_resnet_deep",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
         for name in (
