@@ -9,7 +9,7 @@ from torch import nn
 
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.models.small import SmallVGG, small_resnet_deep
-from tlrepro.transfer import dpiat_transfer, tlvfc_transfer
+from tlrepro.transfer import _mean_std, dpiat_transfer, tlvfc_transfer
 from tlrepro.transfer.layer_transfer import (
     SELECTIONS,
     rank_positions,
@@ -179,6 +179,8 @@ def test_transferred_tensors_keep_shapes_and_the_reported_fractions(recipe):
             ("fc", "linear statistics"),
         ]
         assert torch.equal(after["fc.bias"], torch.zeros(7))
+        weight = source.fc.weight
+        assert _mean_std(weight) == pytest.approx((weight.mean().item(), weight.std().item()))
 
 
 def test_variance_transfer_grows_into_the_chosen_target_filters():
@@ -187,7 +189,7 @@ def test_variance_transfer_grows_into_the_chosen_target_filters():
     new, written = variance_transfer(source, target, "maxVar", "maxVar")
     filter_var = target.reshape(4, -1).var(dim=1, correction=0)
     rows = filter_var.argsort()[-2:].sort().values
-    assert written[:, 0, 0, 0].nonzero().flatten().tolist() == rows.tolist()
+    assert written[:, 0].nonzero().flatten().tolist() == rows.tolist()
     for src_row, row in enumerate(rows.tolist()):
         slice_var = target[row].reshape(3, -1).var(dim=1, correction=0)
         cols = slice_var.argsort()[-2:].sort().values

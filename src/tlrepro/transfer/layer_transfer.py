@@ -8,6 +8,7 @@ VGG16 -> ResNet-18 on a CPU); here that transfer takes milliseconds.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -62,10 +63,12 @@ def select(
 
 
 def _variance(x: Tensor, dims: int) -> Tensor:
-    """Population variance over the last `dims` dims (torch's `var` over kernel dims is
-    several times slower on these small, strided reductions)."""
-    flat = x.reshape(*x.shape[: x.dim() - dims], -1)
-    return (flat - flat.mean(dim=-1, keepdim=True)).square().mean(dim=-1)
+    """Population variance over the last `dims` dims, from the first two moments summed by
+    matrix-vector products (ten times faster than torch's `var` on these many short rows)."""
+    flat = x.reshape(-1, math.prod(x.shape[x.dim() - dims :]))
+    ones = torch.full((flat.shape[1],), 1.0 / flat.shape[1], dtype=x.dtype, device=x.device)
+    mean, mean_square = flat @ ones, flat.square() @ ones
+    return (mean_square - mean.square()).reshape(x.shape[: x.dim() - dims])
 
 
 def resize_kernel(weight: Tensor, size: tuple[int, int]) -> Tensor:
@@ -100,7 +103,7 @@ def variance_transfer(
     `overwrite`-selected positions of the target's own (He-initialised) filters,
     ranked by their variance. Kept filters stay in source order (the release
     shuffles them at random afterwards, which only loses that order).
-    Returns the new tensor and the (o2, i2, k2, k2) mask of entries from the source.
+    Returns the new tensor and the (o2, i2) mask of its kernels that came from the source.
     """
     if source.dim() != 4 or target.dim() != 4:
         raise ValueError(
@@ -109,25 +112,27 @@ def variance_transfer(
     out_s, in_s = source.shape[:2]
     out_t, in_t = target.shape[:2]
     src = resize_kernel(source.to(target.device, target.dtype), tuple(target.shape[2:]))
+    size = target.shape[2:]
+    if out_s > out_t:
+        src = src[select(_variance(src, 3), out_t, keep, generator)]
+    if in_s > in_t:
+        cols = select(_variance(src, 2), in_t, keep, generator)
+        src = src.gather(1, cols[:, :, None, None].expand(-1, -1, *size))
+    if out_s >= out_t and in_s >= in_t:  # every target kernel comes from the source
+        return src, torch.ones(out_t, in_t, dtype=torch.bool, device=target.device)
     new = target.clone()
     written = torch.zeros(out_t, in_t, dtype=torch.bool, device=target.device)
-    if out_s >= out_t:
-        src = src[select(_variance(src, 3), out_t, keep, generator)]
-        rows = torch.arange(out_t, device=target.device)
-    else:
+    rows = torch.arange(out_t, device=target.device)
+    if out_s < out_t:
         rows = select(_variance(target, 3), out_s, overwrite, generator)
-    block = new[rows]
-    size = target.shape[2:]
     if in_s >= in_t:
-        cols = select(_variance(src, 2), in_t, keep, generator)
-        block = src.gather(1, cols[:, :, None, None].expand(-1, -1, *size))
+        new[rows] = src
         written[rows] = True
     else:
-        cols = select(_variance(block, 2), in_s, overwrite, generator)
-        block = block.scatter(1, cols[:, :, None, None].expand(-1, -1, *size), src)
+        cols = select(_variance(new[rows], 2), in_s, overwrite, generator)
+        new[rows] = new[rows].scatter(1, cols[:, :, None, None].expand(-1, -1, *size), src)
         written[rows[:, None], cols] = True
-    new[rows] = block
-    return new, written[:, :, None, None].expand_as(new)
+    return new, written
 
 
 def clip_transfer(source: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
