@@ -103,7 +103,8 @@ def variance_transfer(
     `overwrite`-selected positions of the target's own (He-initialised) filters,
     ranked by their variance. Kept filters stay in source order (the release
     shuffles them at random afterwards, which only loses that order).
-    Returns the new tensor and the (o2, i2) mask of its kernels that came from the source.
+    Returns the new tensor (which may share memory with `source`: copy it into the
+    target) and the (o2, i2) mask of its kernels that came from the source.
     """
     if source.dim() != 4 or target.dim() != 4:
         raise ValueError(
