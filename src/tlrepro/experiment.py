@@ -216,6 +216,8 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         source_model=load_source_model(job, device) if spec.uses_source_model else None,
         shared_labels=shares_labels(job.task),
     ).to(device, memory_format=CHANNELS_LAST)
+    for name, payload in method.artifacts().items():
+        io.write_json(job.folder / name, payload)
 
     target_index = None
     if job.target_train_per_class is not None or job.target_train_fraction is not None:

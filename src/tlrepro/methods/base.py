@@ -53,17 +53,26 @@ class Method(nn.Module):
     def after_step(self) -> None:
         """Called after every optimiser step (e.g. to project weights)."""
 
+    def artifacts(self) -> dict[str, Any]:
+        """JSON documents the runner writes into the run folder (file name -> payload),
+        e.g. which source layer fed which target layer; a method never writes files."""
+        return {}
+
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
         return self.network(x)
 
-    def supervised_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-        """Cross-entropy on one labelled batch, backward included: the building block of ERM."""
-        logits = self.network(x)
+    def scored(self, logits: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The cross-entropy of one labelled batch and the step statistics the trainer logs."""
         loss = self.criterion(logits, y)
-        loss.backward()
-        return {
+        return loss, {
             "loss": loss.detach(),
             "correct": (logits.argmax(1) == y).sum(),
             "count": torch.tensor(len(y), device=y.device),
         }
+
+    def supervised_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Cross-entropy on one labelled batch, backward included: the building block of ERM."""
+        loss, stats = self.scored(self.network(x), y)
+        loss.backward()
+        return stats

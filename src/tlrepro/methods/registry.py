@@ -37,6 +37,14 @@ class MethodSpec:
 
 
 ERM = "tlrepro.methods.erm:ERM"
+TLVFC = "tlrepro.methods.tlvfc:TLVFC"
+TLVFC_CHOICES: dict[str, tuple[str, ...]] = {
+    "transfer": ("none", "tlvfc", "dpiat"),
+    # tlrepro.transfer.layer_transfer.SELECTIONS (a test keeps the two equal; this module
+    # stays free of torch)
+    "keep": ("maxVar", "minVar", "twoTailed", "interLeaved", "random"),
+    "overwrite": ("maxVar", "minVar", "twoTailed", "interLeaved", "random"),
+}
 
 METHODS: dict[str, MethodSpec] = {
     "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
@@ -79,6 +87,40 @@ METHODS: dict[str, MethodSpec] = {
         uses_source_model=True,
         settings={"variant": "coded", "tau": 0.9, "max_steps": 5, "project": True},
         choices={"variant": ("coded", "drawn")},
+    ),
+    # TLVFC (METHODS.md §2): the target network (the group's `model`) starts from He init,
+    # then weights from the source network of another architecture (`source_model`).
+    "he_init": MethodSpec(
+        TLVFC,
+        "He (Kaiming-normal) initialisation of the target network, trained on the target.",
+        ("target",),
+        "random",
+        settings={"transfer": "none", "crossover_p": 0.0},
+        choices=TLVFC_CHOICES,
+    ),
+    "dpiat": MethodSpec(
+        TLVFC,
+        "DPIAT: blocks, shape-score DP matching, clip transfer from the source network.",
+        ("target",),
+        "random",
+        uses_source_model=True,
+        settings={"transfer": "dpiat", "crossover_p": 0.0},
+        choices=TLVFC_CHOICES,
+    ),
+    "tlvfc": MethodSpec(
+        TLVFC,
+        "TLVFC: index-matched variance transfer, then feature crossover with the frozen "
+        "source network while training (transfer: none / crossover_p: 0 for the ablations).",
+        ("target",),
+        "random",
+        uses_source_model=True,
+        settings={
+            "transfer": "tlvfc",
+            "crossover_p": 0.1,
+            "keep": "interLeaved",
+            "overwrite": "random",
+        },
+        choices=TLVFC_CHOICES,
     ),
 }
 

@@ -75,13 +75,7 @@ class Joint(Method):
         x_t, y_t = batches["target"]
         with running_stats_frozen(self.network):
             source_loss = self.criterion(self.source_logits(x_s), y_s)
-        target_logits = self.network(x_t)
-        target_loss = self.criterion(target_logits, y_t)
-        stats = {
-            "loss": target_loss.detach(),
-            "correct": (target_logits.argmax(1) == y_t).sum(),
-            "count": torch.tensor(len(y_t), device=y_t.device),
-        }
+        target_loss, stats = self.scored(self.network(x_t), y_t)
         return source_loss, target_loss, stats
 
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:

@@ -19,6 +19,7 @@ MODELS: dict[str, str] = {
     "small_resnet": "tlrepro.models.small:SmallResNet",
     "lenet": "tlrepro.models.small:LeNet",
     "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
+    "small_resnet_deep": "tlrepro.models.small:small_resnet_deep",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
         for name in (

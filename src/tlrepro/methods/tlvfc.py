@@ -1,0 +1,101 @@
+"""TLVFC (AICI 2024) and its baselines: He init, DPIAT, and TLVFC's ablations.
+
+One class, variants as settings: `transfer` (none | tlvfc | dpiat) sets how the
+target network starts, from He initialisation and then weights carried over
+from the source network of another architecture; `crossover_p` > 0 turns on
+feature crossover while training: with probability p each of the first
+min(d_t, d_s) penultimate features of the target is replaced by the frozen
+source network's before the classifier. Evaluation uses the target alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from tlrepro.methods.base import Batches, Method
+from tlrepro.methods.registry import TLVFC_CHOICES
+from tlrepro.models.base import Classifier
+from tlrepro.transfer import TransferReport, dpiat_transfer, tlvfc_transfer
+from tlrepro.transfer.layer_transfer import SELECTIONS
+
+TRANSFERS = TLVFC_CHOICES["transfer"]
+REPORT_FILE = "transfer_report.json"
+
+
+def he_init(network: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convs and unit BatchNorm, as torchvision's ResNets:
+    the He-init baseline, and the filters TLVFC ranks when a target layer is wider."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+class TLVFC(Method):
+    def __init__(
+        self,
+        network: Classifier,
+        streams: tuple[str, ...],
+        settings: dict[str, Any],
+        label_smoothing: float = 0.0,
+        source_model: Classifier | None = None,
+        shared_labels: bool = False,
+    ):
+        super().__init__(network, streams, settings, label_smoothing, source_model, shared_labels)
+        transfer = settings["transfer"]
+        self.p = float(settings["crossover_p"])
+        keep = settings.get("keep", "interLeaved")
+        overwrite = settings.get("overwrite", "random")
+        if transfer not in TRANSFERS:
+            raise ValueError(f"transfer must be one of {', '.join(TRANSFERS)}, not {transfer!r}")
+        if not 0.0 <= self.p < 1.0:
+            raise ValueError(f"crossover_p must be in [0, 1), not {self.p}")
+        for name, mode in (("keep", keep), ("overwrite", overwrite)):
+            if mode not in SELECTIONS:
+                raise ValueError(f"{name} must be one of {', '.join(SELECTIONS)}, not {mode!r}")
+        if (transfer != "none" or self.p > 0) and source_model is None:
+            raise ValueError(
+                "transfer and crossover need the source network; register the method "
+                "with uses_source_model=True"
+            )
+        he_init(network)
+        self.report: TransferReport | None = None
+        if transfer == "tlvfc":
+            self.report = tlvfc_transfer(source_model, network, keep, overwrite)
+        elif transfer == "dpiat":
+            self.report = dpiat_transfer(source_model, network)
+        # Held outside the module tree: no optimiser group, no checkpoint copy, and the
+        # trainer's train()/eval() never switches its BatchNorm to batch statistics.
+        self._support: tuple[Classifier, ...] = ()
+        if self.p > 0:
+            assert source_model is not None
+            self._support = (source_model.eval().requires_grad_(False),)
+
+    def artifacts(self) -> dict[str, Any]:
+        return {REPORT_FILE: self.report.to_json()} if self.report is not None else {}
+
+    def crossed_features(self, x: Tensor) -> Tensor:
+        """Target features with a random p-share of the first min(d_t, d_s) dims taken
+        from the frozen source network (one mask per step, shared by the batch)."""
+        features = self.network.features(x)
+        if not (self.training and self._support):
+            return features
+        with torch.no_grad():
+            source = self._support[0].features(x)
+        d = min(features.shape[1], source.shape[1])
+        mask = torch.rand(d, device=x.device) < self.p
+        mixed = torch.where(mask, source[:, :d].to(features.dtype), features[:, :d])
+        return torch.cat([mixed, features[:, d:]], dim=1)
+
+    def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
+        x, y = batches["target"]
+        loss, stats = self.scored(self.network.head(self.crossed_features(x)), y)
+        loss.backward()
+        return stats
