@@ -101,3 +101,39 @@ def test_snakemake_refuses_overrides_the_cli_would_not_see(tmp_path):
     )
     assert result.returncode != 0 and "--configfile" in result.stdout + result.stderr
     assert yaml.safe_load((root / "config" / "config.yaml").read_text())["profile"] == "quick"
+
+
+def zoo_group(methods: dict) -> dict:
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"] = {
+        "zoo": {
+            "model": "small_resnet",
+            "source_model": "vgg16_imagenet",
+            "source_weights": "model",
+            "tasks": ["imagenet-to-digits_uci"],  # imagenet is named, never prepared
+            "seeds": [0],
+            "methods": methods,
+        }
+    }
+    return config
+
+
+def test_a_model_zoo_source_plans_no_pretraining_and_no_source_data():
+    config = zoo_group({"tlvfc": {}, "he_init": {}})
+    check(config)
+    plan = build_plan(config)
+    assert not plan.pretrains
+    assert plan.needed_datasets() == ["digits_uci"]
+    by_method = {run.method: run for run in plan.runs}
+    assert by_method["tlvfc"].zoo_source_model == "vgg16_imagenet"
+    assert by_method["he_init"].zoo_source_model is None
+
+
+def test_a_model_zoo_source_refuses_what_it_cannot_provide():
+    config = zoo_group({"tlvfc": {}})
+    config["profiles"]["quick"]["groups"]["zoo"]["source_model"] = "small_vgg"
+    with pytest.raises(ConfigError, match="brings its own weights"):
+        check(config)
+    for method in ("finetune", "joint"):
+        with pytest.raises(KeyError, match="source_weights: model"):
+            build_plan(zoo_group({method: {}}))

@@ -57,7 +57,7 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
     """Everything the profile names must exist in a registry, and tasks use configured datasets."""
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS, resolve_settings
-    from tlrepro.models.registry import MODELS
+    from tlrepro.models.registry import MODELS, PRETRAINED_MODELS
 
     profiles = config["profiles"]
     if profile_name not in profiles:
@@ -82,8 +82,17 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
                     f"at '{where}.{model_key}': unknown model {group[model_key]!r}; "
                     f"known models: {', '.join(sorted(MODELS))}"
                 )
+        zoo_source = group.get("source_weights") == "model"
+        if zoo_source and group.get("source_model") not in PRETRAINED_MODELS:
+            problems.append(
+                f"at '{where}.source_model': source_weights: model needs a model that brings "
+                f"its own weights; choose one of {', '.join(sorted(PRETRAINED_MODELS))}"
+            )
         for task in group["tasks"]:
+            source, _, _ = task.partition("-to-")
             for dataset in task.split("-to-"):
+                if zoo_source and dataset == source and dataset in DATASETS:
+                    continue  # only named: the weights come from the model zoo
                 if dataset not in profile["datasets"]:
                     hint = (
                         "it is not in the registry"

@@ -178,7 +178,10 @@ def initialise_from_source(network: Classifier, checkpoint: Path) -> None:
 
 
 def load_source_model(job: RunJob, device: torch.device) -> Classifier:
-    """The source-pretrained network with its own head, as the pretraining run left it."""
+    """The source network with its own head: as the pretraining run left it, or as the
+    model zoo ships it (`source_weights: model`)."""
+    if job.zoo_source_model is not None:
+        return build_model(job.zoo_source_model, None).to(device, memory_format=CHANNELS_LAST)
     assert job.pretrain is not None
     state = io.load_tensors(job.pretrain.checkpoint)
     network = build_model(job.pretrain.model, state["head.weight"].shape[0])

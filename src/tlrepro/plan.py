@@ -135,6 +135,8 @@ class RunJob:
     target_train_per_class: int | None
     target_train_fraction: float | None
     pretrain: PretrainJob | None = None
+    zoo_source_model: str | None = None
+    """The source net when it comes with its own weights (`source_weights: model`)."""
 
     @property
     def spec(self) -> MethodSpec:
@@ -177,6 +179,7 @@ class RunJob:
             "settings": self.settings,
             "target_train_per_class": self.target_train_per_class,
             "target_train_fraction": self.target_train_fraction,
+            "zoo_source_model": self.zoo_source_model,
         }
 
 
@@ -254,6 +257,24 @@ def _source_model(group_name: str, group: dict[str, Any], method_key: str, spec:
     return source_model
 
 
+def _zoo_source_model(
+    group_name: str, group: dict[str, Any], method_key: str, spec: MethodSpec
+) -> str:
+    where = f"group {group_name!r}, method {method_key!r}"
+    if spec.init == "source":
+        raise PlanError(
+            f"{where}: starts from a pipeline-pretrained checkpoint, which a group with "
+            "source_weights: model does not make; to fine-tune zoo weights, make the zoo "
+            "entry the group's `model` and use scratch"
+        )
+    if "source" in spec.streams or spec.selection == "source_val":
+        raise PlanError(
+            f"{where}: reads the source dataset, which a group with source_weights: model "
+            "only names"
+        )
+    return group["source_model"]
+
+
 def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
     """Enumerate every run of the active profile (config already validated)."""
     profile_name = profile or config["profile"]
@@ -274,8 +295,12 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                 task = Task.parse(task_name)
                 if spec.needs_shared_labels and not shares_labels(task):
                     continue
-                pretrain = None
-                if spec.init == "source" or spec.uses_source_model:
+                pretrain, zoo_source_model = None, None
+                if group.get("source_weights") == "model" and (
+                    spec.init == "source" or spec.uses_source_model
+                ):
+                    zoo_source_model = _zoo_source_model(group_name, group, method_key, spec)
+                elif spec.init == "source" or spec.uses_source_model:
                     source_model = _source_model(group_name, group, method_key, spec)
                     pretrain = plan.pretrains.setdefault(
                         (source_model, task.source),
@@ -303,6 +328,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             group.get("target_train_per_class"),
                             group.get("target_train_fraction"),
                             pretrain,
+                            zoo_source_model,
                         )
                     )
     return plan

@@ -72,6 +72,11 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     ),
     # paper profile: downloaded (torchvision) or fetched by URL + sha256
+    "imagenet": DatasetSpec(
+        "tlrepro.data.torchvision_sets:imagenet_is_not_prepared",
+        "imagenet1k",
+        "ImageNet-1k: only named, as the source of model-zoo weights (source_weights: model).",
+    ),
     "mnist": DatasetSpec(_TV, "digits10", "MNIST (torchvision).", DIGITS, {"name": "MNIST"}),
     "svhn": DatasetSpec(
         _TV, "digits10", "SVHN cropped digits (torchvision).", DIGITS, {"name": "SVHN"}

@@ -64,3 +64,10 @@ def build(options: dict[str, Any], image_size: int, raw_root: Path, name: str) -
     if name in DIGIT_SETS:
         classes = DIGITS
     return RawSplits(tuple(classes), splits, notes={"source": f"torchvision.datasets.{name}"})
+
+
+def imagenet_is_not_prepared(**_: Any) -> RawSplits:
+    raise ValueError(
+        "ImageNet is not prepared by this pipeline: it appears only as the source of "
+        "model-zoo weights (a group with source_weights: model); no job should read it"
+    )

@@ -18,7 +18,6 @@ MODELS: dict[str, str] = {
     "small_vgg": "tlrepro.models.small:SmallVGG",
     "small_resnet": "tlrepro.models.small:SmallResNet",
     "lenet": "tlrepro.models.small:LeNet",
-    "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
     "small_resnet_deep": "tlrepro.models.small:small_resnet_deep",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
@@ -38,5 +37,17 @@ MODELS: dict[str, str] = {
 }
 
 
-def build_model(name: str, num_classes: int, **options: Any) -> Classifier:
+# Model-zoo entries: they bring their own weights (torchvision's weights API, which
+# downloads and checks them), and with `num_classes=None` their own pretrained head.
+PRETRAINED_MODELS: dict[str, str] = {
+    "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
+    "vgg16_imagenet": "tlrepro.models.torchvision_nets:vgg16_imagenet",
+}
+MODELS.update(PRETRAINED_MODELS)
+
+
+def build_model(name: str, num_classes: int | None, **options: Any) -> Classifier:
+    """`num_classes=None` keeps a model-zoo entry's pretrained head (as a source model)."""
+    if num_classes is None and name not in PRETRAINED_MODELS:
+        raise ValueError(f"model {name!r} has no pretrained head; give it a number of classes")
     return load_object(lookup(MODELS, "model", name))(num_classes=num_classes, **options)

@@ -14,14 +14,19 @@ from torch import Tensor, nn
 from tlrepro.models.base import Classifier
 
 
+def _head(last: nn.Linear, num_classes: int | None) -> nn.Linear:
+    """A new head, or with `num_classes=None` the pretrained one (a model-zoo source net)."""
+    return last if num_classes is None else nn.Linear(last.in_features, num_classes)
+
+
 class TorchvisionResNet(Classifier):
-    def __init__(self, arch: str, num_classes: int, weights: str | None = None):
+    def __init__(self, arch: str, num_classes: int | None, weights: str | None = None):
         super().__init__()
         net = getattr(torchvision.models, arch)(weights=weights)
         self.feature_dim = net.fc.in_features
+        self.head = _head(net.fc, num_classes)
         net.fc = nn.Identity()
         self.body = net
-        self.head = nn.Linear(self.feature_dim, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -30,14 +35,14 @@ class TorchvisionResNet(Classifier):
 class TorchvisionVGG(Classifier):
     """VGG with its two hidden fully connected layers kept in `features`."""
 
-    def __init__(self, arch: str, num_classes: int, weights: str | None = None):
+    def __init__(self, arch: str, num_classes: int | None, weights: str | None = None):
         super().__init__()
         net = getattr(torchvision.models, arch)(weights=weights)
         last = net.classifier[-1]
         self.feature_dim = last.in_features
+        self.head = _head(last, num_classes)
         net.classifier = net.classifier[:-1]
         self.body = net
-        self.head = nn.Linear(self.feature_dim, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -52,5 +57,6 @@ resnet152 = partial(TorchvisionResNet, "resnet152")
 vgg11_bn = partial(TorchvisionVGG, "vgg11_bn")
 vgg16 = partial(TorchvisionVGG, "vgg16")
 vgg16_bn = partial(TorchvisionVGG, "vgg16_bn")
+vgg16_imagenet = partial(TorchvisionVGG, "vgg16", weights="IMAGENET1K_V1")
 vgg19 = partial(TorchvisionVGG, "vgg19")
 vgg19_bn = partial(TorchvisionVGG, "vgg19_bn")
