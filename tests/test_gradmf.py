@@ -11,15 +11,41 @@ import pytest
 import torch
 from torch import nn
 
-from tlrepro.methods.gradient_algebra import EPS, cosine, gradmf_coded, gradmf_drawn, pcgrad
+from tlrepro.methods import gradient_algebra
+from tlrepro.methods.gradient_algebra import EPS
 from tlrepro.methods.gradmf import GradMF
 from tlrepro.methods.registry import resolve_settings
-from tlrepro.methods.two_stream import Joint, flat_gradient
+from tlrepro.methods.two_stream import Joint
 from tlrepro.models.small import SmallVGG
 from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import TensorSet, fit
 
 STREAMS = ("target", "source")
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def apply(rule, g_s: torch.Tensor, g_t: torch.Tensor, **settings) -> torch.Tensor:
+    """G (and drawn's step count) as the methods form it: Gram matrix, coefficients, combine."""
+    grads = torch.stack([g_s, g_t])
+    result = rule(gradient_algebra.gram(grads), **settings)
+    coefficients, steps = result if isinstance(result, tuple) else (result, None)
+    update = gradient_algebra.combine(grads, coefficients)
+    return update if steps is None else (update, steps)
+
+
+def gradmf_coded(g_s, g_t):
+    return apply(gradient_algebra.coded, g_s, g_t)
+
+
+def gradmf_drawn(g_s, g_t, tau, max_steps, project):
+    return apply(gradient_algebra.drawn, g_s, g_t, tau=tau, max_steps=max_steps, project=project)
+
+
+def pcgrad(g_s, g_t):
+    return apply(gradient_algebra.pcgrad, g_s, g_t)
 
 
 def vectors(seed: int, n: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,7 +105,7 @@ def test_drawn_stops_when_aligned_or_at_the_step_limit(seed: int, tau: float, ma
     update, steps = gradmf_drawn(g_s, g_t, tau, max_steps, project=False)
     steps = int(steps)
     assert 0 < steps <= max_steps
-    assert float(cosine(update, g_t)) >= tau or steps == max_steps
+    assert cosine(update, g_t) >= tau or steps == max_steps
     expected, expected_steps = reference_drawn(
         g_s.double().numpy(), g_t.double().numpy(), tau, max_steps, project=False
     )
@@ -97,7 +123,7 @@ def test_drawn_does_nothing_when_already_aligned():
 def test_drawn_projection_is_collinear_with_the_target_gradient():
     g_s, g_t = vectors(2)
     update, _ = gradmf_drawn(g_s, g_t, tau=0.9, max_steps=5, project=True)
-    assert float(cosine(update, g_t)) == pytest.approx(1.0, abs=1e-5)
+    assert cosine(update, g_t) == pytest.approx(1.0, abs=1e-5)
     expected, _ = reference_drawn(g_s.double().numpy(), g_t.double().numpy(), 0.9, 5, True)
     np.testing.assert_allclose(update.numpy(), expected, rtol=1e-4, atol=1e-5)
 
@@ -139,8 +165,17 @@ def make_batches(seed: int, classes: int = 3) -> dict[str, tuple[torch.Tensor, t
     }
 
 
+def logical_gradient(loss: torch.Tensor, params: list) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    pairs = zip(grads, params, strict=True)
+    return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in pairs])
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("shared_labels", [True, False])
-def test_every_parameter_of_every_group_receives_its_part_of_the_update(shared_labels: bool):
+def test_every_parameter_of_every_group_receives_its_part_of_the_update(
+    shared_labels: bool, memory_format: torch.memory_format
+):
     torch.manual_seed(0)
     source_model = tiny_net(3)
     method = TwoGroupGradMF(
@@ -149,7 +184,7 @@ def test_every_parameter_of_every_group_receives_its_part_of_the_update(shared_l
         resolve_settings("gradmf", {}),
         source_model=source_model,
         shared_labels=shared_labels,
-    )
+    ).to(memory_format=memory_format)
     assert (method.source_head is None) == shared_labels
     if shared_labels:
         torch.testing.assert_close(method.network.head.weight, source_model.head.weight)
@@ -159,12 +194,17 @@ def test_every_parameter_of_every_group_receives_its_part_of_the_update(shared_l
 
     params = reference.trainable()
     source_loss, target_loss, _ = reference.losses(batches)
-    expected = gradmf_coded(flat_gradient(source_loss, params), flat_gradient(target_loss, params))
+    g_s, g_t = logical_gradient(source_loss, params), logical_gradient(target_loss, params)
+    expected = gradmf_coded(g_s, g_t)
     got = torch.cat([p.grad.reshape(-1) for p in method.trainable()])
+    for param in method.trainable():  # the optimiser gets gradients laid out like the weights
+        assert param.grad.stride() == param.stride()
     assert all(p.grad is not None for p in method.parameters())
     assert len(method.trainable()) == len(list(method.parameters()))
     torch.testing.assert_close(got, expected)
-    assert -1 <= float(stats["cos_source_target"]) <= 1
+    assert float(stats["cos_source_target"]) == pytest.approx(cosine(g_s, g_t), abs=1e-5)
+    assert float(stats["cos_update_target"]) == pytest.approx(cosine(expected, g_t), abs=1e-5)
+    assert float(stats["cos_update_source"]) == pytest.approx(cosine(expected, g_s), abs=1e-5)
 
 
 def test_source_forward_leaves_the_running_statistics_to_the_target():

@@ -1,9 +1,12 @@
-"""Combining a source and a target gradient, as flat vectors, without leaving the device.
+"""Combining a source and a target gradient without leaving the device, in O(1) vector passes.
 
-Every function takes the whole-model gradients `g_s` (source loss) and `g_t`
-(target loss) as 1-D tensors and returns the update direction `G`. Conditions
-("only on conflict", "until aligned") are tensor masks, never Python branches on
-values, so a training step never waits for the device.
+Every rule here (GradMF's both variants, PCGrad) returns a G that lies in the plane
+of g_s and g_t: each step only adds multiples of g_t and of the current G. So G is
+kept as two coefficients, G = a g_s + b g_t, and all the dot products and norms
+the rules need come from the 2x2 Gram matrix of (g_s, g_t): one pass over the
+gradients for the Gram matrix and one to form G, however many altering steps
+`drawn` takes. Conditions ("only on conflict", "until aligned") are tensor masks,
+never Python branches on values, so a training step never waits for the device.
 """
 
 from __future__ import annotations
@@ -15,52 +18,74 @@ EPS = 1e-5
 """The release's epsilon in GradMF's projection."""
 
 
-def cosine(a: Tensor, b: Tensor) -> Tensor:
-    return torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
+def gram(grads: Tensor) -> Tensor:
+    """[[g_s.g_s, g_s.g_t], [g_t.g_s, g_t.g_t]] of the (2, N) stack (g_s, g_t)."""
+    return grads @ grads.T
 
 
-def gradmf_coded(g_s: Tensor, g_t: Tensor, eps: float = EPS) -> Tensor:
+def dots(gram_matrix: Tensor, coefficients: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(G.g_s, G.g_t, G.G) for G = a g_s + b g_t."""
+    with_grads = gram_matrix @ coefficients
+    return with_grads[0], with_grads[1], coefficients @ with_grads
+
+
+def cosines(gram_matrix: Tensor, coefficients: Tensor) -> dict[str, Tensor]:
+    """cos(g_s, g_t) before combining, cos(G, g_t) and cos(G, g_s) after."""
+    source, target, update = dots(gram_matrix, coefficients)
+    norm_s, norm_t = gram_matrix.diagonal().sqrt()
+    norm_update = update.clamp_min(0).sqrt()
+    return {
+        "cos_source_target": gram_matrix[0, 1] / (norm_s * norm_t).clamp_min(1e-12),
+        "cos_update_target": target / (norm_update * norm_t).clamp_min(1e-12),
+        "cos_update_source": source / (norm_update * norm_s).clamp_min(1e-12),
+    }
+
+
+def coded(gram_matrix: Tensor, eps: float = EPS) -> Tensor:
     """GradMF as released: keep g_s, add the part of g_t orthogonal to it (always, no test).
 
     G = g_s + g_t - (g_t.g_s / (||g_s|| + eps)^2) g_s
     """
-    coefficient = torch.dot(g_t, g_s) / (g_s.norm() + eps) ** 2
-    return g_s * (1 - coefficient) + g_t
+    source_sq, cross = gram_matrix[0, 0], gram_matrix[0, 1]
+    a = 1 - cross / (source_sq.sqrt() + eps) ** 2
+    return torch.stack([a, torch.ones_like(a)])
 
 
-def gradmf_drawn(
-    g_s: Tensor,
-    g_t: Tensor,
-    tau: float,
-    max_steps: int,
-    project: bool,
-    eps: float = EPS,
+def drawn(
+    gram_matrix: Tensor, tau: float, max_steps: int, project: bool, eps: float = EPS
 ) -> tuple[Tensor, Tensor]:
     """GradMF as the paper's figure draws it: progressive altering, then optional projection.
 
     Starting from G = g_s, repeat G <- G + g_t - (g_t.G / (||G||^2 + eps)) G while
     cos(G, g_t) < tau, at most `max_steps` times; with `project`, finally replace G by
-    its projection onto g_t. Returns G and the number of altering steps taken (a
-    device tensor). All `max_steps` candidates are computed; a step that is not
-    needed is masked out, which keeps the loop free of host synchronisation.
+    its projection onto g_t. Returns G's coefficients and the number of altering
+    steps taken (a device tensor); a step that is not needed is masked out.
     """
-    update = g_s
-    steps = torch.zeros((), dtype=torch.long, device=g_s.device)
+    target_sq = gram_matrix[1, 1]
+    coefficients = torch.stack([torch.ones_like(target_sq), torch.zeros_like(target_sq)])
+    steps = torch.zeros((), dtype=torch.long, device=gram_matrix.device)
+    toward_target = torch.stack([torch.zeros_like(target_sq), torch.ones_like(target_sq)])
     for _ in range(max_steps):
-        pending = cosine(update, g_t) < tau
-        altered = update + g_t - (torch.dot(g_t, update) / (update.norm() ** 2 + eps)) * update
-        update = torch.where(pending, altered, update)
+        _, along_target, update_sq = dots(gram_matrix, coefficients)
+        cosine = along_target / (update_sq.clamp_min(0).sqrt() * target_sq.sqrt()).clamp_min(1e-12)
+        pending = cosine < tau
+        altered = coefficients * (1 - along_target / (update_sq + eps)) + toward_target
+        coefficients = torch.where(pending, altered, coefficients)
         steps = steps + pending.long()
     if project:
-        update = (torch.dot(update, g_t) / (g_t.norm() ** 2 + eps)) * g_t
-    return update, steps
+        _, along_target, _ = dots(gram_matrix, coefficients)
+        coefficients = toward_target * (along_target / (target_sq + eps))
+    return coefficients, steps
 
 
-def pcgrad(g_s: Tensor, g_t: Tensor, eps: float = EPS) -> Tensor:
+def pcgrad(gram_matrix: Tensor, eps: float = EPS) -> Tensor:
     """PCGrad for two tasks: when g_s.g_t < 0, each gradient loses its component along the
     other (symmetric projection, Yu et al. 2020); otherwise G = g_s + g_t."""
-    dot = torch.dot(g_s, g_t)
-    conflict = torch.where(dot < 0, dot, torch.zeros_like(dot))
-    return g_s * (1 - conflict / (g_s.norm() ** 2 + eps)) + g_t * (
-        1 - conflict / (g_t.norm() ** 2 + eps)
-    )
+    cross = gram_matrix[0, 1]
+    conflict = torch.where(cross < 0, cross, torch.zeros_like(cross))
+    return 1 - conflict / (gram_matrix.diagonal() + eps)
+
+
+def combine(grads: Tensor, coefficients: Tensor) -> Tensor:
+    """G = a g_s + b g_t from the (2, N) stack: the one full-length pass that forms G."""
+    return coefficients @ grads

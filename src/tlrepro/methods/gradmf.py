@@ -10,6 +10,7 @@ first parameter group, the update here reaches every trainable parameter.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from tlrepro.methods import gradient_algebra
@@ -19,15 +20,14 @@ from tlrepro.methods.two_stream import SeparateGradients
 class GradMF(SeparateGradients):
     extra_stats = (*SeparateGradients.extra_stats, "altering_steps")
 
-    def combine(self, g_s: Tensor, g_t: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def coefficients(self, gram_matrix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         if self.settings["variant"] == "coded":
-            update = gradient_algebra.gradmf_coded(g_s, g_t)
-            return update, {"altering_steps": g_s.new_ones(())}
-        update, steps = gradient_algebra.gradmf_drawn(
-            g_s,
-            g_t,
+            coefficients = gradient_algebra.coded(gram_matrix)
+            return coefficients, {"altering_steps": torch.ones_like(coefficients[0])}
+        coefficients, steps = gradient_algebra.drawn(
+            gram_matrix,
             tau=self.settings["tau"],
             max_steps=self.settings["max_steps"],
             project=self.settings["project"],
         )
-        return update, {"altering_steps": steps.float()}
+        return coefficients, {"altering_steps": steps.float()}

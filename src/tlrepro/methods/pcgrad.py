@@ -9,5 +9,5 @@ from tlrepro.methods.two_stream import SeparateGradients
 
 
 class PCGrad(SeparateGradients):
-    def combine(self, g_s: Tensor, g_t: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        return gradient_algebra.pcgrad(g_s, g_t), {}
+    def coefficients(self, gram_matrix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        return gradient_algebra.pcgrad(gram_matrix), {}

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from tlrepro.methods import gradient_algebra
 from tlrepro.methods.base import Batches, Method
 from tlrepro.models.base import Classifier
 
@@ -85,11 +86,12 @@ class Joint(Method):
 
 
 class SeparateGradients(Joint):
-    """g_s and g_t over all trainable parameters as flat vectors; `combine` makes the update."""
+    """g_s and g_t over all trainable parameters as the two rows of one flat buffer; a
+    subclass turns their 2x2 Gram matrix into the coefficients of G = a g_s + b g_t."""
 
     extra_stats = ("cos_source_target", "cos_update_target", "cos_update_source")
 
-    def combine(self, g_s: Tensor, g_t: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def coefficients(self, gram_matrix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         raise NotImplementedError
 
     def trainable(self) -> list[nn.Parameter]:
@@ -97,30 +99,38 @@ class SeparateGradients(Joint):
         return [p for group in self.parameter_groups() for p in group["params"]]
 
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
-        from tlrepro.methods.gradient_algebra import cosine
-
         params = self.trainable()
         source_loss, target_loss, stats = self.losses(batches)
-        g_s = flat_gradient(source_loss, params)
-        g_t = flat_gradient(target_loss, params)
-        update, extra = self.combine(g_s, g_t)
-        for param, part in zip(params, update.split([p.numel() for p in params]), strict=True):
-            param.grad = part.view_as(param)
-        return {
-            **stats,
-            **extra,
-            "cos_source_target": cosine(g_s, g_t),
-            "cos_update_target": cosine(update, g_t),
-            "cos_update_source": cosine(update, g_s),
-        }
+        grads = torch.empty(2, sum(p.numel() for p in params), device=target_loss.device)
+        flat_gradient(source_loss, params, out=grads[0])
+        flat_gradient(target_loss, params, out=grads[1])
+        gram_matrix = gradient_algebra.gram(grads)
+        coefficients, extra = self.coefficients(gram_matrix)
+        update = gradient_algebra.combine(grads, coefficients)
+        for param, part in zip(params, parameter_views(update, params), strict=True):
+            param.grad = part
+        return {**stats, **extra, **gradient_algebra.cosines(gram_matrix, coefficients)}
 
 
-def flat_gradient(loss: Tensor, params: list[nn.Parameter]) -> Tensor:
-    """d loss / d params as one vector; parameters the loss does not reach contribute zeros."""
+def parameter_views(flat: Tensor, params: list[nn.Parameter]) -> list[Tensor]:
+    """One view of `flat` per parameter, laid out in memory like the parameter (channels_last
+    included), so that writing gradients into them and handing them to the optimiser costs
+    no layout conversion; the flat order is the parameters' memory order."""
+    views, offset = [], 0
+    for param in params:
+        chunk = flat[offset : offset + param.numel()]
+        views.append(chunk.as_strided(param.shape, param.stride()))
+        offset += param.numel()
+    return views
+
+
+def flat_gradient(loss: Tensor, params: list[nn.Parameter], out: Tensor) -> Tensor:
+    """d loss / d params written into the vector `out`; parameters the loss does not reach
+    contribute zeros."""
     grads = torch.autograd.grad(loss, params, allow_unused=True)
-    return torch.cat(
-        [
-            (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, params, strict=True)
-        ]
-    )
+    for grad, view in zip(grads, parameter_views(out, params), strict=True):
+        if grad is None:
+            view.zero_()
+        else:
+            view.copy_(grad)
+    return out
