@@ -84,6 +84,8 @@ class PretrainJob:
     dataset: str
     seed: int
     training: dict[str, Any]
+    weights: str | None = None
+    """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
 
     @property
     def folder(self) -> Path:
@@ -102,6 +104,7 @@ class PretrainJob:
             "dataset": self.dataset,
             "seed": self.seed,
             "training": self.training,
+            "weights": self.weights,
         }
 
 
@@ -262,6 +265,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                 pretrain = None
                 if spec.init == "source" or spec.uses_source_model:
                     source_model = _source_model(group_name, group, method_key, spec)
+                    per_model = pretrain_cfg.get("models", {}).get(source_model, {})
                     pretrain = plan.pretrains.setdefault(
                         (source_model, task.source),
                         PretrainJob(
@@ -269,7 +273,12 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             source_model,
                             task.source,
                             pretrain_cfg.get("seed", 0),
-                            {**TRAINING_DEFAULTS, **pretrain_cfg["training"]},
+                            {
+                                **TRAINING_DEFAULTS,
+                                **pretrain_cfg["training"],
+                                **per_model.get("training", {}),
+                            },
+                            per_model.get("weights"),
                         ),
                     )
                 for seed in group["seeds"]:

@@ -8,6 +8,7 @@ statistics; `predict` gives logits for evaluation.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,6 +53,11 @@ class Method(nn.Module):
 
     def after_step(self) -> None:
         """Called after every optimiser step (e.g. to project weights)."""
+
+    def export(self, folder: Path) -> dict[str, Any]:
+        """Called once after training, beside the saved network: write any method-specific
+        files into `folder` and return extra fields for metrics.json (none by default)."""
+        return {}
 
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
