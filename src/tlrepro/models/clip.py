@@ -44,6 +44,8 @@ class ClipClassifier(Classifier):
         self.feature_dim = clip.visual.output_dim
         self.head = nn.Linear(self.feature_dim, num_classes)
         self.class_names: tuple[str, ...] = ()
+        size = getattr(clip.visual, "image_size", None)
+        self.image_size = (size, size) if isinstance(size, int) else size
         for name, parameter in self.clip.named_parameters():
             parameter.requires_grad_(name.startswith("visual."))
 
@@ -57,6 +59,11 @@ class ClipClassifier(Classifier):
         return self.clip.logit_scale.detach().exp()
 
     def features(self, x: Tensor) -> Tensor:
+        """Unit-norm image embedding; inputs of another size (32 px digits for a 224 px
+        CLIP) are resized bilinearly to the tower's input size first."""
+        size = self.image_size
+        if size is not None and tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return F.normalize(self.clip.encode_image(x), dim=-1)
 
     def prompts(self, class_names: Sequence[str]) -> list[str]:
