@@ -88,8 +88,9 @@ def main() -> None:
         return x, torch.randint(0, 10, (n,), generator=g)
 
     half = {"source": batch(32), "target": batch(32)}
-    source_64 = step_seconds("clip_source_only", QUICK, {"source": batch(64)}, args.steps)
-    source_32 = step_seconds("clip_source_only", QUICK, half, args.steps)
+    head = {"head_lr_scale": QUICK["head_lr_scale"]}
+    source_64 = step_seconds("clip_source_only", head, {"source": batch(64)}, args.steps)
+    source_32 = step_seconds("clip_source_only", head, half, args.steps)
     cmkd = step_seconds("cmkd", QUICK, half, args.steps)
     rst = step_seconds("cmkd", {**QUICK, "rst_tau": 1e-3}, half, args.steps)
     print(

@@ -226,3 +226,16 @@ def test_clip_methods_refuse_a_non_clip_network():
     with pytest.raises(TypeError, match="CLIP model"):
         ClipAdaptation(SmallVGG(3), ("source",), SETTINGS)
     assert isinstance(tiny_clip(2), ClipClassifier)
+
+
+def test_zeroshot_changes_nothing():
+    from tlrepro.methods.cmkd import ZeroShot
+
+    network = tiny_clip(3)
+    network.set_class_names(("0", "1", "2"))
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    method = ZeroShot(network, ("source",), {})
+    method.train()
+    method.update(_batches(0), 0)
+    for key, value in network.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)

@@ -155,6 +155,10 @@ class ZeroShot(Method):
     def __init__(self, network: nn.Module, *args: Any, **kwargs: Any):
         super().__init__(_clip_network(network), *args, **kwargs)
 
+    def train(self, mode: bool = True) -> ZeroShot:
+        """Always in eval mode: a forward pass in train mode would move BatchNorm statistics."""
+        return super().train(False)
+
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
         x, y = batches[self.streams[0]]
         with torch.no_grad():
