@@ -239,3 +239,18 @@ def test_zeroshot_changes_nothing():
     method.update(_batches(0), 0)
     for key, value in network.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+
+
+def test_per_model_pretraining_settings_are_checked_and_used():
+    from tests.conftest import tiny_config
+    from tlrepro.config import ConfigError, check_names
+    from tlrepro.plan import build_plan
+
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["pretrain"]["models"] = {"small_vgg": {"training": {"lr": 0.123}, "weights": "w.pt"}}
+    (job,) = build_plan(config).pretrains.values()
+    assert job.training["lr"] == 0.123 and job.weights == "w.pt"
+    quick["pretrain"]["models"] = {"small_vgq": {}}
+    with pytest.raises(ConfigError, match=r"pretrain\.models\.small_vgq"):
+        check_names(config, "quick")
