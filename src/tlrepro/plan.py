@@ -97,15 +97,17 @@ class PretrainJob:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "kind": "pretrain",
             "profile": self.profile,
             "model": self.model,
             "dataset": self.dataset,
             "seed": self.seed,
             "training": self.training,
-            "weights": self.weights,
         }
+        if self.weights is not None:  # only then: existing pretrainings keep their identity
+            identity["weights"] = self.weights
+        return identity
 
 
 @dataclass
