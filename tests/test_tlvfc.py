@@ -7,6 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
+from tlrepro import io
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.models.small import SmallVGG, small_resnet_deep
 from tlrepro.transfer import _mean_std, dpiat_transfer, tlvfc_transfer
@@ -237,7 +238,7 @@ def _method(p: float, transfer: str = "tlvfc") -> tuple[TLVFC, nn.Module]:
     return TLVFC(small_resnet_deep(10), ("target",), settings, source_model=source), source
 
 
-def test_crossover_only_in_training_and_no_gradient_to_the_support_net():
+def test_crossover_only_in_training_and_no_gradient_to_the_support_net(tmp_path):
     method, source = _method(0.5)
     x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
     method.eval()
@@ -260,14 +261,17 @@ def test_crossover_only_in_training_and_no_gradient_to_the_support_net():
     assert not any(p is q for p in method.parameters() for q in source.parameters())
     assert not source.training  # its BatchNorm keeps its statistics
     assert all(torch.equal(v, stats_before[k]) for k, v in source.state_dict().items())
-    assert "transfer_report.json" in method.artifacts()
+    assert method.export(tmp_path)["transferred_fraction"] > 0
+    assert (tmp_path / "transfer_report.json").exists()
 
 
-def test_variants_and_bad_settings():
+def test_variants_and_bad_settings(tmp_path):
     no_cross, _ = _method(0.0)
-    assert no_cross._support == () and no_cross.artifacts()["transfer_report.json"]["fraction"] > 0
+    assert no_cross._support == () and no_cross.export(tmp_path)["transferred_fraction"] > 0
+    report = io.read_json(tmp_path / "transfer_report.json")
+    assert report["fraction"] == no_cross.export(tmp_path)["transferred_fraction"]
     he, _ = _method(0.0, transfer="none")
-    assert he.artifacts() == {}
+    assert he.export(tmp_path / "he") == {}
     with pytest.raises(ValueError, match="transfer must be one of"):
         _method(0.0, transfer="copy")
     with pytest.raises(ValueError, match="need the source network"):

@@ -74,6 +74,12 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
                 f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
                 f"known datasets: {', '.join(sorted(DATASETS))}"
             )
+    for name in profile["pretrain"].get("models", {}):
+        if name not in MODELS:
+            problems.append(
+                f"at '{base}.pretrain.models.{name}': unknown model {name!r}; "
+                f"known models: {', '.join(sorted(MODELS))}"
+            )
     for group_name, group in profile["groups"].items():
         where = f"{base}.groups.{group_name}"
         for model_key in ("model", "source_model"):

@@ -18,7 +18,7 @@ from tlrepro.data.prepare import PreparedDataset, load_prepared
 from tlrepro.methods.base import Method
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.base import Classifier
-from tlrepro.models.registry import build_model
+from tlrepro.models.registry import build_model, pretraining_method
 from tlrepro.plan import (
     METRICS_FILE,
     Plan,
@@ -110,6 +110,7 @@ def _fit_and_record(
     history = fit(method, streams, eval_sets, training, folder, seed, digest, progress)
     state = method.network.state_dict()
     io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
+    exported = method.export(folder)
     seconds = sum(row["seconds"] for row in history)
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
     metrics = {
@@ -123,6 +124,7 @@ def _fit_and_record(
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         "fingerprint": digest,
+        **exported,
     }
     io.write_json(folder / METRICS_FILE, metrics)
     (folder / CHECKPOINT).unlink(missing_ok=True)
@@ -138,8 +140,10 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     device = configure_torch(plan)
     data = load_prepared(prepared_dir(plan.profile_name, job.dataset))
     torch.manual_seed(job.seed)
-    network = build_model(job.model, len(data.classes)).to(device)
-    method = load_object("tlrepro.methods.erm:ERM")(
+    options = {} if job.weights is None else {"weights": job.weights}
+    network = build_model(job.model, len(data.classes), **options)
+    network.set_class_names(data.classes)
+    method = load_object(pretraining_method(job.model))(
         network,
         ("source",),
         {},
@@ -211,6 +215,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
     if spec.init == "source":
         initialise_from_source(network, job.pretrain.checkpoint)
+    network.set_class_names(target.classes)
     method: Method = load_object(spec.cls)(
         network,
         spec.streams,
@@ -219,8 +224,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         source_model=load_source_model(job, device) if spec.uses_source_model else None,
         shared_labels=shares_labels(job.task),
     ).to(device, memory_format=CHANNELS_LAST)
-    for name, payload in method.artifacts().items():
-        io.write_json(job.folder / name, payload)
 
     target_index = None
     if job.target_train_per_class is not None or job.target_train_fraction is not None:

@@ -97,6 +97,8 @@ class PretrainJob:
     dataset: str
     seed: int
     training: dict[str, Any]
+    weights: str | None = None
+    """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
 
     @property
     def folder(self) -> Path:
@@ -108,7 +110,7 @@ class PretrainJob:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "kind": "pretrain",
             "profile": self.profile,
             "model": self.model,
@@ -116,6 +118,9 @@ class PretrainJob:
             "seed": self.seed,
             "training": self.training,
         }
+        if self.weights is not None:  # only then: existing pretrainings keep their identity
+            identity["weights"] = self.weights
+        return identity
 
 
 @dataclass
@@ -302,6 +307,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                     zoo_source_model = _zoo_source_model(group_name, group, method_key, spec)
                 elif spec.init == "source" or spec.uses_source_model:
                     source_model = _source_model(group_name, group, method_key, spec)
+                    per_model = pretrain_cfg.get("models", {}).get(source_model, {})
                     pretrain = plan.pretrains.setdefault(
                         (source_model, task.source),
                         PretrainJob(
@@ -309,7 +315,12 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             source_model,
                             task.source,
                             pretrain_cfg.get("seed", 0),
-                            {**TRAINING_DEFAULTS, **pretrain_cfg["training"]},
+                            {
+                                **TRAINING_DEFAULTS,
+                                **pretrain_cfg["training"],
+                                **per_model.get("training", {}),
+                            },
+                            per_model.get("weights"),
                         ),
                     )
                 for seed in group["seeds"]:

@@ -8,6 +8,7 @@ statistics; `predict` gives logits for evaluation.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -53,9 +54,10 @@ class Method(nn.Module):
     def after_step(self) -> None:
         """Called after every optimiser step (e.g. to project weights)."""
 
-    def artifacts(self) -> dict[str, Any]:
-        """JSON documents the runner writes into the run folder (file name -> payload),
-        e.g. which source layer fed which target layer; a method never writes files."""
+    def export(self, folder: Path) -> dict[str, Any]:
+        """Called once after training, beside the saved network: write any method-specific
+        files into `folder` (a transfer report, a sparse checkpoint) and return extra fields
+        for metrics.json (none by default). The only place a method touches files."""
         return {}
 
     @torch.no_grad()

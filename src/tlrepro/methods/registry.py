@@ -45,6 +45,9 @@ TLVFC_CHOICES: dict[str, tuple[str, ...]] = {
     "keep": ("maxVar", "minVar", "twoTailed", "interLeaved", "random"),
     "overwrite": ("maxVar", "minVar", "twoTailed", "interLeaved", "random"),
 }
+CLIP = "tlrepro.methods.cmkd"
+CLIP_ADAPTATION: dict[str, Any] = {"head_lr_scale": 10000.0, "rst_tau": None}
+"""RN50's recipe (METHODS.md §4); ViT-B/16 uses head_lr_scale 1000."""
 
 METHODS: dict[str, MethodSpec] = {
     "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
@@ -121,6 +124,44 @@ METHODS: dict[str, MethodSpec] = {
             "overwrite": "random",
         },
         choices=TLVFC_CHOICES,
+    ),
+    # CLIP UDA (METHODS.md §4): start from the (pretrained) CLIP of the group's model,
+    # labelled source + unlabelled target, selected on the source validation split.
+    "zeroshot": MethodSpec(
+        f"{CLIP}:ZeroShot",
+        "CLIP's zero-shot classifier of the target's class prompts; no training.",
+        ("source",),
+        "source",
+        selection="source_val",
+        needs_shared_labels=True,
+    ),
+    "clip_source_only": MethodSpec(
+        f"{CLIP}:ClipSourceOnly",
+        "CLIP encoder + task head fine-tuned on the labelled source only.",
+        ("source",),
+        "source",
+        selection="source_val",
+        needs_shared_labels=True,
+        settings=CLIP_ADAPTATION,
+    ),
+    "cmkd": MethodSpec(
+        f"{CLIP}:CMKD",
+        "CLIP knowledge distillation to a task head on the unlabelled target "
+        "(+ RST with rst_tau, + FixMatch with fixmatch).",
+        ("source", "target"),
+        "source",
+        selection="source_val",
+        needs_shared_labels=True,
+        settings={
+            **CLIP_ADAPTATION,
+            "l1": 0.25,
+            "l2": 0.1,
+            "l3": 0.025,
+            "ramp_steps": 10000,
+            "fixmatch": False,
+            "fixmatch_threshold": 0.95,
+            "fixmatch_weight": 0.5,
+        },
     ),
 }
 

@@ -10,11 +10,13 @@ source network's before the classifier. Evaluation uses the target alone.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from tlrepro import io
 from tlrepro.methods.base import Batches, Method
 from tlrepro.methods.registry import TLVFC_CHOICES
 from tlrepro.models.base import Classifier
@@ -78,8 +80,13 @@ class TLVFC(Method):
             assert source_model is not None
             self._support = (source_model.eval().requires_grad_(False),)
 
-    def artifacts(self) -> dict[str, Any]:
-        return {REPORT_FILE: self.report.to_json()} if self.report is not None else {}
+    def export(self, folder: Path) -> dict[str, Any]:
+        """`transfer_report.json`: which source layer fed which target layer, and how much."""
+        if self.report is None:
+            return {}
+        report = self.report.to_json()
+        io.write_json(folder / REPORT_FILE, report)
+        return {"transferred_fraction": report["fraction"]}
 
     def crossed_features(self, x: Tensor) -> Tensor:
         """Target features with a random p-share of the first min(d_t, d_s) dims taken

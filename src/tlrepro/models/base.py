@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from torch import Tensor, nn
 
 
@@ -20,3 +22,7 @@ class Classifier(nn.Module):
     def reset_head(self, num_classes: int) -> None:
         """A fresh head for a new label space (fine-tuning keeps everything else)."""
         self.head = nn.Linear(self.feature_dim, num_classes).to(self.head.weight.device)
+
+    def set_class_names(self, class_names: Sequence[str]) -> None:
+        """Called with the run's class names (label order) before the method is built; a
+        model whose head can be made from them (CLIP's zero-shot head) does so."""

@@ -19,6 +19,9 @@ MODELS: dict[str, str] = {
     "small_resnet": "tlrepro.models.small:SmallResNet",
     "lenet": "tlrepro.models.small:LeNet",
     "small_resnet_deep": "tlrepro.models.small:small_resnet_deep",
+    "tiny_clip": "tlrepro.models.clip:tiny_clip",
+    "clip_rn50": "tlrepro.models.clip:clip_rn50",
+    "clip_vit_b16": "tlrepro.models.clip:clip_vit_b16",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
         for name in (
@@ -35,6 +38,22 @@ MODELS: dict[str, str] = {
         )
     },
 }
+
+SUPERVISED_PRETRAINING = "tlrepro.methods.erm:ERM"
+PRETRAINING: dict[str, str] = {
+    "tiny_clip": "tlrepro.methods.clip_pretrain:ContrastivePretraining",
+    # The paper adapts OpenAI's CLIP itself: its "source pretraining" only records the
+    # weights with the source's zero-shot head (and its zero-shot accuracy).
+    "clip_rn50": "tlrepro.methods.cmkd:ZeroShot",
+    "clip_vit_b16": "tlrepro.methods.cmkd:ZeroShot",
+}
+"""How a model is pretrained on a source dataset (`module:Class` of a `Method` on the
+source stream); default: supervised cross-entropy."""
+
+
+def pretraining_method(name: str) -> str:
+    lookup(MODELS, "model", name)
+    return PRETRAINING.get(name, SUPERVISED_PRETRAINING)
 
 
 # Model-zoo entries: they bring their own weights (torchvision's weights API, which

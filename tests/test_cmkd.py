@@ -1,0 +1,256 @@
+"""CMKD, RST and FixMatch on CLIP: the loss against float64 hand computations, the RST
+projection and checkpoint, the FixMatch mask, prompt order."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tlrepro.methods.cmkd import (
+    CMKD,
+    RST_FILE,
+    ClipAdaptation,
+    cmkd_loss,
+    fixmatch_loss,
+    gini_impurity,
+    load_rst,
+    ramp,
+)
+from tlrepro.methods.registry import resolve_settings
+from tlrepro.models.clip import ClipClassifier, tiny_clip
+
+
+def test_ramp_matches_the_paper_and_is_clamped():
+    assert ramp(0, 10000) == 0.0
+    assert ramp(5000, 10000) == pytest.approx(2 / (1 + math.exp(-0.5)) - 1, abs=1e-15)
+    assert ramp(10000, 10000) == pytest.approx(2 / (1 + math.exp(-1)) - 1, abs=1e-15)
+    assert ramp(50000, 10000) == ramp(10000, 10000)
+
+
+def _hand_gini(p: list[list[float]], w: list[float]) -> float:
+    mass = [sum(row[c] for row in p) for c in range(len(p[0]))]
+    return sum(
+        w_i * (1 - sum(row[c] ** 2 / mass[c] for c in range(len(row))))
+        for w_i, row in zip(w, p, strict=True)
+    )
+
+
+def _softmax(row: list[float]) -> list[float]:
+    exps = [math.exp(v) for v in row]
+    return [e / sum(exps) for e in exps]
+
+
+def test_cmkd_loss_terms_match_a_float64_hand_computation():
+    head_t = [[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [-1.0, 1.5, 0.0], [0.0, 0.0, 3.0]]
+    zs_t = [[1.0, 1.0, -2.0], [0.5, -0.5, 0.0], [-2.0, 2.5, 0.5], [1.0, 0.0, 1.0]]
+    head_s = [[1.0, 0.0, 0.0], [0.0, 2.0, 1.0]]
+    zs_s = [[0.2, 0.1, 0.0], [0.0, 0.5, 1.5]]
+    labels = [0, 2]
+    l1, l2, l3, r, smooth = 0.25, 0.1, 0.025, 0.3, 0.1
+    as64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    terms = cmkd_loss(
+        as64(head_s), as64(zs_s), torch.tensor(labels), as64(head_t), as64(zs_t),
+        r, l1, l2, l3, smooth,
+    )  # fmt: skip
+
+    p_h = [_softmax(row) for row in head_t]
+    p_g = [_softmax(row) for row in zs_t]
+    alpha = [
+        math.exp(-sum(g * (math.log(g) - math.log(h)) for g, h in zip(gr, hr, strict=True)))
+        for gr, hr in zip(p_g, p_h, strict=True)
+    ]
+    p_m = [
+        [0.5 * (h + g) for h, g in zip(hr, gr, strict=True)]
+        for hr, gr in zip(p_h, p_g, strict=True)
+    ]
+    gi_student = _hand_gini(p_h, alpha) + _hand_gini(p_m, [1 - a for a in alpha])
+    gi_teacher = _hand_gini(p_g, [1.0] * 4)
+
+    def ce(logits: list[list[float]], smoothing: float) -> float:
+        total = 0.0
+        for row, y in zip(logits, labels, strict=True):
+            log_p = [math.log(p) for p in _softmax(row)]
+            total += -(1 - smoothing) * log_p[y] - smoothing * sum(log_p) / len(row)
+        return total / len(labels)
+
+    expected = {
+        "ce_head": ce(head_s, smooth),
+        "ce_zeroshot": ce(zs_s, 0.0),
+        "gi_student": gi_student,
+        "gi_teacher": gi_teacher,
+    }
+    for name, value in expected.items():
+        assert terms[name].item() == pytest.approx(value, rel=1e-12), name
+    total = (
+        expected["ce_head"]
+        + l1 * r * gi_student
+        + l2 * expected["ce_zeroshot"]
+        + l3 * r * gi_teacher
+    )
+    assert terms["loss"].item() == pytest.approx(total, rel=1e-12)
+
+
+def test_detached_parts_receive_no_gradient():
+    """alpha, the teacher inside p_m and the class masses are constants: with l2 = l3 = 0 the
+    zero-shot logits get no gradient at all, and the GI gradient equals the one with the
+    class mass and alpha frozen by hand."""
+    torch.manual_seed(0)
+    head_t = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    zs_t = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    head_s = torch.randn(2, 4, dtype=torch.float64)
+    terms = cmkd_loss(head_s, head_s, torch.tensor([0, 1]), head_t, zs_t, 1.0, 1.0, 0.0, 0.0, 0.0)
+    terms["loss"].backward()
+    assert zs_t.grad is None or torch.count_nonzero(zs_t.grad) == 0
+    assert torch.count_nonzero(head_t.grad) > 0
+
+    p = torch.softmax(torch.randn(5, 3, dtype=torch.float64), 1).requires_grad_(True)
+    w = torch.rand(5, dtype=torch.float64)
+    gini_impurity(p, w).backward()
+    mass = p.detach().sum(0)
+    expected = -2 * w[:, None] * p.detach() / mass  # d/dP of -w P^2 / const
+    torch.testing.assert_close(p.grad, expected)
+
+
+def test_fixmatch_masks_exactly_the_samples_under_the_threshold():
+    weak = torch.log(torch.tensor([[0.96, 0.02, 0.02], [0.94, 0.03, 0.03], [0.05, 0.95, 0.0]]))
+    weak = torch.nan_to_num(weak, neginf=-50.0)
+    strong = torch.randn(3, 3, requires_grad=True)
+    loss, mask = fixmatch_loss(weak, strong, 0.95)
+    assert mask.tolist() == [1.0, 0.0, 1.0]
+    ce = F.cross_entropy(strong, torch.tensor([0, 0, 1]), reduction="none")
+    assert loss.item() == pytest.approx((ce[0] + ce[2]).item() / 3, rel=1e-6)
+    loss.backward()
+    assert torch.count_nonzero(strong.grad[1]) == 0
+
+
+def test_prompts_follow_the_datasets_label_order():
+    network = tiny_clip(3)
+    classes = ("banana", "Apple", "cherry")  # sorted(str.lower) would put Apple first
+    assert network.prompts(classes) == [
+        "a photo of a banana.",
+        "a photo of a Apple.",
+        "a photo of a cherry.",
+    ]
+    network.set_class_names(classes)
+    text = network.text_embeddings(classes).detach()
+    torch.testing.assert_close(network.head.weight, network.logit_scale * text)
+    assert not torch.allclose(network.head.weight[0], network.head.weight[1])
+
+
+SETTINGS = resolve_settings(
+    "cmkd", {"rst_tau": 1e-3, "fixmatch": True, "ramp_steps": 5, "head_lr_scale": 10.0}
+)
+
+
+def _rst_method(seed: int = 0) -> CMKD:
+    torch.manual_seed(seed)
+    network = tiny_clip(3)
+    network.set_class_names(("0", "1", "2"))
+    return CMKD(network, ("source", "target"), SETTINGS, 0.1)
+
+
+def _batches(step: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(step)
+    return {
+        "source": (torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 3, (8,), generator=g)),
+        "target": (torch.randn(8, 3, 32, 32, generator=g), torch.full((8,), -1)),
+    }
+
+
+def _train(method: CMKD, steps: int) -> None:
+    groups = [{**g, "lr": 0.01 * g.pop("lr_scale", 1.0)} for g in method.parameter_groups()]
+    optimizer = torch.optim.SGD(groups, momentum=0.9)
+    method.train()
+    initial = [w.clone() for w in method._initial_weights()]
+    for step in range(steps):
+        optimizer.zero_grad()
+        method.update(_batches(step), step)
+        optimizer.step()
+        method.after_step()
+        for p, w0 in zip(method.network.encoder.parameters(), initial, strict=True):
+            gap = (p - w0).abs()
+            assert not torch.any((gap <= method.tau) & (gap > 0)), "an element sits within tau"
+
+
+def test_rst_keeps_every_encoder_element_at_w0_or_beyond_tau():
+    method = _rst_method()
+    _train(method, 3)
+    encoder = method.network.encoder
+    changed = sum(
+        int(torch.count_nonzero(p != w0))
+        for p, w0 in zip(encoder.parameters(), method._initial_weights(), strict=True)
+    )
+    assert 0 < changed < sum(p.numel() for p in encoder.parameters())
+
+
+def test_encoder_batchnorm_statistics_stay_frozen():
+    method = _rst_method()
+    bn = next(m for m in method.network.encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    before = bn.running_mean.clone()
+    _train(method, 1)
+    torch.testing.assert_close(bn.running_mean, before)
+    assert method.network.head[0].training
+
+
+def test_rst_checkpoint_reloads_to_identical_predictions_and_is_small(tmp_path):
+    method = _rst_method()
+    pretrained_state = {k: v.clone() for k, v in method.network.state_dict().items()}
+    _train(method, 3)
+    metrics = method.export(tmp_path)
+    method.eval()
+    x = torch.randn(16, 3, 32, 32)
+    expected = method.predict(x)
+
+    fresh = tiny_clip(3)
+    fresh.head = torch.nn.Linear(fresh.feature_dim, 3)
+    fresh.load_state_dict(
+        {k: v for k, v in pretrained_state.items() if not k.startswith("head.")}, strict=False
+    )
+    rebuilt = load_rst(fresh, tmp_path / RST_FILE).eval()
+    torch.testing.assert_close(rebuilt(x), expected, rtol=0, atol=0)
+
+    full = sum(p.numel() * p.element_size() for p in method.network.encoder.parameters())
+    assert (tmp_path / RST_FILE).stat().st_size < 0.25 * full
+    assert metrics["dsp_millions"] * 1e6 == pytest.approx(
+        metrics["rst"]["changed_encoder_elements"]
+        + sum(p.numel() for p in method.network.head.parameters())
+    )
+
+
+def test_clip_methods_refuse_a_non_clip_network():
+    from tlrepro.models.small import SmallVGG
+
+    with pytest.raises(TypeError, match="CLIP model"):
+        ClipAdaptation(SmallVGG(3), ("source",), SETTINGS)
+    assert isinstance(tiny_clip(2), ClipClassifier)
+
+
+def test_zeroshot_changes_nothing():
+    from tlrepro.methods.cmkd import ZeroShot
+
+    network = tiny_clip(3)
+    network.set_class_names(("0", "1", "2"))
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    method = ZeroShot(network, ("source",), {})
+    method.train()
+    method.update(_batches(0), 0)
+    for key, value in network.state_dict().items():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+
+
+def test_per_model_pretraining_settings_are_checked_and_used():
+    from tests.conftest import tiny_config
+    from tlrepro.config import ConfigError, check_names
+    from tlrepro.plan import build_plan
+
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["pretrain"]["models"] = {"small_vgg": {"training": {"lr": 0.123}, "weights": "w.pt"}}
+    (job,) = build_plan(config).pretrains.values()
+    assert job.training["lr"] == 0.123 and job.weights == "w.pt"
+    quick["pretrain"]["models"] = {"small_vgq": {}}
+    with pytest.raises(ConfigError, match=r"pretrain\.models\.small_vgq"):
+        check_names(config, "quick")
