@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 MODELS: dict[str, str] = {
     "small_vgg": "tlrepro.models.small:SmallVGG",
     "small_resnet": "tlrepro.models.small:SmallResNet",
+    "resnet26": "tlrepro.models.resnet26:resnet26",
+    "resnet26_narrow": "tlrepro.models.resnet26:resnet26_narrow",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"
         for name in (
