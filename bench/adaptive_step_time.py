@@ -17,6 +17,7 @@ import contextlib
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,7 +32,8 @@ METHODS = ("finetune", "linear_probe", "spottune", "multitune")
 TARGETS = {"spottune": 2.6, "multitune": 2.2}
 
 
-def step_seconds(name: str, args: argparse.Namespace, device: torch.device) -> float:
+def make_step(name: str, args: argparse.Namespace, device: torch.device) -> Callable[[], None]:
+    """One training step of `name` on a fixed batch, with one host sync at its end."""
     torch.manual_seed(0)
     spec = method_spec(name)
     network = build_model(args.model, 10)
@@ -49,19 +51,29 @@ def step_seconds(name: str, args: argparse.Namespace, device: torch.device) -> f
         else contextlib.nullcontext
     )
     method.train()
-    times = []
-    for step in range(args.warmup + args.steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        began = time.perf_counter()
+
+    def step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with autocast():
-            stats = method.update({"target": (x, y)}, step)
+            stats = method.update({"target": (x, y)}, 0)
         optimizer.step()
-        stats["loss"].item()  # one sync, so the step is really finished
-        if step >= args.warmup:
-            times.append(time.perf_counter() - began)
-    return statistics.median(times)
+        stats["loss"].item()
+
+    return step
+
+
+def step_seconds(args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median step time per method; the methods take turns step by step, so a change in the
+    machine's load (shared CPUs) hits all of them alike instead of biasing the ratios."""
+    steps = {name: make_step(name, args, device) for name in METHODS}
+    times: dict[str, list[float]] = {name: [] for name in METHODS}
+    for round_index in range(args.warmup + args.steps):
+        for name, step in steps.items():
+            began = time.perf_counter()
+            step()
+            if round_index >= args.warmup:
+                times[name].append(time.perf_counter() - began)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def quick_profile_times() -> dict[str, dict[str, list[float]]]:
@@ -89,7 +101,7 @@ def main() -> None:
     print(
         f"{args.model}, {args.size} px, batch {args.batch_size}, {device}, median of {args.steps}"
     )
-    seconds = {name: step_seconds(name, args, device) for name in METHODS}
+    seconds = step_seconds(args, device)
     for name in METHODS:
         ratio = seconds[name] / seconds["finetune"]
         target = f" (target <= {TARGETS[name]})" if name in TARGETS else ""

@@ -130,8 +130,9 @@ def test_forced_routing_equals_plain_resnet26():
     method.eval()
     x = batch()[0]
     n, blocks = len(x), method.network.num_blocks
-    all_frozen, _ = method.network.route(x, torch.zeros(n, blocks))
-    all_tuned, _ = method.network.route(x, torch.ones(n, blocks))
+    head = method.network.head
+    all_frozen = head(method.network.route(x, torch.zeros(n, blocks))[0])
+    all_tuned = head(method.network.route(x, torch.ones(n, blocks))[0])
     reference = method.network.backbone
     with torch.no_grad():
         torch.testing.assert_close(all_frozen, plain(pretrained.blocks, reference)(x))
@@ -198,17 +199,23 @@ def test_multitune_branches_differ_in_the_named_settings():
 
 def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
     method = multitune()
-    assert float(method.l2sp_penalty().detach()) == 0.0
+    assert float(method.add_l2sp_gradient()) == 0.0
+    method.zero_grad(set_to_none=True)
     with torch.no_grad():
         for branch in method.network.branches:
             for p in branch.parameters():
                 p.add_(0.1)
-    method.l2sp_penalty().backward()
     plain_branch, special = method.network.branches
+    kept, fresh, _ = method.splits[1]
+    penalty = method.add_l2sp_gradient()
+    torch.testing.assert_close(
+        penalty, torch.tensor(0.5 * 0.01 * 0.01 * sum(p.numel() for p in kept))
+    )
     assert all(p.grad is None for p in plain_branch.parameters())
     stem = special.stem[0].weight
     torch.testing.assert_close(stem.grad, 0.01 * (stem - method.anchor.stem[0].weight))
     assert special.blocks[11].conv1.weight.grad is None  # re-initialised: no anchor
+    assert {id(p) for p in fresh} == {id(p) for p in special.blocks[11].parameters()}
 
 
 def test_multitune_trains_and_checks_its_settings():

@@ -101,6 +101,7 @@ class MultiTune(Method):
         # L2-SP's anchor: the pretrained weights, kept beside (not inside) the saved network.
         self.anchor = copy.deepcopy(network).requires_grad_(False)
         self.branch_settings = branches
+        self.splits = [self._split(index) for index in range(len(branches))]
 
     def _split(self, index: int) -> tuple[list[nn.Parameter], list[nn.Parameter], list[Tensor]]:
         """Branch `index`'s (pretrained params, re-initialised params, anchors of the former)."""
@@ -122,8 +123,7 @@ class MultiTune(Method):
         """Per branch: its pretrained layers at its lr_scale (no weight decay under L2-SP), its
         re-initialised blocks at the full lr; then the integration layer."""
         groups = []
-        for index, setting in enumerate(self.branch_settings):
-            kept, fresh, _ = self._split(index)
+        for setting, (kept, fresh, _) in zip(self.branch_settings, self.splits, strict=True):
             group: dict[str, Any] = {"params": kept, "lr_scale": setting["lr_scale"]}
             if setting["l2sp"] > 0:
                 group["weight_decay"] = 0.0
@@ -133,14 +133,21 @@ class MultiTune(Method):
         groups.append({"params": list(self.network.head.parameters())})
         return groups
 
-    def l2sp_penalty(self) -> Tensor:
-        """Sum over branches of alpha/2 * ||w - w_pretrained||^2 on their pretrained layers."""
+    @torch.no_grad()
+    def add_l2sp_gradient(self) -> Tensor:
+        """Add the gradient of alpha/2 * ||w - w_pretrained||^2, alpha * (w - w_pretrained), to
+        each L2-SP branch's pretrained layers (after backward: three fused ops per branch, not
+        an autograd graph over every tensor); return the penalty's value."""
         total = self.network.head.weight.new_zeros(())
-        for index, setting in enumerate(self.branch_settings):
-            if setting["l2sp"] > 0:
-                kept, _, targets = self._split(index)
-                squares = sum((p - t).pow(2).sum() for p, t in zip(kept, targets, strict=True))
-                total = total + 0.5 * setting["l2sp"] * squares
+        for setting, (kept, _, targets) in zip(self.branch_settings, self.splits, strict=True):
+            alpha = setting["l2sp"]
+            if alpha > 0:
+                diffs = torch._foreach_sub(kept, targets)
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in kept]
+                torch._foreach_add_(grads, diffs, alpha=alpha)
+                for param, grad in zip(kept, grads, strict=True):
+                    param.grad = grad
+                total += 0.5 * alpha * torch.stack(torch._foreach_norm(diffs)).pow(2).sum()
         return total
 
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
@@ -148,13 +155,13 @@ class MultiTune(Method):
         x, y = batches[stream]
         logits = self.network(x)
         loss = self.criterion(logits, y)
-        penalty = self.l2sp_penalty()
-        (loss + penalty).backward()
+        loss.backward()
+        penalty = self.add_l2sp_gradient()
         return {
             "loss": loss.detach(),
             "correct": (logits.argmax(1) == y).sum(),
             "count": torch.tensor(len(y), device=y.device),
-            "l2sp": penalty.detach(),
+            "l2sp": penalty,
         }
 
     extra_stats = ("l2sp",)

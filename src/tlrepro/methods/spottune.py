@@ -42,7 +42,9 @@ class SpotTuneNet(Classifier):
         self.backbone = backbone
         self.frozen = copy.deepcopy(backbone.blocks).requires_grad_(False)
         self.num_blocks = len(backbone.blocks)
-        stage_widths = tuple(dict.fromkeys(backbone.widths))
+        stage_widths = tuple(
+            w for w, s in zip(backbone.widths, backbone.strides, strict=True) if s == 2
+        )
         self.policy = ResNet26(
             2 * self.num_blocks,
             widths=stage_widths,
@@ -74,7 +76,7 @@ class SpotTuneNet(Classifier):
         return (logits[..., 1] > logits[..., 0]).to(x.dtype)
 
     def route(self, x: Tensor, actions: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(logits, actions); `actions` given forces the routing (tests, analysis)."""
+        """(pooled features, actions); `actions` given forces the routing (tests, analysis)."""
         if actions is None:
             actions = self.actions(x)
         net = self.backbone
@@ -82,12 +84,9 @@ class SpotTuneNet(Classifier):
         for index, (tuned, frozen) in enumerate(zip(net.blocks, self.frozen, strict=True)):
             a = actions[:, index].view(-1, 1, 1, 1).to(h.dtype)
             h = a * net.join(index, h, tuned(h)) + (1 - a) * net.join(index, h, frozen(h))
-        return net.head(net.pool(h)), actions
+        return net.pool(h), actions
 
     def features(self, x: Tensor) -> Tensor:
-        raise NotImplementedError("SpotTune's features depend on the routing; use route()")
-
-    def forward(self, x: Tensor) -> Tensor:
         return self.route(x)[0]
 
 
@@ -120,7 +119,8 @@ class SpotTune(Method):
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
         (stream,) = self.streams
         x, y = batches[stream]
-        logits, actions = self.network.route(x)
+        features, actions = self.network.route(x)
+        logits = self.network.head(features)
         loss = self.criterion(logits, y)
         loss.backward()
         usage = actions.detach().float().mean(0)
