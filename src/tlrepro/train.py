@@ -71,7 +71,9 @@ class TensorSet:
         self, index: Tensor, augment: str = "none", generator: torch.Generator | None = None
     ) -> tuple[Tensor, Tensor]:
         x = (self.images[index].float().div_(255) - self.mean) / self.std
-        if augment != "none":
+        if augment == "decathlon_crop":
+            x = random_crop(x, round(x.shape[-1] * 8 / 9), generator)
+        elif augment != "none":
             x = random_shift(x, max(1, x.shape[-1] // 8), generator, flip=augment == "shift_flip")
         return x.contiguous(memory_format=torch.channels_last), self.labels[index]
 
@@ -89,6 +91,22 @@ def random_shift(x: Tensor, pad: int, generator: torch.Generator | None, flip: b
     batch_index = torch.arange(n, device=x.device)[:, None, None, None]
     channel_index = torch.arange(channels, device=x.device)[None, :, None, None]
     return padded[batch_index, channel_index, rows, cols]
+
+
+def random_crop(x: Tensor, size: int, generator: torch.Generator | None) -> Tensor:
+    """Per-image random size x size crop, one gather: the Decathlon recipe's RandomCrop(64) of
+    72 px images (evaluation sees the whole 72 px image, i.e. Resize(72) + CenterCrop(72))."""
+    n, channels, height, width = x.shape
+    rows_free, cols_free = height - size + 1, width - size + 1
+    offsets = torch.rand(n, 2, generator=generator).to(x.device)
+    top = (offsets[:, 0] * rows_free).long()
+    left = (offsets[:, 1] * cols_free).long()
+    span = torch.arange(size, device=x.device)
+    rows = (top[:, None] + span)[:, None, :, None]
+    cols = (left[:, None] + span)[:, None, None, :]
+    batch_index = torch.arange(n, device=x.device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=x.device)[None, :, None, None]
+    return x[batch_index, channel_index, rows, cols]
 
 
 class StreamSampler:

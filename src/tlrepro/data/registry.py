@@ -122,6 +122,22 @@ DATASETS: dict[str, DatasetSpec] = {
         {"name": "Caltech256"},
         (128, 256),
     ),
+    # The Visual Decathlon's 72 px copies (SpotTune/MultiTune): a profile sets one image
+    # size per dataset name, so these names let the 72 px and the 32/224 px copies coexist.
+    "cifar100_decathlon": DatasetSpec(
+        _TV,
+        "cifar100",
+        "CIFAR-100 (torchvision) for the Decathlon recipe.",
+        None,
+        {"name": "CIFAR100"},
+    ),
+    "caltech256_decathlon": DatasetSpec(
+        _TV,
+        "caltech256",
+        "Caltech-256 (torchvision) for the Decathlon recipe (a source to pretrain ResNet-26 on).",
+        None,
+        {"name": "Caltech256"},
+    ),
     "pet_images": DatasetSpec(
         _ARCHIVE,
         "cats_dogs",

@@ -57,6 +57,32 @@ METHODS: dict[str, MethodSpec] = {
         ("target",),
         "source",
     ),
+    "linear_probe": MethodSpec(
+        ERM,
+        "Feature extraction: the source-pretrained body frozen (BN statistics too), a new head.",
+        ("target",),
+        "source",
+        settings={"freeze_body": True},
+    ),
+    "spottune": MethodSpec(
+        "tlrepro.methods.spottune:SpotTune",
+        "SpotTune: per-image policy routes each ResNet-26 block to a frozen or fine-tuned copy.",
+        ("target",),
+        "source",
+        settings={"tau": 5.0, "policy_lr_scale": 0.1, "policy_weight_decay": 0.001},
+    ),
+    "multitune": MethodSpec(
+        "tlrepro.methods.multitune:MultiTune",
+        "MultiTune: fine-tuned copies under different settings, integrated by a learned layer.",
+        ("target",),
+        "source",
+        settings={
+            "branches": [
+                {"name": "finetune", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 0},
+                {"name": "l2sp_reinit", "lr_scale": 0.1, "l2sp": 0.01, "reinit_blocks": 1},
+            ]
+        },
+    ),
     "source_only": MethodSpec(
         ERM,
         "Trained on labelled source data only, tested on the target.",

@@ -1,0 +1,271 @@
+"""SpotTune, MultiTune, the linear probe and the ResNet-26 they share (hand-built tiny nets)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from tlrepro.methods.erm import ERM
+from tlrepro.methods.multitune import MultiTune
+from tlrepro.methods.registry import resolve_settings
+from tlrepro.methods.spottune import SpotTune
+from tlrepro.models.resnet26 import ResNet26
+from tlrepro.models.small import SmallVGG
+from tlrepro.train import TensorSet, random_crop
+
+CLASSES = 5
+
+
+def tiny_resnet26(seed: int = 0) -> ResNet26:
+    """26 layers at width 4-8: the real layout, milliseconds per step."""
+    torch.manual_seed(seed)
+    net = ResNet26(CLASSES, widths=(4, 6, 8), stem_width=4)
+    with torch.no_grad():  # non-trivial BN statistics, as a pretrained net has
+        for layer in net.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.running_mean.uniform_(-0.2, 0.2)
+                layer.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def batch(n: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 3, 16, 16, generator=generator), torch.randint(
+        0, CLASSES, (n,), generator=generator
+    )
+
+
+def spottune(net: ResNet26 | None = None) -> SpotTune:
+    return SpotTune(net or tiny_resnet26(), ("target",), resolve_settings("spottune", {}))
+
+
+def sgd(method: nn.Module) -> torch.optim.Optimizer:
+    groups = [{k: v for k, v in g.items() if k != "lr_scale"} for g in method.parameter_groups()]
+    return torch.optim.SGD(groups, lr=0.1, momentum=0.9, weight_decay=5e-4)
+
+
+def train_steps(method, steps: int = 3) -> dict[str, torch.Tensor]:
+    optimizer = sgd(method)
+    method.train()
+    for step in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        stats = method.update({"target": batch(seed=step)}, step)
+        optimizer.step()
+    return stats
+
+
+def plain(blocks: nn.ModuleList, like: ResNet26) -> ResNet26:
+    """A plain ResNet-26 with `like`'s stem, final BN and head and the given blocks."""
+    net = copy.deepcopy(like)
+    net.blocks = copy.deepcopy(blocks)
+    return net.eval()
+
+
+def test_resnet26_layout():
+    net = ResNet26(10)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) + 1 == 26  # 25 convolutions and the head
+    assert [b.conv1.stride[0] for b in net.blocks] == [2, 1, 1, 1] * 3
+    assert net.features(torch.randn(2, 3, 64, 64)).shape == (2, 256)
+    # Parameter-free shortcuts: every parameter belongs to a conv, a BN or the head.
+    layers = [m for m in net.modules() if isinstance(m, nn.Conv2d | nn.BatchNorm2d)]
+    counted = sum(p.numel() for m in layers for p in m.parameters())
+    assert counted + sum(p.numel() for p in net.head.parameters()) == sum(
+        p.numel() for p in net.parameters()
+    )
+
+
+def test_frozen_branch_gets_no_gradient_and_stays_bit_identical():
+    method = spottune()
+    before = {k: v.clone() for k, v in method.network.frozen.state_dict().items()}
+    tuned_before = copy.deepcopy(method.network.backbone.blocks.state_dict())
+    train_steps(method)
+    assert all(p.grad is None for p in method.network.frozen.parameters())
+    after = method.network.frozen.state_dict()
+    for key, value in before.items():  # weights and BN running statistics alike
+        assert torch.equal(value, after[key]), key
+    moved = method.network.backbone.blocks.state_dict()
+    assert any(not torch.equal(tuned_before[k], moved[k]) for k in tuned_before)
+
+
+def test_policy_gets_gradient_through_straight_through_estimator():
+    method = spottune()
+    method.train()
+    method.update({"target": batch()}, 0)
+    grads = [p.grad for p in method.network.policy.parameters()]
+    assert all(g is not None for g in grads)
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+    # The training routing is hard (0/1): the gradient can only come from straight-through.
+    _, actions = method.network.route(batch()[0])
+    assert set(actions.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_test_time_routing_is_deterministic_argmax():
+    method = spottune()
+    method.eval()
+    x = batch()[0]
+    torch.manual_seed(0)
+    first = method.predict(x)
+    actions = method.network.actions(x)
+    torch.manual_seed(123)
+    assert torch.equal(first, method.predict(x))
+    logits = method.network.policy(x).view(len(x), -1, 2)
+    assert torch.equal(actions, logits.argmax(-1).float())
+    # In training the same images are routed by sampling: it varies with the noise.
+    method.train()
+    samples = {tuple(method.network.actions(x).flatten().tolist()) for _ in range(5)}
+    assert len(samples) > 1
+
+
+def test_forced_routing_equals_plain_resnet26():
+    net = tiny_resnet26()
+    pretrained = copy.deepcopy(net)
+    method = spottune(net)
+    with torch.no_grad():  # make the tuned copies differ from the frozen ones
+        for p in method.network.backbone.blocks.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    method.eval()
+    x = batch()[0]
+    n, blocks = len(x), method.network.num_blocks
+    head = method.network.head
+    all_frozen = head(method.network.route(x, torch.zeros(n, blocks))[0])
+    all_tuned = head(method.network.route(x, torch.ones(n, blocks))[0])
+    reference = method.network.backbone
+    with torch.no_grad():
+        torch.testing.assert_close(all_frozen, plain(pretrained.blocks, reference)(x))
+        torch.testing.assert_close(all_tuned, plain(reference.blocks, reference)(x))
+    assert not torch.allclose(all_frozen, all_tuned)
+
+
+def test_usage_statistics_are_per_block_fractions():
+    method = spottune()
+    stats = train_steps(method, steps=1)
+    usage = torch.stack([stats[f"usage_block{i}"] for i in range(12)])
+    assert method.extra_stats == tuple(f"usage_block{i}" for i in range(12))
+    assert ((usage >= 0) & (usage <= 1)).all()
+    assert torch.all(usage * 8 == (usage * 8).round())  # a fraction of the 8 images
+
+
+def test_spottune_rejects_other_architectures():
+    with pytest.raises(TypeError, match="ResNet-26"):
+        SpotTune(SmallVGG(CLASSES), ("target",), resolve_settings("spottune", {}))
+
+
+def test_policy_has_its_own_lr_and_weight_decay():
+    groups = spottune().parameter_groups()
+    policy = groups[1]
+    assert policy["lr_scale"] == 0.1 and policy["weight_decay"] == 0.001
+    assert len(policy["params"]) == len(list(spottune().network.policy.parameters()))
+
+
+def test_linear_probe_trains_the_head_only():
+    net = tiny_resnet26()
+    method = ERM(net, ("target",), resolve_settings("linear_probe", {}))
+    body = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("head.")}
+    head = net.head.weight.clone()
+    train_steps(method)
+    state = net.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in body.items())
+    assert not torch.equal(head, net.head.weight)
+
+
+def multitune(net: ResNet26 | None = None, **overrides) -> MultiTune:
+    return MultiTune(net or tiny_resnet26(), ("target",), resolve_settings("multitune", overrides))
+
+
+def test_multitune_branches_differ_in_the_named_settings():
+    pretrained = tiny_resnet26()
+    method = multitune(copy.deepcopy(pretrained))
+    finetune, l2sp_reinit = method.branch_settings
+    assert (finetune["lr_scale"], finetune["l2sp"], finetune["reinit_blocks"]) == (1.0, 0.0, 0)
+    assert (l2sp_reinit["l2sp"], l2sp_reinit["reinit_blocks"]) == (0.01, 1)
+    plain_branch, special = method.network.branches
+    reference = pretrained.state_dict()
+    # Branch 0 starts exactly at the pretrained weights; branch 1 too, except its last block.
+    for name, value in plain_branch.state_dict().items():
+        assert torch.equal(value, reference[name]), name
+    changed = {k for k, v in special.state_dict().items() if not torch.equal(v, reference[k])}
+    assert {"blocks.11.conv1.weight", "blocks.11.conv2.weight"} <= changed
+    assert all(name.startswith("blocks.11.") for name in changed)
+    # Learning rates and weight decay per group, as named.
+    groups = method.parameter_groups()
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 0.1, 1.0, 1.0]
+    assert "weight_decay" not in groups[0] and groups[1]["weight_decay"] == 0.0
+    assert len(groups[2]["params"]) == len(list(special.blocks[11].parameters()))
+
+
+def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
+    method = multitune()
+    assert float(method.add_l2sp_gradient()) == 0.0
+    method.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for branch in method.network.branches:
+            for p in branch.parameters():
+                p.add_(0.1)
+    plain_branch, special = method.network.branches
+    kept, fresh, _ = method.splits[1]
+    penalty = method.add_l2sp_gradient()
+    torch.testing.assert_close(
+        penalty, torch.tensor(0.5 * 0.01 * 0.01 * sum(p.numel() for p in kept))
+    )
+    assert all(p.grad is None for p in plain_branch.parameters())
+    stem = special.stem[0].weight
+    torch.testing.assert_close(stem.grad, 0.01 * (stem - method.anchor.stem[0].weight))
+    assert special.blocks[11].conv1.weight.grad is None  # re-initialised: no anchor
+    assert {id(p) for p in fresh} == {id(p) for p in special.blocks[11].parameters()}
+
+
+def test_multitune_trains_and_checks_its_settings():
+    stats = train_steps(multitune(), steps=2)
+    assert torch.isfinite(stats["loss"]) and float(stats["l2sp"]) > 0
+    with pytest.raises(ValueError, match="at least two"):
+        multitune(branches=[{"name": "a", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 0}])
+    with pytest.raises(ValueError, match="exactly the keys"):
+        multitune(branches=[{"name": "a"}, {"name": "b"}])
+    bad = {"name": "a", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 13}
+    with pytest.raises(ValueError, match="re-initialises 13 blocks"):
+        multitune(branches=[bad, bad])
+
+
+def test_decathlon_crop_cuts_windows_of_eight_ninths():
+    images = torch.arange(2 * 3 * 72 * 72).view(2, 3, 72, 72).float()
+    generator = torch.Generator().manual_seed(0)
+    crops = random_crop(images, 64, generator)
+    assert crops.shape == (2, 3, 64, 64)
+    for image, crop in zip(images, crops, strict=True):
+        top = int((crop[0, 0, 0] - image[0, 0, 0]) // 72)
+        left = int((crop[0, 0, 0] - image[0, 0, 0]) % 72)
+        assert torch.equal(crop, image[:, top : top + 64, left : left + 64])
+    data = TensorSet.create(
+        torch.zeros(4, 3, 72, 72, dtype=torch.uint8),
+        torch.zeros(4, dtype=torch.long),
+        [0.0] * 3,
+        [1.0] * 3,
+        torch.device("cpu"),
+    )
+    x, _ = data.batch(torch.arange(4), "decathlon_crop", generator)
+    assert x.shape[-2:] == (64, 64) and data.batch(torch.arange(4))[0].shape[-2:] == (72, 72)
+
+
+def test_block_usage_figure(tmp_path):
+    from tlrepro.figures_blocks import last_epoch_usage, usage_bars
+
+    runs = []
+    for group, seed in (("adaptive_full", 0), ("adaptive_full", 1), ("adaptive_n5", 0)):
+        run = tmp_path / group / "spottune" / "a-to-b" / f"seed{seed}"
+        run.mkdir(parents=True)
+        usage = ",".join(str(0.1 * (i % 10)) for i in range(12))
+        header = ",".join(f"usage_block{i}" for i in range(12))
+        (run / "log.csv").write_text(f"epoch,{header}\n1,{usage}\n2,{usage}\n")
+        runs.append(run)
+    frame = last_epoch_usage(runs)
+    assert list(frame["group"]) == ["adaptive_full", "adaptive_full", "adaptive_n5"]
+    assert frame["usage_block3"].tolist() == pytest.approx([0.3] * 3)
+    usage_bars(runs, tmp_path / "usage.png")
+    assert (tmp_path / "usage.png").stat().st_size > 0
+    (runs[0] / "log.csv").write_text("epoch,train_loss\n1,0.5\n")
+    with pytest.raises(ValueError, match="no usage_block"):
+        last_epoch_usage(runs)
