@@ -67,14 +67,19 @@ class Method(nn.Module):
     def scored(self, logits: Tensor, y: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The cross-entropy of one labelled batch and the step statistics the trainer logs."""
         loss = self.criterion(logits, y)
-        return loss, {
-            "loss": loss.detach(),
-            "correct": (logits.argmax(1) == y).sum(),
-            "count": torch.tensor(len(y), device=y.device),
-        }
+        return loss, step_statistics(loss, logits, y)
 
     def supervised_step(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Cross-entropy on one labelled batch, backward included: the building block of ERM."""
         loss, stats = self.scored(self.network(x), y)
         loss.backward()
         return stats
+
+
+def step_statistics(loss: Tensor, logits: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """What the trainer sums over an epoch: the mean loss, the hits and the batch size."""
+    return {
+        "loss": loss.detach(),
+        "correct": (logits.argmax(1) == y).sum(),
+        "count": torch.tensor(len(y), device=y.device),
+    }

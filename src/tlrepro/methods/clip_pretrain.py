@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tlrepro.methods.base import Batches, Method
+from tlrepro.methods.base import Batches, Method, step_statistics
 from tlrepro.models.clip import ClipClassifier
 
 MAX_LOGIT_SCALE = math.log(100)
@@ -49,13 +49,7 @@ class ContrastivePretraining(Method):
         prototypes = F.normalize(members[present] @ image, dim=-1)
         loss = self.loss(prototypes, text[present], clip.logit_scale.exp())
         loss.backward()
-        with torch.no_grad():
-            predicted = (image @ text.t()).argmax(1)
-        return {
-            "loss": loss.detach(),
-            "correct": (predicted == y).sum(),
-            "count": torch.tensor(len(y), device=y.device),
-        }
+        return step_statistics(loss, (image @ text.t()).detach(), y)
 
     @torch.no_grad()
     def after_step(self) -> None:

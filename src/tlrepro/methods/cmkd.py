@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tlrepro import io
-from tlrepro.methods.base import Batches, Method
+from tlrepro.methods.base import Batches, Method, step_statistics
 from tlrepro.models.clip import ClipClassifier
 from tlrepro.train import random_shift
 
@@ -163,12 +163,7 @@ class ZeroShot(Method):
         x, y = batches[self.streams[0]]
         with torch.no_grad():
             logits = self.network(x)
-            loss = F.cross_entropy(logits, y)
-        return {
-            "loss": loss,
-            "correct": (logits.argmax(1) == y).sum(),
-            "count": torch.tensor(len(y), device=y.device),
-        }
+            return step_statistics(F.cross_entropy(logits, y), logits, y)
 
     def export(self, folder: Path) -> dict[str, Any]:
         return {"dsp_millions": 0.0}
@@ -308,9 +303,7 @@ class CMKD(ClipAdaptation):
         return {
             **stats,
             "ramp": torch.tensor(r, device=ys.device),
-            "loss": loss.detach(),
-            "correct": (heads[0].argmax(1) == ys).sum(),
-            "count": torch.tensor(len(ys), device=ys.device),
+            **step_statistics(loss, heads[0], ys),
         }
 
 

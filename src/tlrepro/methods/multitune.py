@@ -153,15 +153,8 @@ class MultiTune(Method):
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
         (stream,) = self.streams
         x, y = batches[stream]
-        logits = self.network(x)
-        loss = self.criterion(logits, y)
+        loss, stats = self.scored(self.network(x), y)
         loss.backward()
-        penalty = self.add_l2sp_gradient()
-        return {
-            "loss": loss.detach(),
-            "correct": (logits.argmax(1) == y).sum(),
-            "count": torch.tensor(len(y), device=y.device),
-            "l2sp": penalty,
-        }
+        return {**stats, "l2sp": self.add_l2sp_gradient()}
 
     extra_stats = ("l2sp",)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -120,13 +119,10 @@ class SpotTune(Method):
         (stream,) = self.streams
         x, y = batches[stream]
         features, actions = self.network.route(x)
-        logits = self.network.head(features)
-        loss = self.criterion(logits, y)
+        loss, stats = self.scored(self.network.head(features), y)
         loss.backward()
         usage = actions.detach().float().mean(0)
         return {
-            "loss": loss.detach(),
-            "correct": (logits.argmax(1) == y).sum(),
-            "count": torch.tensor(len(y), device=y.device),
+            **stats,
             **{name: usage[i] for i, name in enumerate(self.extra_stats)},
         }
