@@ -128,9 +128,13 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     from tlrepro.experiment import run_transfer
 
     plan = _plan(args)
-    job = plan.run(args.group, args.method, args.task, args.seed)
-    with io.exclusive(job.folder):
-        _report("run", run_transfer(plan, job, _progress(args, plan)))
+    seeds = args.seeds or plan.seeds(args.group)
+    jobs = [plan.run(args.group, args.method, args.task, seed) for seed in seeds]
+    # One process for all seeds: torch's start-up (~6 s of CPU with its first optimiser
+    # step) is paid once per (method, task), not once per seed.
+    for job in jobs:
+        with io.exclusive(job.folder):
+            _report("run", run_transfer(plan, job, _progress(args, plan)))
 
 
 def _commit() -> str:
@@ -217,12 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(
         "transfer",
         cmd_transfer,
-        "train one run: a method of a group on a task with a seed (resumes if killed)",
+        "train a method of a group on a task, for the given seeds or all the group's seeds, "
+        "one after the other (each resumes if killed)",
     )
     sub.add_argument("group")
     sub.add_argument("method", help="the method's key in the group")
     sub.add_argument("task", help="<source>-to-<target>, e.g. digits_syn-to-digits_uci")
-    sub.add_argument("seed", type=int)
+    sub.add_argument("seeds", type=int, nargs="*", help="default: every seed of the group")
     command("tables", cmd_tables, "aggregate every run into results/tables.{md,csv} and figures")
     return parser
 

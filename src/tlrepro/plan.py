@@ -212,6 +212,14 @@ class Plan:
                 "`tlrepro plan` lists the runs the config defines"
             ) from None
 
+    def seeds(self, group: str) -> list[int]:
+        if group not in self.groups():
+            raise PlanError(
+                f"no group {group!r} in profile {self.profile_name!r}; its groups: "
+                f"{', '.join(self.groups())}"
+            )
+        return list(self.groups()[group]["seeds"])
+
     def pretrain(self, model: str, dataset: str) -> PretrainJob:
         try:
             return self.pretrains[(model, dataset)]
