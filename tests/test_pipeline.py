@@ -52,7 +52,9 @@ def test_nothing_to_do_after_a_complete_run(built):
     assert time.perf_counter() - began < 10
 
 
-def test_forcerun_of_one_run_touches_only_that_run_and_the_tables(built, tmp_path):
+def test_forcerun_of_one_run_redoes_only_its_job_and_the_tables(built, tmp_path):
+    """A job is one (group, method, task) with all its seeds: forcing seed 1 of finetune
+    reruns finetune's seeds on that task, and nothing else but the tables."""
     root = tmp_path / "copy"
     shutil.copytree(built, root, symlinks=True)
     before = outputs(root)
@@ -60,7 +62,7 @@ def test_forcerun_of_one_run_touches_only_that_run_and_the_tables(built, tmp_pat
     run([SNAKEMAKE, "--cores", "2", "results/tables.md", "--forcerun", target], root)
     after = outputs(root)
     changed = {path for path in before if after.get(path) != before[path]}
-    run_folder = str(Path(target).parent)
+    run_folder = str(Path(target).parent.parent)
     assert {p for p in changed if not p.startswith(run_folder)} == {
         "results/tables.md",
         "results/tables.csv",
