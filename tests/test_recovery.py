@@ -12,7 +12,7 @@ import pytest
 
 from tlrepro import io
 
-from .conftest import BIN, make_workspace, run, tiny_config
+from .conftest import BIN, built_config, make_workspace, run
 from .test_dvc import dvc_workspace
 
 pytestmark = pytest.mark.slow
@@ -65,7 +65,7 @@ def kill_during_training(command: list[str], root: Path) -> Path:
 @pytest.mark.parametrize("runner", ["snakemake", "dvc"])
 def test_killed_runner_resumes_and_ends_with_the_same_tables(runner, tmp_path, built):
     command, workspace = COMMANDS[runner]
-    root = workspace(tmp_path / "repo", tiny_config())
+    root = workspace(tmp_path / "repo", built_config())
     killed_run = kill_during_training(command, root)
     assert not (killed_run / "metrics.json").exists()
     done_before = finished_runs(root)

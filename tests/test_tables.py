@@ -266,7 +266,7 @@ def test_unknown_reported_key_is_an_error(run_dirs, reported_path) -> None:
 def test_real_reported_config_loads() -> None:
     reported = load_reported(REPO / "config" / "reported.yaml")
     assert reported["gradmf"]["rows"] == {}
-    assert reported["tlvfc_resnet18"]["rows"]["TLVFC"]["imagenet_vgg16-to-cifar10"] == 77.24
+    assert reported["tlvfc_resnet18"]["rows"]["TLVFC"]["imagenet-to-cifar10"] == 77.24
     for key in (
         "tlvfc_depth",
         "multitune",

@@ -22,6 +22,13 @@ import pandas as pd
 from tlrepro import io
 
 PREFIX = "usage_block"
+FIGURE = "spottune-usage.png"
+
+
+def has_usage(run_dir: Path) -> bool:
+    """Whether a run logged per-block usage (its log.csv header names usage_block columns)."""
+    with open(Path(run_dir) / "log.csv") as handle:
+        return PREFIX in handle.readline()
 
 
 def last_epoch_usage(run_dirs: Sequence[Path]) -> pd.DataFrame:

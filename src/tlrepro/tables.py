@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
-from tlrepro import figures, io
+from tlrepro import figures, figures_blocks, io
 
 RunKey = tuple[str, str, str, int]
 """(group, method_key, task, seed), the key of `run_dirs`."""
@@ -35,6 +35,7 @@ PROTOCOLS: dict[str, str] = {
 }
 """Protocol key in metrics.json -> heading, in the order the tables show them."""
 
+DSP = "DSP (M)"
 MISSING = "—"
 AVG = "avg"
 ARROW = "→"
@@ -50,6 +51,7 @@ FRAME_COLUMNS = [
     "val_acc",
     "test_acc",
     "selection_split",
+    "dsp_millions",
 ]
 CSV_COLUMNS = [
     "group",
@@ -141,6 +143,7 @@ def collect(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path]) -> pd
                         "val_acc": entry["val_acc"],
                         "test_acc": entry["test_acc"],
                         "selection_split": entry.get("selection_split"),
+                        "dsp_millions": metrics.get("dsp_millions", math.nan),
                     }
                 )
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)
@@ -252,6 +255,17 @@ def _pivot(cells: pd.DataFrame, labels: list[str], group: GroupTable) -> pd.Data
     return table.astype(object).fillna(MISSING)
 
 
+def _with_dsp(body: pd.DataFrame, frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """A `DSP (M)` column (distinct stored parameters, millions) where the methods report it."""
+    runs = frame[(frame["group"] == group.name) & frame["dsp_millions"].notna()]
+    if runs.empty:
+        return body
+    dsp = runs.groupby("label")["dsp_millions"].mean()
+    return body.assign(
+        **{DSP: [f"{dsp[label]:.4g}" if label in dsp else MISSING for label in body.index]}
+    )
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     headers = ["method", *(display_task(t) for t in table.columns)]
     return tabulate(
@@ -327,6 +341,8 @@ def _group_section(
             rows = _pivot(theirs, reported_labels, group)
             rows.index = [f"reported: {label} [{short}]" for label in rows.index]
             body = pd.concat([body, rows])
+        if protocol == "best_val":
+            body = _with_dsp(body, frame, group)
         lines.append(_markdown_table(body))
         if protocol == "best_val" and table is not None:
             lines += ["", _reported_line(table, shown=not theirs.empty)]
@@ -428,12 +444,15 @@ def write_tables(
     reported = load_reported(reported_path)
     frame = collect(groups, run_dirs)
     link = Path(os.path.relpath(figures_dir, Path(out_md).parent)).as_posix()
-    stats_figures = []
+    stats_figures, usage_runs = [], []
     for group in groups:
+        usage_runs += [run for *_, run in group.runs(run_dirs) if figures_blocks.has_usage(run)]
         figures.learning_curves(group, run_dirs, Path(figures_dir) / f"{group.name}.png")
         stats_png = Path(figures_dir) / f"{group.name}{figures.STATS_SUFFIX}"
         if figures.training_statistics(group, run_dirs, stats_png):
             stats_figures.append(group.name)
+    if usage_runs:
+        figures_blocks.usage_bars(usage_runs, Path(figures_dir) / figures_blocks.FIGURE)
     markdown = render_markdown(
         frame, groups, reported, header, figures_dir=link, stats_figures=stats_figures
     )
