@@ -42,15 +42,10 @@ def he_init(network: nn.Module) -> None:
 
 class TLVFC(Method):
     def __init__(
-        self,
-        network: Classifier,
-        streams: tuple[str, ...],
-        settings: dict[str, Any],
-        label_smoothing: float = 0.0,
-        source_model: Classifier | None = None,
-        shared_labels: bool = False,
+        self, network: Classifier, *args: Any, source_model: Classifier | None = None, **kwargs: Any
     ):
-        super().__init__(network, streams, settings, label_smoothing, source_model, shared_labels)
+        super().__init__(network, *args, **kwargs)
+        settings = self.settings
         transfer = settings["transfer"]
         self.p = float(settings["crossover_p"])
         keep = settings.get("keep", "interLeaved")

@@ -48,15 +48,9 @@ class Joint(Method):
     """Sum of the source and target cross-entropies, one backward."""
 
     def __init__(
-        self,
-        network: Classifier,
-        streams: tuple[str, ...],
-        settings: dict[str, Any],
-        label_smoothing: float = 0.0,
-        source_model: Classifier | None = None,
-        shared_labels: bool = False,
+        self, network: Classifier, *args: Any, source_model: Classifier | None = None, **kwargs: Any
     ):
-        super().__init__(network, streams, settings, label_smoothing, shared_labels=shared_labels)
+        super().__init__(network, *args, **kwargs)
         if source_model is None:
             raise ValueError(f"{type(self).__name__} needs the source model (uses_source_model)")
         self.source_head: nn.Linear | None = None
