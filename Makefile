@@ -36,7 +36,7 @@ lint: setup
 dry-run: setup
 	snakemake -n results/tables.md
 
-## regenerate dvc_plan.yaml (the job list dvc.yaml iterates over) after editing the config
+## regenerate dvc.yaml and dvc_params.yaml after editing the config or the imports of the code
 dvc-plan: setup
 	tlrepro dvc-plan
 

@@ -1,12 +1,16 @@
 # The pipeline: prepare data -> pretrain source models -> transfer runs -> tables.
-# Everything it builds is listed by src/tlrepro/plan.py from config/config.yaml;
-# every rule calls the `tlrepro` CLI. See README.md for targets and reruns.
+# Everything it builds is listed by src/tlrepro/plan.py from the config; every rule
+# calls the `tlrepro` CLI. See README.md for targets and reruns.
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A user's edited copy (`--configfile my.yaml`) replaces the repository's config
+# instead of being merged into it: the CLI that the rules call reads one file.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
@@ -20,4 +24,4 @@ rule all:
     default_target: True
     localrule: True
     input:
-        "results/tables.md",
+        ACTIVE_TABLES["md"],

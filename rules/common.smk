@@ -1,27 +1,37 @@
 # Config validation, the run plan, and helpers shared by the rules.
-import json
 import re
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
+from tlrepro import codebase
 from tlrepro.config import ConfigError, schema_path
 from tlrepro.config import validate as check_config
-from tlrepro.plan import build_plan, fingerprint
+from tlrepro.layout import active_tables, figures_dir, prepared_dir, profile_tables
+from tlrepro.plan import build_plan, fingerprint, tables_code_files
 
-CONFIG_FILE = Path(workflow.configfiles[-1])
+if len(workflow.configfiles) > 1:
+    raise ConfigError(
+        f"pass one config file, not {len(workflow.configfiles)} "
+        f"({', '.join(map(str, workflow.configfiles))}): copy config/config.yaml, edit the "
+        "copy, and pass only it with --configfile"
+    )
+CONFIG_FILE = Path(workflow.configfiles[0])
 validate(config, schema=str(schema_path(CONFIG_FILE).resolve()))
 
 # The CLI reads CONFIG_FILE itself, so the only command-line override it can
 # follow is the profile: refuse others instead of silently ignoring them.
 _from_file = yaml.safe_load(CONFIG_FILE.read_text())
-_overridden = sorted(k for k in set(config) | set(_from_file)
-                     if k != "profile" and config.get(k) != _from_file.get(k))
+_overridden = sorted(
+    k
+    for k in set(config) | set(_from_file)
+    if k != "profile" and config.get(k) != _from_file.get(k)
+)
 if _overridden:
     raise ConfigError(
-        f"--config may only set `profile`; put changes to {', '.join(_overridden)} in a config "
-        "file and pass it with --configfile"
+        f"--config may only set `profile`; put changes to {', '.join(_overridden)} in a "
+        f"copy of {CONFIG_FILE} and pass it with --configfile"
     )
 
 PLAN = build_plan(check_config(config, schema_path(CONFIG_FILE)))
@@ -29,6 +39,8 @@ PROFILE = PLAN.profile_name
 RUNTIME = PLAN.profile.get("runtime", {})
 TORCH_THREADS = RUNTIME.get("torch_threads", 1)
 CLI = f"tlrepro --config {CONFIG_FILE} --profile {PROFILE}"
+PROFILE_TABLES = {kind: str(path) for kind, path in profile_tables(PROFILE).items()}
+ACTIVE_TABLES = {kind: str(path) for kind, path in active_tables().items()}
 
 
 def resource(kind, key, default):
@@ -36,14 +48,15 @@ def resource(kind, key, default):
 
 
 def prepared(dataset):
-    return f"data/prepared/{PROFILE}/{dataset}/manifest.json"
+    return str(prepared_dir(PROFILE, dataset) / "manifest.json")
+
+
+def code(files):
+    """The code a job runs, as a param: editing it makes exactly its jobs stale."""
+    return codebase.fingerprint(files)
 
 
 wildcard_constraints:
     profile=re.escape(PROFILE),
     dataset=r"[a-z0-9_]+",
     model=r"[a-z0-9_]+",
-    group=r"[a-z0-9_]+",
-    method=r"[a-z0-9_]+",
-    task=r"[a-z0-9_]+-to-[a-z0-9_]+",
-    seed=r"\d+",

@@ -14,6 +14,7 @@ rule prepare:
         options=lambda w: fingerprint(
             {**PLAN.dataset_options(w.dataset), "image_size": PLAN.image_size(w.dataset)}
         ),
+        code=lambda w: code(PLAN.prepare_code_files(w.dataset)),
     log:
         "logs/{profile}/prepare/{dataset}.log",
     benchmark:

@@ -10,6 +10,7 @@ rule pretrain:
         curve="results/pretrained/{profile}/{model}/{dataset}/log.csv",
     params:
         identity=lambda w: fingerprint(PLAN.pretrain(w.model, w.dataset).identity),
+        code=lambda w: code(PLAN.pretrain(w.model, w.dataset).code_files),
     log:
         "logs/{profile}/pretrain/{model}/{dataset}.log",
     benchmark:

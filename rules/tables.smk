@@ -1,19 +1,19 @@
-# Aggregate every run of the profile into results/tables.{md,csv} and figures.
+# Aggregate every run of the profile into its own tables and figures, then copy them
+# to results/tables.{md,csv}: each profile's tables are distinct outputs, so switching
+# profile plans that profile's missing jobs.
 
 
 rule tables:
     input:
-        metrics=[str(job.metrics) for job in PLAN.runs],
-        curves=[str(job.folder / "log.csv") for job in PLAN.runs],
-        reported=str(CONFIG_FILE.parent / "reported.yaml"),
+        [str(path) for path in PLAN.tables_inputs(CONFIG_FILE)],
     output:
-        md="results/tables.md",
-        csv="results/tables.csv",
-        figures=[f"results/figures/{group}.png" for group in PLAN.groups()],
+        **PROFILE_TABLES,
+        figures=directory(str(figures_dir(PROFILE))),
     params:
         # Snakemake does not rebuild an existing target for inputs it lacks: a
-        # changed profile or list of runs must make the tables stale by itself.
-        runs=fingerprint({"profile": PROFILE, "runs": [str(job.metrics) for job in PLAN.runs]}),
+        # changed list of runs must make the tables stale by itself.
+        runs=fingerprint({"runs": [str(job.metrics) for job in PLAN.runs]}),
+        code=code(tables_code_files()),
     log:
         f"logs/{PROFILE}/tables.log",
     benchmark:
@@ -25,3 +25,24 @@ rule tables:
         runtime=resource("tables", "runtime", 10),
     shell:
         "{CLI} tables > {log} 2>&1"
+
+
+rule active_tables:
+    input:
+        **PROFILE_TABLES,
+    output:
+        **ACTIVE_TABLES,
+    params:
+        profile=PROFILE,
+    log:
+        f"logs/{PROFILE}/active_tables.log",
+    benchmark:
+        f"benchmarks/{PROFILE}/active_tables.tsv"
+    localrule: True
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=100,
+        runtime=1,
+    shell:
+        "{CLI} publish-tables > {log} 2>&1"

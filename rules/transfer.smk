@@ -1,11 +1,13 @@
 # One job = one method of one group on one task, all the group's seeds one after the
 # other in one process (torch's start-up is paid once, not per seed); each seed's run
-# resumes from its checkpoint if the job is killed. One rule per distinct seed list
-# (usually one, named `transfer`), since a rule's outputs cannot vary with a wildcard.
+# resumes from its checkpoint if the job is killed. A job's outputs are every file its
+# runs write (the method's exports included), so jobs with different seed lists or
+# exports need rules of their own: one rule per such signature, its {job} wildcard
+# (group/method/task) constrained to exactly the jobs that have it.
 
 
 def batch_jobs(w):
-    return [PLAN.run(w.group, w.method, w.task, seed) for seed in PLAN.seeds(w.group)]
+    return PLAN.batch(*w.job.split("/"))
 
 
 def batch_inputs(w):
@@ -17,41 +19,57 @@ def batch_inputs(w):
     return sorted(inputs)
 
 
-def _groups_by_seeds():
-    by_seeds = {}
-    for name, group in PLAN.groups().items():
-        by_seeds.setdefault(tuple(group["seeds"]), []).append(name)
-    return by_seeds
+def _jobs_by_signature():
+    by_signature = {}
+    for batch in PLAN.batches():
+        first = batch[0]
+        signature = (tuple(run.seed for run in batch), first.output_names)
+        job = f"{first.group}/{first.method_key}/{first.task.name}"
+        by_signature.setdefault(signature, []).append(job)
+    return by_signature
 
 
-RUN_FILE = "results/runs/{{profile}}/{{group}}/{{method}}/{{task}}/seed{seed}/{name}"
+def _rule_name(seeds, names):
+    """`transfer`, suffixed by what tells this rule's jobs from the others' jobs."""
+    signatures = _jobs_by_signature()
+    words = ["transfer"]
+    if len({exports for _, exports in signatures}) > 1:
+        words += [Path(name).stem for name in names[3:]] or ["plain"]
+    if len({seed_list for seed_list, _ in signatures}) > 1:
+        words += ["seeds", *map(str, seeds)]
+    return "_".join(words)
 
-for _seeds, _groups in _groups_by_seeds().items():
+
+for (_seeds, _names), _jobs in _jobs_by_signature().items():
 
     rule:
         name:
-            "transfer" if len(_groups_by_seeds()) == 1 else "transfer_seeds_" + "_".join(map(str, _seeds))
+            _rule_name(_seeds, _names)
         input:
             batch_inputs,
         output:
-            metrics=expand(RUN_FILE, seed=_seeds, name="metrics.json"),
-            model=expand(RUN_FILE, seed=_seeds, name="model.safetensors"),
-            curve=expand(RUN_FILE, seed=_seeds, name="log.csv"),
+            [
+                f"results/runs/{PROFILE}/{{job}}/seed{seed}/{name}"
+                for seed in _seeds
+                for name in _names
+            ],
         wildcard_constraints:
-            group="|".join(_groups),
+            job="|".join(map(re.escape, _jobs)),
         params:
             identity=lambda w: fingerprint({"runs": [job.identity for job in batch_jobs(w)]}),
+            code=lambda w: code(batch_jobs(w)[0].code_files),
+            job=lambda w: w.job.replace("/", " "),
         log:
-            "logs/{profile}/runs/{group}/{method}/{task}.log",
+            f"logs/{PROFILE}/runs/{{job}}.log",
         benchmark:
-            "benchmarks/{profile}/runs/{group}/{method}/{task}.tsv"
+            f"benchmarks/{PROFILE}/runs/{{job}}.tsv"
         threads: TORCH_THREADS
         resources:
             gpu=resource("train", "gpu", 0),
             mem_mb=resource("train", "mem_mb", 4000),
-            runtime=lambda w: resource("train", "runtime", 60) * len(PLAN.seeds(w.group)),
+            runtime=resource("train", "runtime", 60) * len(_seeds),
         shell:
-            "{CLI} transfer {wildcards.group} {wildcards.method} {wildcards.task} > {log} 2>&1"
+            "{CLI} transfer {params.job} > {log} 2>&1"
 
 
 # Named targets: `snakemake <method_key>` builds every run of that method key,

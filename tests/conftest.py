@@ -49,8 +49,14 @@ def built_config() -> dict:
 
 
 def make_workspace(root: Path, config: dict | None = None) -> Path:
-    """A copy of the pipeline files (not results) with `config` as its config."""
+    """A copy of the pipeline files and the package's code (not results) with `config` as
+    its config; `run` makes commands in it import that copy of the code."""
     root.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(
+        REPO / "src" / "tlrepro",
+        root / "src" / "tlrepro",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     for name in ("Snakefile", "rules", "profiles", "config"):
         source = REPO / name
         if source.is_dir():
@@ -62,8 +68,17 @@ def make_workspace(root: Path, config: dict | None = None) -> Path:
     return root
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+def workspace_env(cwd: Path) -> dict[str, str]:
+    """The environment of a command in `cwd`: the venv's tools, and the workspace's own copy
+    of the package where it has one (so that tests can edit code without touching ours)."""
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    if (Path(cwd) / "src" / "tlrepro").is_dir():
+        env["PYTHONPATH"] = str(Path(cwd).resolve() / "src")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    env = workspace_env(cwd)
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, **kwargs)
     if check and result.returncode != 0:
         raise AssertionError(
@@ -82,4 +97,26 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`built_config()` built once by `snakemake --cores 2` (copy it before changing it)."""
     root = make_workspace(tmp_path_factory.mktemp("built") / "repo", built_config())
     run([str(BIN / "snakemake"), "--cores", "2", "results/tables.md"], root)
+    return root
+
+
+def dvc_workspace(root: Path, config: dict) -> Path:
+    """A git + DVC repository holding the pipeline, its code and `config`."""
+    make_workspace(root, config)
+    shutil.copy(REPO / ".gitignore", root / ".gitignore")
+    run([str(BIN / "tlrepro"), "dvc-plan"], root)
+    run(["git", "init", "-q"], root)
+    run([str(BIN / "dvc"), "init", "-q"], root)
+    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
+    run([str(BIN / "dvc"), "config", "core.analytics", "false"], root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def dvc_built(tmp_path_factory) -> Path:
+    """The built config (scratch, finetune, gradmf) reproduced once by `dvc repro` on a
+    fresh repository."""
+    root = dvc_workspace(tmp_path_factory.mktemp("dvc") / "repo", built_config())
+    first = run([str(BIN / "dvc"), "repro"], root)
+    assert "Running stage 'tables'" in first.stdout
     return root

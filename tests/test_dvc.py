@@ -7,32 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tlrepro.cli import DVC_PLAN, render_dvc_plan
 from tlrepro.config import load_config
+from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
 from tlrepro.plan import build_plan
 
-from .conftest import BIN, REPO, make_workspace, run, tiny_config
+from .conftest import BIN, REPO, dvc_workspace, run
 
 DVC = str(BIN / "dvc")
 SNAKEMAKE = str(BIN / "snakemake")
-
-
-def dvc_workspace(root: Path, config: dict) -> Path:
-    """A git + DVC repository holding the pipeline, its code and `config`."""
-    make_workspace(root, config)
-    shutil.copytree(
-        REPO / "src" / "tlrepro",
-        root / "src" / "tlrepro",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    shutil.copy(REPO / ".gitignore", root / ".gitignore")
-    run([str(BIN / "tlrepro"), "dvc-plan"], root)
-    run(["git", "init", "-q"], root)
-    run([DVC, "init", "-q"], root)
-    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
-    run([DVC, "config", "core.analytics", "false"], root)
-    return root
 
 
 def commit_all(root: Path, message: str) -> None:
@@ -58,11 +40,13 @@ def snakemake_outputs(root: Path, dvc_folders: set[str]) -> set[str]:
     return {next((d for d in dvc_folders if f.startswith(f"{d}/")), f) for f in files}
 
 
-def test_committed_dvc_plan_matches_the_config():
-    plan = build_plan(load_config(REPO / "config" / "config.yaml"))
-    assert (REPO / DVC_PLAN).read_text() == render_dvc_plan(plan), (
-        "dvc_plan.yaml lags behind config/config.yaml: run `tlrepro dvc-plan` and commit it"
-    )
+def test_committed_dvc_files_match_the_config_and_the_code(monkeypatch):
+    monkeypatch.chdir(REPO)
+    config_file = Path("config/config.yaml")
+    dvc_text, params_text = render(build_plan(load_config(config_file)), config_file)
+    message = "lags behind config/config.yaml or the package: run `make dvc-plan` and commit it"
+    assert DVC_FILE.read_text() == dvc_text, f"{DVC_FILE} {message}"
+    assert PARAMS_FILE.read_text() == params_text, f"{PARAMS_FILE} {message}"
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
@@ -70,20 +54,11 @@ def test_dvc_and_snakemake_declare_the_same_outputs(tmp_path, profile):
     config = load_config(REPO / "config" / "config.yaml", profile)
     root = dvc_workspace(tmp_path / "repo", config)
     declared = dvc_outputs(root)
-    assert declared == snakemake_outputs(root, {"results/figures"})
+    assert declared == snakemake_outputs(root, {f"results/figures/{profile}"})
 
 
 def stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
-
-
-@pytest.fixture(scope="module")
-def dvc_built(tmp_path_factory) -> Path:
-    """The tiny config reproduced once by `dvc repro` on a fresh repository."""
-    root = dvc_workspace(tmp_path_factory.mktemp("dvc") / "repo", tiny_config())
-    first = run([DVC, "repro"], root)
-    assert "tables" in stages_run(first.stdout)
-    return root
 
 
 @pytest.mark.slow
@@ -117,18 +92,16 @@ def test_repro_then_push_clone_pull_and_both_runners_are_up_to_date(dvc_built, t
 def test_repro_of_one_run_one_method_or_one_dataset_reruns_only_that(dvc_built, tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(dvc_built, root, symlinks=True)
-    one = "transfer@baselines-scratch-digits_syn-to-digits_uci-seed0"
+    one = "transfer-baselines-scratch-digits_syn-to-digits_uci"
     assert stages_run(run([DVC, "repro", "--force", "--single-item", one], root).stdout) == {one}
-    assert stages_run(run([DVC, "repro"], root).stdout) == {"tables"}  # its dependent only
+    assert stages_run(run([DVC, "repro"], root).stdout) == {"tables", "active-tables"}
     method = run(
-        [DVC, "repro", "--dry", "--force", "--single-item", "--glob", "transfer@*-finetune-*"], root
+        [DVC, "repro", "--dry", "--force", "--single-item", "--glob", "transfer-*-finetune-*"], root
     ).stdout
-    assert stages_run(method) == {
-        f"transfer@baselines-finetune-digits_syn-to-digits_uci-seed{s}" for s in (0, 1)
-    }
+    assert stages_run(method) == {"transfer-baselines-finetune-digits_syn-to-digits_uci"}
     dataset = stages_run(
-        run([DVC, "repro", "--dry", "--force", "--downstream", "prepare@digits_syn"], root).stdout
+        run([DVC, "repro", "--dry", "--force", "--downstream", "prepare-digits_syn"], root).stdout
     )
-    assert "prepare@digits_uci" not in dataset
-    assert {"prepare@digits_syn", "pretrain@small_vgg-digits_syn", "tables"} <= dataset
+    assert "prepare-digits_uci" not in dataset
+    assert {"prepare-digits_syn", "pretrain-small_vgg-digits_syn", "tables"} <= dataset
     assert not any("scratch" in stage for stage in dataset)

@@ -37,9 +37,10 @@ def test_builds_tables_from_every_run(built):
     tables = (built / "results" / "tables.md").read_text()
     assert "Tiny baselines" in tables and "digits_syn→digits_uci" in tables
     assert len(accuracies(built)) == 6  # 3 methods x 2 seeds
-    assert (built / "results" / "figures" / "baselines.png").stat().st_size > 1000
-    assert (built / "results" / "figures" / "baselines-stats.png").stat().st_size > 1000
-    assert "figures/baselines-stats.png" in tables
+    assert (built / "results" / "figures" / "quick" / "baselines.png").stat().st_size > 1000
+    assert (built / "results" / "figures" / "quick" / "baselines-stats.png").stat().st_size > 1000
+    assert "figures/quick/baselines-stats.png" in tables
+    assert tables == (built / "results" / "tables-quick.md").read_text()
     for rule in ("prepare", "pretrain", "runs"):
         assert any((built / "logs" / "quick" / rule).rglob("*.log"))
     assert any((built / "benchmarks" / "quick").rglob("*.tsv"))
@@ -66,8 +67,10 @@ def test_forcerun_of_one_run_redoes_only_its_job_and_the_tables(built, tmp_path)
     assert {p for p in changed if not p.startswith(run_folder)} == {
         "results/tables.md",
         "results/tables.csv",
-        "results/figures/baselines.png",
-        "results/figures/baselines-stats.png",
+        "results/tables-quick.md",
+        "results/tables-quick.csv",
+        "results/figures/quick/baselines.png",
+        "results/figures/quick/baselines-stats.png",
     }
     assert any(p.startswith(run_folder) for p in changed)
 

@@ -12,8 +12,7 @@ import pytest
 
 from tlrepro import io
 
-from .conftest import BIN, built_config, make_workspace, run
-from .test_dvc import dvc_workspace
+from .conftest import BIN, built_config, dvc_workspace, make_workspace, run
 
 pytestmark = pytest.mark.slow
 

@@ -13,26 +13,18 @@ from typing import Any
 
 import torch
 
-from tlrepro import io
+from tlrepro import codebase, io
 from tlrepro.data.prepare import PreparedDataset, load_prepared
+from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.base import Classifier
 from tlrepro.models.registry import build_model, pretraining_method
-from tlrepro.plan import (
-    METRICS_FILE,
-    Plan,
-    PretrainJob,
-    RunJob,
-    fingerprint,
-    prepared_dir,
-    shares_labels,
-)
+from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, shares_labels
 from tlrepro.registry import load_object
 from tlrepro.selection import select
 from tlrepro.train import CHECKPOINT, TensorSet, fit
 
-MODEL_FILE = "model.safetensors"
 CHANNELS_LAST = torch.channels_last
 
 
@@ -89,7 +81,7 @@ def _tensor_set(
 
 def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
     return {
-        name: io.read_json(prepared_dir(plan.profile_name, name) / "manifest.json")["splits"]
+        name: io.read_json(prepared_dir(plan.profile_name, name) / MANIFEST)["splits"]
         for name in names
     }
 
@@ -151,7 +143,13 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         {},
         job.training["label_smoothing"],
     ).to(device, memory_format=CHANNELS_LAST)
-    digest = _digest({**job.identity, "data": _data_hashes(plan, [job.dataset])})
+    digest = _digest(
+        {
+            **job.identity,
+            "data": _data_hashes(plan, [job.dataset]),
+            "code": codebase.fingerprint(job.code_files),
+        }
+    )
     info = {
         "profile": job.profile,
         "kind": "pretrain",
@@ -212,7 +210,11 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
 
     torch.manual_seed(job.seed)
     network = build_model(job.model, len(target.classes))
-    identity: dict[str, Any] = {**job.identity, "data": _data_hashes(plan, job.datasets)}
+    identity: dict[str, Any] = {
+        **job.identity,
+        "data": _data_hashes(plan, job.datasets),
+        "code": codebase.fingerprint(job.code_files),
+    }
     if job.pretrain is not None:
         identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
     if spec.init == "source":

@@ -13,14 +13,22 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from tlrepro import codebase
 from tlrepro.data.registry import dataset_spec
+from tlrepro.layout import (
+    LOG_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    pretrained_dir,
+    run_dir,
+)
 from tlrepro.methods.registry import MethodSpec, method_spec, resolve_settings
+from tlrepro.models.registry import model_module, pretraining_method
 
-DATA_DIR = Path("data")
-RESULTS_DIR = Path("results")
 TASK_SEPARATOR = "-to-"
-MANIFEST = "manifest.json"
-METRICS_FILE = "metrics.json"
+RUN_MACHINERY = "tlrepro.experiment"
+"""The shared run code (data loading, model building, trainer, selection) of every
+training job; its imports bring in the rest."""
 LOG_COLUMNS = (
     "epoch",
     "train_loss",
@@ -75,14 +83,6 @@ class Task:
         return f"{self.source}{TASK_SEPARATOR}{self.target}"
 
 
-def prepared_dir(profile: str, dataset: str) -> Path:
-    return DATA_DIR / "prepared" / profile / dataset
-
-
-def raw_dir() -> Path:
-    return DATA_DIR / "raw"
-
-
 def fingerprint(payload: dict[str, Any]) -> str:
     """A stable text of what determines a job's result (Snakemake reruns when it changes)."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -102,11 +102,25 @@ class PretrainJob:
 
     @property
     def folder(self) -> Path:
-        return RESULTS_DIR / "pretrained" / self.profile / self.model / self.dataset
+        return pretrained_dir(self.profile, self.model, self.dataset)
 
     @property
     def checkpoint(self) -> Path:
-        return self.folder / "model.safetensors"
+        return self.folder / MODEL_FILE
+
+    @property
+    def outputs(self) -> list[Path]:
+        return [self.folder / name for name in (MODEL_FILE, METRICS_FILE, LOG_FILE)]
+
+    @property
+    def code_files(self) -> tuple[Path, ...]:
+        return codebase.closure(
+            [
+                RUN_MACHINERY,
+                model_module(self.model),
+                codebase.module_of(pretraining_method(self.model)),
+            ]
+        )
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -149,19 +163,25 @@ class RunJob:
 
     @property
     def folder(self) -> Path:
-        return (
-            RESULTS_DIR
-            / "runs"
-            / self.profile
-            / self.group
-            / self.method_key
-            / self.task.name
-            / f"seed{self.seed}"
-        )
+        return run_dir(self.profile, self.group, self.method_key, self.task.name, self.seed)
 
     @property
     def metrics(self) -> Path:
         return self.folder / METRICS_FILE
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """Every file the run leaves in its folder: the model, the metrics, the curve and
+        what the method exports (a transfer report, a sparse RST checkpoint...)."""
+        return (MODEL_FILE, METRICS_FILE, LOG_FILE, *self.spec.exports(self.settings))
+
+    @property
+    def code_files(self) -> tuple[Path, ...]:
+        entries = [RUN_MACHINERY, codebase.module_of(self.spec.cls), model_module(self.model)]
+        source_model = self.zoo_source_model or (self.pretrain and self.pretrain.model)
+        if self.spec.uses_source_model and source_model:
+            entries.append(model_module(source_model))
+        return codebase.closure(entries)
 
     @property
     def datasets(self) -> list[str]:
@@ -247,12 +267,45 @@ class Plan:
     def groups(self) -> dict[str, dict[str, Any]]:
         return self.profile["groups"]
 
-    def tables_outputs(self) -> dict[str, Path]:
-        return {
-            "md": RESULTS_DIR / "tables.md",
-            "csv": RESULTS_DIR / "tables.csv",
-            "figures": RESULTS_DIR / "figures",
-        }
+    def batches(self) -> list[list[RunJob]]:
+        """The runs grouped into jobs: one method of a group on one task, every seed (one
+        process pays torch's start-up once for all of them)."""
+        by_job: dict[tuple[str, str, str], list[RunJob]] = {}
+        for run in self.runs:
+            by_job.setdefault((run.group, run.method_key, run.task.name), []).append(run)
+        return list(by_job.values())
+
+    def batch(self, group: str, method_key: str, task: str) -> list[RunJob]:
+        return [self.run(group, method_key, task, seed) for seed in self.seeds(group)]
+
+    def tables_inputs(self, config_file: Path) -> list[Path]:
+        """What the tables read: every run's metrics and curve, every source model's
+        metrics, and the papers' numbers and claims beside the config."""
+        files = [run.folder / name for run in self.runs for name in (METRICS_FILE, LOG_FILE)]
+        files += [job.folder / METRICS_FILE for job in self.pretrains.values()]
+        files += [paper_file(config_file, name) for name in PAPER_FILES]
+        return files
+
+    def prepare_code_files(self, dataset: str) -> tuple[Path, ...]:
+        builder = codebase.module_of(dataset_spec(dataset).builder)
+        return codebase.closure([PREPARE_MACHINERY, builder])
+
+
+PAPER_FILES = ("reported.yaml",)
+"""The papers' reported numbers and claims: data files beside the config."""
+
+
+def paper_file(config_file: Path, name: str) -> Path:
+    """`name` beside the config file, else the repository's own (a user's edited copy of
+    the config elsewhere still gets the papers' numbers)."""
+    beside = Path(config_file).parent / name
+    return beside if beside.exists() else Path("config") / name
+PREPARE_MACHINERY = "tlrepro.data.prepare"
+TABLES_MACHINERY = "tlrepro.tables"
+
+
+def tables_code_files() -> tuple[Path, ...]:
+    return codebase.closure([TABLES_MACHINERY])
 
 
 def shares_labels(task: Task) -> bool:
@@ -351,61 +404,3 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                         )
                     )
     return plan
-
-
-# Code every training job runs, filling DVC's fixed dependency slots where a run
-# reads no source data or starts from no checkpoint (dvc.yaml cannot take a list
-# of variable length from a variable).
-NO_SOURCE_DATA = "src/tlrepro/experiment.py"
-NO_CHECKPOINT = "src/tlrepro/selection.py"
-
-
-def run_key(run: RunJob) -> str:
-    return f"{run.group}-{run.method_key}-{run.task.name}-seed{run.seed}"
-
-
-def dvc_vars(plan: Plan) -> dict[str, Any]:
-    """What dvc.yaml iterates over (`foreach`), derived from the same plan as Snakemake's DAG."""
-    datasets = {
-        name: {
-            "dir": str(prepared_dir(plan.profile_name, name)),
-            "options": fingerprint(
-                {**plan.dataset_options(name), "image_size": plan.image_size(name)}
-            ),
-        }
-        for name in plan.needed_datasets()
-    }
-    pretrains = {
-        f"{job.model}-{job.dataset}": {
-            "model": job.model,
-            "dataset": job.dataset,
-            "dir": str(job.folder),
-            "data": str(prepared_dir(plan.profile_name, job.dataset) / MANIFEST),
-            "identity": fingerprint(job.identity),
-        }
-        for job in plan.pretrains.values()
-    }
-    runs = {}
-    for run in plan.runs:
-        uses_source = run.task.source in run.datasets
-        runs[run_key(run)] = {
-            "group": run.group,
-            "method": run.method_key,
-            "task": run.task.name,
-            "seed": run.seed,
-            "dir": str(run.folder),
-            "target_data": str(prepared_dir(plan.profile_name, run.task.target) / MANIFEST),
-            "source_data": (
-                str(prepared_dir(plan.profile_name, run.task.source) / MANIFEST)
-                if uses_source
-                else NO_SOURCE_DATA
-            ),
-            "init": str(run.pretrain.checkpoint) if run.pretrain else NO_CHECKPOINT,
-            "identity": fingerprint(run.identity),
-        }
-    return {
-        "profile": plan.profile_name,
-        "datasets": datasets,
-        "pretrains": pretrains,
-        "runs": runs,
-    }

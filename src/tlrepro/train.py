@@ -31,10 +31,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tlrepro import io
+from tlrepro.layout import CHECKPOINT, LOG_FILE
 from tlrepro.methods.base import Method
 from tlrepro.plan import LOG_COLUMNS
-
-CHECKPOINT = "checkpoints/last.pt"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -330,9 +329,9 @@ def fit(
                 },
                 tmp,
             )
-        write_log(Path(run_dir) / "log.csv", history)
+        write_log(Path(run_dir) / LOG_FILE, history)
     bar.close()
     # Again after the loop: a run killed after its last checkpoint resumes with no
     # epoch left to train, and its runner has deleted the incomplete log.
-    write_log(Path(run_dir) / "log.csv", history)
+    write_log(Path(run_dir) / LOG_FILE, history)
     return history

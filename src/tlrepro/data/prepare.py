@@ -17,10 +17,10 @@ from torch import Tensor
 
 from tlrepro import io
 from tlrepro.data.registry import dataset_spec
+from tlrepro.layout import MANIFEST
 from tlrepro.registry import load_object
 
 SPLITS = ("train", "val", "test")
-MANIFEST = "manifest.json"
 
 
 @dataclass

@@ -6,10 +6,16 @@ implementing class is imported when a run is built.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from tlrepro.layout import RST_FILE, TRANSFER_REPORT
 from tlrepro.registry import lookup
+
+
+def no_exports(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    return ()
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,17 @@ class MethodSpec:
     of the default's type."""
     choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     """Settings that take one of a few values (checked when the plan is built)."""
+    exports: Callable[[Mapping[str, Any]], tuple[str, ...]] = no_exports
+    """The files `Method.export` writes into the run folder, given the settings: outputs
+    of the run for both runners."""
+
+
+def _transfer_report(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    return (TRANSFER_REPORT,) if settings["transfer"] != "none" else ()
+
+
+def _rst_checkpoint(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    return (RST_FILE,) if settings["rst_tau"] is not None else ()
 
 
 ERM = "tlrepro.methods.erm:ERM"
@@ -126,6 +143,7 @@ METHODS: dict[str, MethodSpec] = {
         "random",
         settings={"transfer": "none", "crossover_p": 0.0},
         choices=TLVFC_CHOICES,
+        exports=_transfer_report,
     ),
     "dpiat": MethodSpec(
         TLVFC,
@@ -135,6 +153,7 @@ METHODS: dict[str, MethodSpec] = {
         uses_source_model=True,
         settings={"transfer": "dpiat", "crossover_p": 0.0},
         choices=TLVFC_CHOICES,
+        exports=_transfer_report,
     ),
     "tlvfc": MethodSpec(
         TLVFC,
@@ -150,6 +169,7 @@ METHODS: dict[str, MethodSpec] = {
             "overwrite": "random",
         },
         choices=TLVFC_CHOICES,
+        exports=_transfer_report,
     ),
     # CLIP UDA (METHODS.md §4): start from the (pretrained) CLIP of the group's model,
     # labelled source + unlabelled target, selected on the source validation split.
@@ -169,6 +189,7 @@ METHODS: dict[str, MethodSpec] = {
         selection="source_val",
         needs_shared_labels=True,
         settings=CLIP_ADAPTATION,
+        exports=_rst_checkpoint,
     ),
     "cmkd": MethodSpec(
         f"{CLIP}:CMKD",
@@ -188,6 +209,7 @@ METHODS: dict[str, MethodSpec] = {
             "fixmatch_threshold": 0.95,
             "fixmatch_weight": 0.5,
         },
+        exports=_rst_checkpoint,
     ),
 }
 

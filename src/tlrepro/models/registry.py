@@ -67,6 +67,11 @@ PRETRAINED_MODELS: dict[str, str] = {
 MODELS.update(PRETRAINED_MODELS)
 
 
+def model_module(name: str) -> str:
+    """The module that defines model `name` (planning needs it without importing torch)."""
+    return lookup(MODELS, "model", name).partition(":")[0]
+
+
 def build_model(name: str, num_classes: int | None, **options: Any) -> Classifier:
     """`num_classes=None` keeps a model-zoo entry's pretrained head (as a source model)."""
     if num_classes is None and name not in PRETRAINED_MODELS:

@@ -1,0 +1,60 @@
+"""Where everything the pipeline writes lives: the one home of file and folder names.
+
+Both runners, the CLI and the tests take paths from here, so a name is spelled
+once. Paths are relative to the repository root, where every command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA_DIR = Path("data")
+RESULTS_DIR = Path("results")
+
+MANIFEST = "manifest.json"
+SPLIT_FILES = ("train.safetensors", "val.safetensors", "test.safetensors")
+
+MODEL_FILE = "model.safetensors"
+METRICS_FILE = "metrics.json"
+LOG_FILE = "log.csv"
+CHECKPOINT = "checkpoints/last.pt"
+"""Resume state inside a run folder, removed once metrics.json is written."""
+TRANSFER_REPORT = "transfer_report.json"
+RST_FILE = "rst.safetensors"
+
+TABLE_FILES = {"md": "tables.md", "csv": "tables.csv"}
+"""What `tlrepro tables` writes per profile; the active profile's copies keep these names."""
+
+
+def raw_dir() -> Path:
+    return DATA_DIR / "raw"
+
+
+def prepared_dir(profile: str, dataset: str) -> Path:
+    return DATA_DIR / "prepared" / profile / dataset
+
+
+def pretrained_dir(profile: str, model: str, dataset: str) -> Path:
+    return RESULTS_DIR / "pretrained" / profile / model / dataset
+
+
+def run_dir(profile: str, group: str, method_key: str, task: str, seed: int) -> Path:
+    return RESULTS_DIR / "runs" / profile / group / method_key / task / f"seed{seed}"
+
+
+def profile_tables(profile: str) -> dict[str, Path]:
+    """Each profile's tables side by side in results/, so that their figure links (to
+    figures/<profile>/) hold for the active profile's copies too."""
+    return {
+        kind: RESULTS_DIR / f"{Path(name).stem}-{profile}{Path(name).suffix}"
+        for kind, name in TABLE_FILES.items()
+    }
+
+
+def active_tables() -> dict[str, Path]:
+    """results/tables.md etc.: the tables of the profile the last run asked for."""
+    return {kind: RESULTS_DIR / name for kind, name in TABLE_FILES.items()}
+
+
+def figures_dir(profile: str) -> Path:
+    return RESULTS_DIR / "figures" / profile

@@ -1,0 +1,145 @@
+"""A result is never stale: editing code reruns exactly the jobs that run it (both runners),
+a user's edited config copy drives the whole run, and switching profile builds that profile."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import BIN, make_workspace, run, tiny_config
+from .test_dvc import stages_run
+
+pytestmark = pytest.mark.slow
+SNAKEMAKE = str(BIN / "snakemake")
+DVC = str(BIN / "dvc")
+TRAINING_RULES = {"pretrain", "transfer"}
+TABLES = {"tables", "active_tables"}
+
+
+def planned(root: Path, *args: str) -> list[tuple[str, str]]:
+    """(rule, job wildcard or output) of every job `snakemake -n` would run."""
+    dry = run([SNAKEMAKE, "-n", *args], root).stdout
+    jobs = []  # the default target `all` is left out: it is always "run"
+    for block in dry.split("\n\n"):
+        rule = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if rule and rule.group(1) != "all":
+            output = re.search(r"^\s+output: ([^,\s]+)", block, re.M)
+            jobs.append((rule.group(1), output.group(1) if output else ""))
+    return jobs
+
+
+def rules(jobs: list[tuple[str, str]]) -> set[str]:
+    return {rule for rule, _ in jobs}
+
+
+def append_line(path: Path, line: str) -> str:
+    original = path.read_text()
+    path.write_text(original + line)
+    return original
+
+
+@pytest.fixture
+def copy_of_built(built, tmp_path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(built, root, symlinks=True)
+    return root
+
+
+def test_editing_a_method_module_makes_exactly_its_runs_and_the_tables_stale(copy_of_built):
+    root = copy_of_built
+    module = root / "src" / "tlrepro" / "methods" / "gradmf.py"
+    original = append_line(module, "# edited\n")
+    jobs = planned(root)
+    transfers = [output for rule, output in jobs if rule.startswith("transfer")]
+    assert len(transfers) == 1 and "/baselines/gradmf/" in transfers[0], jobs
+    assert rules(jobs) == {"transfer", *TABLES}
+    module.write_text(original)
+    dry = run([SNAKEMAKE, "-n"], root)
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+def test_editing_the_trainer_makes_every_training_job_stale(copy_of_built):
+    root = copy_of_built
+    append_line(root / "src" / "tlrepro" / "train.py", "\n")
+    jobs = planned(root)
+    transfers = {output for rule, output in jobs if rule.startswith("transfer")}
+    assert rules(jobs) == {"pretrain", "transfer", *TABLES}
+    assert {m for m in ("scratch", "finetune", "gradmf") if any(f"/{m}/" in o for o in transfers)}
+    assert len(transfers) == 3  # every (method, task) job of the config
+
+
+def test_editing_the_tables_code_makes_only_the_tables_stale(copy_of_built):
+    root = copy_of_built
+    append_line(root / "src" / "tlrepro" / "tables.py", "\n")
+    assert rules(planned(root)) == TABLES
+
+
+def test_edited_copy_of_the_config_plans_and_runs_its_own_settings(tmp_path):
+    root = make_workspace(tmp_path / "repo", tiny_config())
+    repository_config = (root / "config" / "config.yaml").read_text()
+    mine = yaml.safe_load(repository_config)
+    group = mine["profiles"]["quick"]["groups"]["baselines"]
+    group["seeds"] = [0]
+    group["methods"] = {"scratch": {}}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(mine))
+    args = ["--configfile", str(tmp_path / "mine.yaml")]
+    jobs = planned(root, *args)
+    assert rules(jobs) == {"prepare", "transfer", *TABLES}
+    run([SNAKEMAKE, "--cores", "2", *args], root)
+    runs = sorted((root / "results" / "runs").rglob("metrics.json"))
+    assert [p.parent.name for p in runs] == ["seed0"] and "scratch" in str(runs[0])
+    assert (root / "config" / "config.yaml").read_text() == repository_config
+    again = run([SNAKEMAKE, "-n", *args], root)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    refused = run([SNAKEMAKE, "-n", *args, "--config", "seeds=1"], root, check=False)
+    assert refused.returncode != 0 and "may only set `profile`" in refused.stderr
+
+
+def test_switching_profile_plans_that_profile_and_back(copy_of_built):
+    root = copy_of_built
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["profiles"]["other"] = config["profiles"]["quick"]
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned(root, "results/tables.md", "--config", "profile=other")
+    assert {"prepare", "pretrain", "transfer", *TABLES} <= rules(jobs)
+    assert all("/quick/" not in output for _, output in jobs)
+    back = run([SNAKEMAKE, "-n", "results/tables.md"], root)
+    assert "Nothing to be done" in back.stdout + back.stderr
+
+
+def dvc_stale_stages(root: Path) -> set[str]:
+    status = run([DVC, "status"], root).stdout
+    return {line[:-1] for line in status.splitlines() if line.endswith(":") and line[0] != "\t"}
+
+
+def test_dvc_sees_exactly_what_a_code_edit_affects(dvc_built, tmp_path):
+    root = tmp_path / "repo"
+    shutil.copytree(dvc_built, root, symlinks=True)
+    assert dvc_stale_stages(root) == set()
+    module = root / "src" / "tlrepro" / "methods" / "gradmf.py"
+    original = append_line(module, "# edited\n")
+    assert dvc_stale_stages(root) == {"transfer-baselines-gradmf-digits_syn-to-digits_uci"}
+    rerun = run([DVC, "repro"], root).stdout
+    assert stages_run(rerun) == {
+        "transfer-baselines-gradmf-digits_syn-to-digits_uci",
+        "tables",
+        "active-tables",
+    }
+    module.write_text(original)
+    run([DVC, "repro"], root)
+    assert dvc_stale_stages(root) == set()
+    trainer = root / "src" / "tlrepro" / "train.py"
+    original = append_line(trainer, "\n")
+    stale = dvc_stale_stages(root)
+    assert stale == {s for s in dvc_stages(root) if s.startswith(("pretrain-", "transfer-"))}
+    trainer.write_text(original)
+    append_line(root / "src" / "tlrepro" / "tables.py", "\n")
+    assert dvc_stale_stages(root) == {"tables"}
+
+
+def dvc_stages(root: Path) -> set[str]:
+    return set(yaml.safe_load((root / "dvc.yaml").read_text())["stages"])
