@@ -1,6 +1,6 @@
 """Model-selection protocols, computed from the per-epoch history.
 
-METHODS.md: report the honest protocol (a validation split the method may see)
+docs/README.md, "Model selection": report the honest protocol (a split the method may see)
 first, then the last epoch, then the papers' own habit of picking the epoch with
 the best test accuracy, labelled as an oracle.
 """

@@ -1,4 +1,4 @@
-"""CMKD, RST and FixMatch on a CLIP image encoder (TCSVT 2024; METHODS.md §4).
+"""CMKD, RST and FixMatch on a CLIP image encoder (TCSVT 2024; docs/clip_uda.md).
 
 One trainable image encoder f and two heads on its unit-norm features:
 g, the fixed zero-shot head `logit_scale * f(x) @ T^T` (T: text embeddings of the

@@ -14,7 +14,7 @@ with its own setting, named in the config:
 The integration layer is a linear classifier over the concatenated features of
 the branches, trained jointly with them from the one cross-entropy loss.
 
-Differences from the released code (METHODS.md §3), on purpose: the release runs
+Differences from the released code (docs/adaptive.md), on purpose: the release runs
 one trunk with two re-initialised last blocks, its L2-SP term is always zero and
 its per-stage learning rates are overwritten, so its "branches" differ only in
 their random initialisation; here the branches are separate networks whose

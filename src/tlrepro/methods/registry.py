@@ -64,7 +64,7 @@ TLVFC_CHOICES: dict[str, tuple[str, ...]] = {
 }
 CLIP = "tlrepro.methods.cmkd"
 CLIP_ADAPTATION: dict[str, Any] = {"head_lr_scale": 10000.0, "rst_tau": None}
-"""RN50's recipe (METHODS.md §4); ViT-B/16 uses head_lr_scale 1000."""
+"""RN50's recipe (docs/clip_uda.md, "Recipe"); ViT-B/16 uses head_lr_scale 1000."""
 
 METHODS: dict[str, MethodSpec] = {
     "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
@@ -108,7 +108,7 @@ METHODS: dict[str, MethodSpec] = {
         selection="source_val",
         needs_shared_labels=True,
     ),
-    # Two labelled streams on one shared model (METHODS.md §1): GradMF and its peers.
+    # Two labelled streams on one shared model (docs/gradmf.md): GradMF and its peers.
     "joint": MethodSpec(
         "tlrepro.methods.two_stream:Joint",
         "Source-pretrained net trained on the sum of the source and target losses.",
@@ -134,7 +134,7 @@ METHODS: dict[str, MethodSpec] = {
         settings={"variant": "coded", "tau": 0.9, "max_steps": 5, "project": True},
         choices={"variant": ("coded", "drawn")},
     ),
-    # TLVFC (METHODS.md §2): the target network (the group's `model`) starts from He init,
+    # TLVFC (docs/tlvfc.md): the target network (the group's `model`) starts from He init,
     # then weights from the source network of another architecture (`source_model`).
     "he_init": MethodSpec(
         TLVFC,
@@ -171,7 +171,7 @@ METHODS: dict[str, MethodSpec] = {
         choices=TLVFC_CHOICES,
         exports=_transfer_report,
     ),
-    # CLIP UDA (METHODS.md §4): start from the (pretrained) CLIP of the group's model,
+    # CLIP UDA (docs/clip_uda.md): start from the (pretrained) CLIP of the group's model,
     # labelled source + unlabelled target, selected on the source validation split.
     "zeroshot": MethodSpec(
         f"{CLIP}:ZeroShot",

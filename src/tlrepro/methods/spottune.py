@@ -6,7 +6,7 @@ network (one BasicBlock per stage) looks at the same image and gives two logits
 per block; block l's output is (1 - a_l) * frozen_l(x) + a_l * tuned_l(x), with
 a = a hard Gumbel-softmax sample in training (straight-through, so the policy
 learns from the classification loss alone) and the argmax of the logits at test
-time. The release samples Gumbel noise at test time too (METHODS.md §3): not
+time. The release samples Gumbel noise at test time too (docs/adaptive.md): not
 copied, evaluation here is deterministic.
 
 The frozen copies stay in eval mode (their batch-norm statistics do not move),
