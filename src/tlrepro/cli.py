@@ -269,7 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("method", help="the method's key in the group")
     sub.add_argument("task", help="<source>-to-<target>, e.g. digits_syn-to-digits_uci")
     sub.add_argument("seeds", type=int, nargs="*", help="default: every seed of the group")
-    command("tables", cmd_tables, "aggregate every run into results/tables.{md,csv} and figures")
+    command(
+        "tables",
+        cmd_tables,
+        "aggregate every run into results/tables.{md,csv}, the claims into results/claims.csv, "
+        "and figures",
+    )
     return parser
 
 

@@ -383,7 +383,7 @@ def _reported_line(table: dict[str, Any], shown: bool) -> str:
 
 def _sources_lines(group: GroupTable) -> list[str]:
     if not group.sources:
-        return ["Source model: none (every method trains on the target alone)."]
+        return ["Source model: none (no method starts from or reads a source model)."]
     if len(group.sources) == 1:
         return [f"Source model: {group.sources[0].describe()}."]
     return ["Source models:", "", *(f"- {source.describe()}" for source in group.sources)]
