@@ -6,6 +6,7 @@ it after an intended change (and review the diff).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -13,11 +14,13 @@ import pandas as pd
 import pytest
 
 from tlrepro import io
+from tlrepro.claims import load_claims
 from tlrepro.figures import learning_curves
 from tlrepro.tables import (
     GroupTable,
     Header,
     ReportedFormatError,
+    SourceModel,
     collect,
     frame_for_csv,
     load_reported,
@@ -60,6 +63,33 @@ paper_x:
     Method Y: {c-to-b: 88.25}
     Method Z: {z-to-q: 12}
 """
+CLAIMS_YAML = """\
+finetune_over_scratch:
+  method: finetune
+  baseline: scratch
+  relation: better
+  sources: [paper_x]
+  paper_rows: [Method Y, Method X]
+scratch_over_source_only:
+  method: scratch
+  baseline: source_only
+  relation: better
+  sources: [paper_x]
+source_only_near_scratch:
+  method: source_only
+  baseline: scratch
+  relation: within
+  margin: 1.0
+  sources: [paper_x]
+source_only_over_finetune_few_labels:
+  method: source_only
+  baseline: finetune
+  relation: better
+  target_labels: few
+  sources: [paper_x]
+"""
+# Source accuracies (val, test) of the groups' pretrainings.
+SOURCES = {("small_vgg", "a"): (0.981, 0.975), ("tiny_clip", "c"): (0.271, 0.265)}
 
 
 def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc: float) -> None:
@@ -117,9 +147,40 @@ def reported_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def markdown(run_dirs, reported_path) -> str:
-    frame = collect(GROUPS, run_dirs)
-    return render_markdown(frame, GROUPS, load_reported(reported_path), HEADER)
+def claims_path(tmp_path: Path) -> Path:
+    path = tmp_path / "claims.yaml"
+    path.write_text(CLAIMS_YAML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def groups(tmp_path: Path) -> list[GroupTable]:
+    """GROUPS with their source models: alpha one pretrained net, beta a model-zoo net and
+    a CLIP (zero-shot) pretrained here; alpha has few target labels: the few-label claim
+    applies to it alone."""
+    sources = {}
+    for (model, dataset), (val, test) in SOURCES.items():
+        path = tmp_path / "pretrained" / "quick" / model / dataset / "metrics.json"
+        best = {"epoch": 3, "val_acc": val, "test_acc": test, "selection_split": "source_val"}
+        io.write_json(
+            path,
+            {"protocols": dict.fromkeys(("best_val", "last", "oracle_test"), best), "epochs": 5},
+        )
+        sources[model] = SourceModel(model, dataset, path, zero_shot=model == "tiny_clip")
+    alpha, beta = GROUPS
+    return [
+        dataclasses.replace(alpha, few_target_labels=True, sources=(sources["small_vgg"],)),
+        dataclasses.replace(
+            beta, sources=(SourceModel("vgg16_imagenet", "imagenet"), sources["tiny_clip"])
+        ),
+    ]
+
+
+@pytest.fixture
+def markdown(run_dirs, reported_path, claims_path, groups) -> str:
+    frame = collect(groups, run_dirs)
+    reported = load_reported(reported_path)
+    return render_markdown(frame, groups, reported, HEADER, load_claims(claims_path, reported))
 
 
 def _row(markdown: str, section: str, heading: str, label: str) -> list[str]:
@@ -171,15 +232,17 @@ def test_reported_rows_are_labelled(markdown: str) -> None:
     assert "a→b" in markdown and "a-to-b" not in markdown
 
 
-def test_write_tables_outputs(tmp_path, run_dirs, reported_path) -> None:
+def test_write_tables_outputs(tmp_path, run_dirs, reported_path, claims_path, groups) -> None:
     out = tmp_path / "results"
     write_tables(
-        GROUPS,
+        groups,
         run_dirs,
         reported_path,
+        claims_path,
         HEADER,
         out / "tables.md",
         out / "tables.csv",
+        out / "claims.csv",
         out / "figures",
     )
     assert "[figures/alpha.png](figures/alpha.png)" in (out / "tables.md").read_text()
@@ -197,6 +260,49 @@ def test_write_tables_outputs(tmp_path, run_dirs, reported_path) -> None:
     assert set(theirs.method) == {"Method X", "Method Y"}
     assert set(theirs.source) == {"Paper X (Venue 2024), Table 2"}
     assert not list(out.rglob(".*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_claims_csv_matches_the_claims_sections(
+    tmp_path, run_dirs, reported_path, claims_path, groups
+):
+    out = tmp_path / "results"
+    write_tables(
+        groups,
+        run_dirs,
+        reported_path,
+        claims_path,
+        HEADER,
+        out / "tables.md",
+        out / "tables.csv",
+        out / "claims.csv",
+        out / "figures",
+    )
+    claims = pd.read_csv(out / "claims.csv")
+    # alpha: 4 claims (one only for few target labels), beta: 3; each for 3 protocols
+    assert len(claims) == (4 + 3) * 3
+    assert set(claims.protocol) == {"best_val", "last", "oracle_test"}
+    markdown = (out / "tables.md").read_text()
+    for group, title in (("alpha", "Alpha"), ("beta", "Beta")):
+        section = markdown.split(f"## {title}")[1].split("### Claims")[1].split("## ")[0]
+        best = claims[(claims.group == group) & (claims.protocol == "best_val")]
+        lines = [x for x in section.splitlines() if x.startswith("| ")][1:]  # below the header
+        assert len(lines) == len(best)
+        for line, (_, row) in zip(lines, best.iterrows(), strict=True):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            assert cells[0].startswith(f"{row.method} ") and cells[0].endswith(f" {row.baseline}")
+            assert cells[1:5] == [
+                f"{row.mean_diff:+.2f}",
+                f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]",
+                str(row.n),
+                row.verdict,
+            ]
+
+
+def test_missing_source_metrics_names_file(run_dirs, reported_path, groups) -> None:
+    victim = groups[0].sources[0].metrics
+    victim.unlink()
+    with pytest.raises(FileNotFoundError, match=str(victim)):
+        render_markdown(collect(groups, run_dirs), groups, load_reported(reported_path), HEADER)
 
 
 def test_frame_for_csv_columns(run_dirs, reported_path) -> None:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tlrepro import io
 from tlrepro.config import DEFAULT_CONFIG, ConfigError, load_config
@@ -27,6 +28,9 @@ from tlrepro.layout import (
 )
 from tlrepro.plan import Plan, PlanError, build_plan, paper_file
 from tlrepro.registry import UnknownNameError
+
+if TYPE_CHECKING:
+    from tlrepro.tables import GroupTable, SourceModel
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -150,11 +154,34 @@ def _commit() -> str:
     return f"{head}-dirty" if dirty else head
 
 
-def cmd_tables(args: argparse.Namespace) -> None:
-    from tlrepro.tables import GroupTable, Header, write_tables
+def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
+    """The source models a group's runs start from or read, each once, in first-use order."""
+    from tlrepro.models.registry import SUPERVISED_PRETRAINING, pretraining_method
+    from tlrepro.plan import METRICS_FILE
+    from tlrepro.tables import SourceModel
 
-    plan = _plan(args)
-    groups = [
+    found: dict[tuple[str, str], SourceModel] = {}
+    for run in plan.runs:
+        if run.group != group:
+            continue
+        if run.pretrain is not None:
+            job = run.pretrain
+            # The only pretrainings that are not supervised are CLIPs': they evaluate
+            # the zero-shot head of their text tower.
+            zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
+            source = SourceModel(job.model, job.dataset, job.folder / METRICS_FILE, zero_shot)
+            found.setdefault((job.model, job.dataset), source)
+        elif run.zoo_source_model is not None:
+            key = (run.zoo_source_model, run.task.source)
+            found.setdefault(key, SourceModel(*key))
+    return tuple(found.values())
+
+
+def group_tables(plan: Plan) -> list[GroupTable]:
+    """The results sections of the plan's profile, one per group, in the config's order."""
+    from tlrepro.tables import GroupTable
+
+    return [
         GroupTable(
             name,
             group.get("title", name),
@@ -162,9 +189,21 @@ def cmd_tables(args: argparse.Namespace) -> None:
             [(key, entry.get("label", key)) for key, entry in group["methods"].items()],
             list(group["seeds"]),
             group.get("reported"),
+            few_target_labels=any(
+                group.get(key) is not None
+                for key in ("target_train_per_class", "target_train_fraction")
+            ),
+            sources=_source_models(plan, name),
         )
         for name, group in plan.groups().items()
     ]
+
+
+def cmd_tables(args: argparse.Namespace) -> None:
+    from tlrepro.tables import Header, write_tables
+
+    plan = _plan(args)
+    groups = group_tables(plan)
     run_dirs = {(r.group, r.method_key, r.task.name, r.seed): r.folder for r in plan.runs}
     seeds = sorted({seed for group in groups for seed in group.seeds})
     header = Header(plan.profile_name, seeds, _commit(), time.strftime("%Y-%m-%d"))
@@ -174,9 +213,11 @@ def cmd_tables(args: argparse.Namespace) -> None:
         groups,
         run_dirs,
         paper_file(args.config, "reported.yaml"),
+        paper_file(args.config, "claims.yaml"),
         header,
         outputs["md"],
         outputs["csv"],
+        outputs["claims"],
         figures,
     )
     print(f"wrote {', '.join(map(str, outputs.values()))} and {figures}/")
@@ -241,12 +282,13 @@ def build_parser() -> argparse.ArgumentParser:
     command(
         "tables",
         cmd_tables,
-        "aggregate every run into results/tables-<profile>.{md,csv} and figures/<profile>/",
+        "aggregate every run into results/tables-<profile>.{md,csv}, the claims into "
+        "results/claims-<profile>.csv, and figures/<profile>/",
     )
     command(
         "publish-tables",
         cmd_publish_tables,
-        "copy the profile's tables to results/tables.{md,csv}",
+        "copy the profile's tables and claims to results/tables.{md,csv}, results/claims.csv",
     )
     return parser
 

@@ -22,7 +22,7 @@ CHECKPOINT = "checkpoints/last.pt"
 TRANSFER_REPORT = "transfer_report.json"
 RST_FILE = "rst.safetensors"
 
-TABLE_FILES = {"md": "tables.md", "csv": "tables.csv"}
+TABLE_FILES = {"md": "tables.md", "csv": "tables.csv", "claims": "claims.csv"}
 """What `tlrepro tables` writes per profile; the active profile's copies keep these names."""
 
 

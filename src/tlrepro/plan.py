@@ -291,7 +291,7 @@ class Plan:
         return codebase.closure([PREPARE_MACHINERY, builder])
 
 
-PAPER_FILES = ("reported.yaml",)
+PAPER_FILES = ("reported.yaml", "claims.yaml")
 """The papers' reported numbers and claims: data files beside the config."""
 
 

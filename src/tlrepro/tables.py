@@ -8,6 +8,9 @@ pivots of it, so the two can never disagree.
 Three model-selection protocols are reported for every run, in this order:
 the honest one (best epoch on a validation split the method may see), the last
 epoch, and the oracle that the papers' releases use (best test epoch).
+
+Each group's section names its source model(s) with their accuracy on their
+source, and ends with the papers' claims tested on its runs (`tlrepro.claims`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import pandas as pd
 import yaml
 from tabulate import tabulate
 
+from tlrepro import claims as claims_module
 from tlrepro import figures, figures_blocks, io
+from tlrepro.claims import Claim
 
 RunKey = tuple[str, str, str, int]
 """(group, method_key, task, seed), the key of `run_dirs`."""
@@ -53,6 +58,7 @@ FRAME_COLUMNS = [
     "selection_split",
     "dsp_millions",
 ]
+CLAIMS_CSV_COLUMNS = ["group", "method", "baseline", *claims_module.COLUMNS]
 CSV_COLUMNS = [
     "group",
     "protocol",
@@ -68,6 +74,34 @@ CSV_COLUMNS = [
 
 
 @dataclass(frozen=True)
+class SourceModel:
+    """Where a group's source weights come from, for the line that names them."""
+
+    model: str
+    dataset: str
+    metrics: Path | None = None
+    """The pretraining's metrics.json; None for model-zoo weights (`source_weights: model`)."""
+    zero_shot: bool = False
+    """Its pretraining evaluates a CLIP's zero-shot head: the accuracies are zero-shot."""
+
+    def describe(self) -> str:
+        """`model` on `dataset` with its source accuracies at the best validation epoch."""
+        if self.metrics is None:
+            return (
+                f"`{self.model}` with the model zoo's weights for `{self.dataset}` "
+                "(`source_weights: model`): not pretrained here, so no source accuracy of ours"
+            )
+        metrics = _read_metrics(self.metrics)
+        best = metrics["protocols"]["best_val"]
+        kind = "zero-shot accuracy" if self.zero_shot else "accuracy"
+        return (
+            f"`{self.model}`, source `{self.dataset}`: {kind} on the source "
+            f"{best['val_acc'] * 100:.2f} % (validation), {best['test_acc'] * 100:.2f} % (test), "
+            f"at its best validation epoch {best['epoch']}/{metrics['epochs']}"
+        )
+
+
+@dataclass(frozen=True)
 class GroupTable:
     """One results section: which runs it holds and in what order they are shown."""
 
@@ -79,6 +113,15 @@ class GroupTable:
     seeds: list[int]
     reported: str | None = None
     """Key of the paper-reported table in config/reported.yaml, if any."""
+    few_target_labels: bool = False
+    """Trained on a few labelled target images (target_train_per_class/_fraction set)."""
+    sources: tuple[SourceModel, ...] = ()
+    """The source models its methods start from or read, in first-use order."""
+
+    def claims(self, claims: Sequence[Claim]) -> list[Claim]:
+        """The claims that compare two of this group's methods."""
+        keys = [key for key, _ in self.methods]
+        return [c for c in claims if c.applies_to(keys, self.few_target_labels)]
 
     def runs(self, run_dirs: Mapping[RunKey, Path]) -> Iterator[tuple[str, str, str, int, Path]]:
         """Yield (method_key, label, task, seed, run_dir) in display order.
@@ -218,6 +261,34 @@ def frame_for_csv(
     return long.astype({"n": "Int64"})[CSV_COLUMNS]
 
 
+def claims_for_csv(
+    frame: pd.DataFrame,
+    groups: Sequence[GroupTable],
+    claims: Sequence[Claim],
+    reported: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Every group's claims tested on its runs: one row per (group, claim, protocol), with
+    the methods' labels beside their keys (`CLAIMS_CSV_COLUMNS`)."""
+    parts = []
+    for group in groups:
+        tested = claims_module.evaluate(
+            frame, group.name, group.claims(claims), reported, list(PROTOCOLS)
+        )
+        if tested.empty:
+            continue
+        labels = dict(group.methods)
+        parts.append(
+            tested.assign(
+                group=group.name,
+                method=tested["method_key"].map(labels),
+                baseline=tested["baseline_key"].map(labels),
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=CLAIMS_CSV_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CLAIMS_CSV_COLUMNS]
+
+
 def _ordered(ours: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     """Sort by protocol, method and task in display order (not alphabetically)."""
     rank = {
@@ -308,10 +379,73 @@ def _reported_line(table: dict[str, Any], shown: bool) -> str:
     )
 
 
+def _sources_lines(group: GroupTable) -> list[str]:
+    if not group.sources:
+        return ["Source model: none (no method starts from or reads a source model)."]
+    if len(group.sources) == 1:
+        return [f"Source model: {group.sources[0].describe()}."]
+    return ["Source models:", "", *(f"- {source.describe()}" for source in group.sources)]
+
+
+def _signed(value: float) -> str:
+    return MISSING if math.isnan(value) else f"{value:+.2f}"
+
+
+def _claim_row(row: pd.Series, reported: Mapping[str, Any]) -> list[str]:
+    if row["relation"] == "better":
+        statement = f"{row['method']} > {row['baseline']}"
+    else:
+        statement = f"{row['method']} within ±{row['margin']:g} of {row['baseline']}"
+    interval = (
+        MISSING
+        if math.isnan(row["ci_low"])
+        else f"[{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
+    )
+    paper = (
+        MISSING
+        if row["paper_cells"] == 0
+        else f"{_signed(row['paper_diff'])} ({row['paper_cells']})"
+    )
+    shorts = dict.fromkeys(reported[key].get("short", key) for key in row["sources"].split(";"))
+    return [
+        statement,
+        _signed(row["mean_diff"]),
+        interval,
+        str(row["n"]),
+        row["verdict"],
+        paper,
+        "; ".join(shorts),
+    ]
+
+
+def _claims_lines(tested: pd.DataFrame, reported: Mapping[str, Any]) -> list[str]:
+    """The Claims subsection: the honest protocol here, every protocol in claims.csv."""
+    lines = ["", "### Claims", ""]
+    rows = tested[tested["protocol"] == "best_val"]
+    if rows.empty:
+        return [*lines, "No claim of config/claims.yaml compares two of this group's methods."]
+    table = tabulate(
+        [_claim_row(row, reported) for _, row in rows.iterrows()],
+        headers=["claim", "Δ", "95 % interval", "pairs", "verdict", "paper Δ (cells)", "from"],
+        tablefmt="github",
+        disable_numparse=True,
+        colalign=("left", "right", "right", "right", "left", "right", "left"),
+    )
+    return [
+        *lines,
+        "Δ: method − baseline in test accuracy points at the best validation epoch, mean over "
+        "the (task, seed) pairs where both ran; the other protocols are in the claims CSV "
+        "beside this file.",
+        "",
+        table,
+    ]
+
+
 def _group_section(
     group: GroupTable,
     long: pd.DataFrame,
     frame: pd.DataFrame,
+    tested: pd.DataFrame,
     reported: Mapping[str, Any],
     figures_dir: str,
     stats_figure: bool,
@@ -326,6 +460,7 @@ def _group_section(
     if stats_figure:
         stats = f"{figures_dir}/{group.name}{figures.STATS_SUFFIX}"
         lines[-1] += f". Methods' own training statistics (epoch means): [{stats}]({stats})"
+    lines += ["", *_sources_lines(group)]
     ours = long[(long["group"] == group.name) & (long["kind"] == "ours")]
     theirs = long[(long["group"] == group.name) & (long["kind"] == "reported")]
     labels = [label for _, label in group.methods]
@@ -346,6 +481,7 @@ def _group_section(
         lines.append(_markdown_table(body))
         if protocol == "best_val" and table is not None:
             lines += ["", _reported_line(table, shown=not theirs.empty)]
+    lines += _claims_lines(tested[tested["group"] == group.name], reported)
     return "\n".join(lines)
 
 
@@ -369,6 +505,13 @@ def _header_block(header: Header) -> str:
             f"- Cells: test accuracy in %, `mean ± std (n)` over n seeds (sample std); "
             f"`{MISSING}` = no run. {AVG} = mean over the tasks of the per-task means, "
             "only when every task has a value.",
+            "- Claims (config/claims.yaml): each group ends with the papers' claims that "
+            "compare two of its methods, tested on its paired runs with a 95 % t-interval. "
+            f"`{claims_module.HOLDS}`: the interval lies on the claimed side (above 0; for "
+            f'"within ±m", inside ±m); `{claims_module.REVERSED}`: wholly on the other side '
+            f"(below 0; wholly outside ±m); `{claims_module.INCONCLUSIVE}`: otherwise, or fewer "
+            "than 2 pairs. A verdict is about this profile's setting, not the paper's; "
+            "`paper Δ` is the papers' own difference, from config/reported.yaml.",
         ]
     )
 
@@ -378,18 +521,21 @@ def render_markdown(
     groups: Sequence[GroupTable],
     reported: Mapping[str, Any],
     header: Header,
+    claims: Sequence[Claim] = (),
     figures_dir: str = "figures",
     stats_figures: Collection[str] = (),
 ) -> str:
-    """tables.md: header block, then per group its three protocol tables.
+    """tables.md: header block, then per group its source models, its three protocol
+    tables and its claims.
 
     `figures_dir` is the figures folder relative to the markdown file; `stats_figures`
     names the groups that have a training-statistics figure.
     """
     long = frame_for_csv(frame, groups, reported)
+    tested = claims_for_csv(frame, groups, claims, reported)
     sections = [_header_block(header)]
     sections += [
-        _group_section(g, long, frame, reported, figures_dir, g.name in stats_figures)
+        _group_section(g, long, frame, tested, reported, figures_dir, g.name in stats_figures)
         for g in groups
     ]
     return "\n\n".join(sections) + "\n"
@@ -434,14 +580,18 @@ def write_tables(
     groups: Sequence[GroupTable],
     run_dirs: Mapping[RunKey, Path],
     reported_path: Path,
+    claims_path: Path,
     header: Header,
     out_md: Path,
     out_csv: Path,
+    out_claims: Path,
     figures_dir: Path,
 ) -> None:
-    """Write tables.md, tables.csv, one learning-curve figure per group and, where methods log
-    their own statistics, one figure of those; each atomically."""
+    """Write tables.md, tables.csv, claims.csv, one learning-curve figure
+    per group and, where methods log their own statistics, one figure of those; each
+    atomically."""
     reported = load_reported(reported_path)
+    claims = claims_module.load_claims(claims_path, reported)
     frame = collect(groups, run_dirs)
     link = Path(os.path.relpath(figures_dir, Path(out_md).parent)).as_posix()
     stats_figures, usage_runs = [], []
@@ -454,9 +604,13 @@ def write_tables(
     if usage_runs:
         figures_blocks.usage_bars(usage_runs, Path(figures_dir) / figures_blocks.FIGURE)
     markdown = render_markdown(
-        frame, groups, reported, header, figures_dir=link, stats_figures=stats_figures
+        frame, groups, reported, header, claims, figures_dir=link, stats_figures=stats_figures
     )
-    long = frame_for_csv(frame, groups, reported)
-    with io.atomic_output(out_csv) as tmp:
-        long.to_csv(tmp, index=False, float_format="%.4f")
+    outputs = {
+        Path(out_csv): frame_for_csv(frame, groups, reported),
+        Path(out_claims): claims_for_csv(frame, groups, claims, reported),
+    }
+    for path, table in outputs.items():
+        with io.atomic_output(path) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
     io.write_text(out_md, markdown)

@@ -1,0 +1,276 @@
+"""The papers' claims, checked against our runs: a paired test per claim and group.
+
+A claim (config/claims.yaml) compares two method keys of a group. Its evidence
+here is the paired difference `method − baseline` in test accuracy (percentage
+points) over the (task, seed) pairs where both ran, summarised by its mean and
+a 95 % Student-t interval. The verdict reads the interval, never the mean alone:
+
+- `better`: holds when the interval lies above 0, reversed when below, else
+  (it contains 0) inconclusive.
+- `within` (margin m): holds when the whole interval lies inside [−m, m],
+  reversed when it lies wholly outside it, else inconclusive.
+
+Fewer than two pairs give no interval: inconclusive. Pairs that all differ by
+the same amount have zero spread; their interval is that single value (the
+t-interval's limit as the spread goes to 0).
+
+This module only reads the long frame of runs that `tables.collect` builds;
+`tables` renders what it returns. No torch, like the rest of the tables job.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+CONFIDENCE = 0.95
+HOLDS, REVERSED, INCONCLUSIVE = "holds", "reversed", "inconclusive"
+RELATIONS = ("better", "within")
+TARGET_LABELS = ("few", "full")
+
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "minProperties": 1,
+    "propertyNames": {"pattern": "^[a-z0-9_]+$"},
+    "additionalProperties": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["method", "baseline", "relation", "sources"],
+        "properties": {
+            "method": {"type": "string", "minLength": 1},
+            "baseline": {"type": "string", "minLength": 1},
+            "relation": {"enum": list(RELATIONS)},
+            "margin": {"type": "number", "exclusiveMinimum": 0},
+            "target_labels": {"enum": list(TARGET_LABELS)},
+            "sources": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string"},
+            },
+            "paper_rows": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 2,
+                "items": {"type": "string"},
+            },
+        },
+    },
+}
+"""What config/claims.yaml may contain; cross-references are checked in `load_claims`."""
+
+COLUMNS = [
+    "claim",
+    "method_key",
+    "baseline_key",
+    "relation",
+    "margin",
+    "protocol",
+    "n",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "paper_diff",
+    "paper_cells",
+    "sources",
+]
+"""One row per (claim, protocol) of a group, as `evaluate` returns them."""
+
+
+class ClaimsFormatError(ValueError):
+    """config/claims.yaml is malformed or names something that does not exist."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`method` is `relation` to `baseline` (better, or within `margin` points of it)."""
+
+    key: str
+    method: str
+    baseline: str
+    relation: str
+    sources: tuple[str, ...]
+    """Keys of config/reported.yaml: the papers' tables the claim comes from."""
+    margin: float | None = None
+    target_labels: str | None = None
+    """`few`/`full`: only groups trained on few target labels / the full split."""
+    paper_rows: tuple[str, str] | None = None
+    """Row labels of `method` and `baseline` in the source tables, where they give numbers."""
+
+    def applies_to(self, method_keys: Collection[str], few_target_labels: bool) -> bool:
+        """A group is tested when it runs both methods on the kind of target split named."""
+        if self.method not in method_keys or self.baseline not in method_keys:
+            return False
+        return self.target_labels is None or (self.target_labels == "few") == few_target_labels
+
+    def paper_difference(self, reported: Mapping[str, Any]) -> tuple[float, int]:
+        """Mean `method − baseline` over the source tables' cells that have both rows, and
+        how many cells; (nan, 0) where the papers give no numbers for them."""
+        if self.paper_rows is None:
+            return math.nan, 0
+        ours, theirs = self.paper_rows
+        cells = [
+            rows[ours][task] - rows[theirs][task]
+            for rows in (reported[key]["rows"] for key in self.sources)
+            if ours in rows and theirs in rows
+            for task in rows[ours]
+            if task in rows[theirs]
+        ]
+        return (float(np.mean(cells)), len(cells)) if cells else (math.nan, 0)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The paired evidence for one claim: n pairs, mean difference, interval, verdict."""
+
+    n: int
+    mean: float
+    low: float
+    high: float
+    verdict: str
+
+
+def compare(differences: Sequence[float], relation: str, margin: float | None = None) -> Comparison:
+    """Mean, 95 % t-interval and verdict of paired differences (see the module docstring)."""
+    from scipy import stats
+
+    values = np.asarray(differences, dtype=float)
+    n = len(values)
+    if n == 0:
+        return Comparison(0, math.nan, math.nan, math.nan, INCONCLUSIVE)
+    mean = float(values.mean())
+    if n < 2:
+        return Comparison(n, mean, math.nan, math.nan, INCONCLUSIVE)
+    sem = float(stats.sem(values))
+    if sem == 0.0:
+        low = high = mean
+    else:
+        low, high = (float(v) for v in stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=sem))
+    return Comparison(n, mean, low, high, _verdict(low, high, relation, margin))
+
+
+def _verdict(low: float, high: float, relation: str, margin: float | None) -> str:
+    if relation == "better":
+        return HOLDS if low > 0 else REVERSED if high < 0 else INCONCLUSIVE
+    assert margin is not None  # load_claims requires it for `within`
+    if -margin <= low and high <= margin:
+        return HOLDS
+    return REVERSED if low > margin or high < -margin else INCONCLUSIVE
+
+
+def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.DataFrame:
+    """`method − baseline` test accuracy in points per (protocol, task, seed) both ran."""
+    runs = frame[frame["group"] == group]
+    index = ["protocol", "task", "seed"]
+    method, baseline = (
+        runs[runs["method_key"] == key].set_index(index)["test_acc"]
+        for key in (claim.method, claim.baseline)
+    )
+    both = pd.concat([method, baseline], axis=1, keys=["method", "baseline"], join="inner")
+    return both.assign(diff=(both["method"] - both["baseline"]) * 100.0).reset_index()
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    group: str,
+    claims: Sequence[Claim],
+    reported: Mapping[str, Any],
+    protocols: Sequence[str],
+) -> pd.DataFrame:
+    """One row per (claim, protocol) for a group's applicable claims (`COLUMNS`)."""
+    rows = []
+    for claim in claims:
+        pairs = paired_differences(frame, group, claim)
+        paper_diff, paper_cells = claim.paper_difference(reported)
+        for protocol in protocols:
+            result = compare(
+                pairs.loc[pairs["protocol"] == protocol, "diff"], claim.relation, claim.margin
+            )
+            rows.append(
+                {
+                    "claim": claim.key,
+                    "method_key": claim.method,
+                    "baseline_key": claim.baseline,
+                    "relation": claim.relation,
+                    "margin": claim.margin,
+                    "protocol": protocol,
+                    "n": result.n,
+                    "mean_diff": result.mean,
+                    "ci_low": result.low,
+                    "ci_high": result.high,
+                    "verdict": result.verdict,
+                    "paper_diff": paper_diff,
+                    "paper_cells": paper_cells,
+                    "sources": ";".join(claim.sources),
+                }
+            )
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _schema_problems(data: Any) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [
+        f"at '{'.'.join(map(str, e.absolute_path)) or '<top level>'}': {e.message}" for e in errors
+    ]
+
+
+def _reference_problems(key: str, entry: dict[str, Any], reported: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if entry["method"] == entry["baseline"]:
+        problems.append(f"at '{key}': method and baseline are both {entry['method']!r}")
+    if (entry["relation"] == "within") != ("margin" in entry):
+        problems.append(
+            f"at '{key}': `margin` (points) is required with relation: within and "
+            "meaningless with relation: better"
+        )
+    unknown = [source for source in entry["sources"] if source not in reported]
+    if unknown:
+        problems.append(
+            f"at '{key}.sources': {', '.join(map(repr, unknown))} not in reported.yaml; "
+            f"its tables: {', '.join(sorted(reported))}"
+        )
+    elif "paper_rows" in entry:
+        labels = {label for source in entry["sources"] for label in reported[source]["rows"]}
+        for label in entry["paper_rows"]:
+            if label not in labels:
+                problems.append(
+                    f"at '{key}.paper_rows': row {label!r} is in none of the sources "
+                    f"({', '.join(entry['sources'])}); their rows: {', '.join(sorted(labels))}"
+                )
+    return problems
+
+
+def load_claims(path: str | os.PathLike, reported: Mapping[str, Any]) -> list[Claim]:
+    """Read config/claims.yaml, checked against `SCHEMA` and the reported tables."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    problems = _schema_problems(data)
+    if not problems:
+        for key, entry in data.items():
+            problems += _reference_problems(key, entry, reported)
+    if problems:
+        raise ClaimsFormatError(f"{path} is not valid:\n  " + "\n  ".join(problems))
+    return [
+        Claim(
+            key,
+            entry["method"],
+            entry["baseline"],
+            entry["relation"],
+            tuple(entry["sources"]),
+            entry.get("margin"),
+            entry.get("target_labels"),
+            tuple(entry["paper_rows"]) if "paper_rows" in entry else None,
+        )
+        for key, entry in data.items()
+    ]

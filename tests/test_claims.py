@@ -1,0 +1,261 @@
+"""The papers' claims: paired statistics, the claims file's checks, the Claims sections.
+
+Intervals are checked against Student-t quantiles from printed tables, not against
+scipy's own interval function.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tlrepro.claims import (
+    INCONCLUSIVE,
+    REVERSED,
+    Claim,
+    ClaimsFormatError,
+    compare,
+    evaluate,
+    load_claims,
+)
+from tlrepro.cli import group_tables
+from tlrepro.config import load_config
+from tlrepro.plan import build_plan
+from tlrepro.tables import (
+    FRAME_COLUMNS,
+    PROTOCOLS,
+    GroupTable,
+    Header,
+    load_reported,
+    render_markdown,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+T_975 = {2: 4.3027, 3: 3.1824}
+"""Two-sided 95 % Student-t quantiles by degrees of freedom (printed tables)."""
+REPORTED = {"paper_x": {"rows": {"A": {"t": 60.0, "u": 70.0}, "B": {"t": 58.0}}}}
+
+
+def frame(rows: list[tuple[str, str, str, int, float]], protocol: str = "best_val"):
+    """The tables' long frame from (group, method_key, task, seed, test_acc) rows."""
+    records = [
+        dict.fromkeys(FRAME_COLUMNS)
+        | {"group": g, "method_key": m, "task": t, "seed": s, "protocol": protocol, "test_acc": a}
+        for g, m, t, s, a in rows
+    ]
+    return pd.DataFrame(records, columns=FRAME_COLUMNS)
+
+
+def claim(relation: str = "better", margin: float | None = None, **fields) -> Claim:
+    return Claim("c", "a", "b", relation, ("paper_x",), margin, **fields)
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = T_975[n - 1] * sd / math.sqrt(n)
+    return mean - half, mean + half
+
+
+@pytest.mark.parametrize(
+    ("differences", "relation", "verdict"),
+    [
+        ([3.0, 4.0, 5.0], "better", "holds"),  # [1.52, 6.48]
+        ([-3.0, -4.0, -5.0], "better", "reversed"),
+        ([1.0, 2.0, 3.0], "better", "inconclusive"),  # [-0.48, 4.48] contains 0
+        ([0.1, -0.1, 0.2, 0.0], "within", "holds"),  # [-0.16, 0.26] inside ±1
+        ([3.0, 3.5, 4.0], "within", "reversed"),  # [2.26, 4.74] wholly above +1
+        ([-3.0, -3.5, -4.0], "within", "reversed"),  # wholly below -1
+        ([0.5, 1.5, 1.0], "within", "inconclusive"),  # [-0.24, 2.24] straddles +1
+    ],
+)
+def test_verdicts_read_the_t_interval(differences, relation, verdict) -> None:
+    result = compare(differences, relation, 1.0 if relation == "within" else None)
+    low, high = t_interval(differences)
+    assert result.n == len(differences)
+    assert result.mean == pytest.approx(sum(differences) / len(differences))
+    assert (result.low, result.high) == pytest.approx((low, high), abs=1e-3)
+    assert result.verdict == verdict
+
+
+def test_fewer_than_two_pairs_is_inconclusive_without_interval() -> None:
+    one = compare([5.0], "better")
+    assert (one.n, one.mean, one.verdict) == (1, 5.0, INCONCLUSIVE)
+    assert math.isnan(one.low) and math.isnan(one.high)
+    none = compare([], "within", 1.0)
+    assert (none.n, none.verdict) == (0, INCONCLUSIVE) and math.isnan(none.mean)
+
+
+def test_zero_spread_gives_a_point_interval() -> None:
+    same = compare([0.5, 0.5, 0.5], "better")
+    assert (same.low, same.high, same.verdict) == (0.5, 0.5, "holds")
+    assert compare([0.0, 0.0], "better").verdict == INCONCLUSIVE  # the point 0 contains 0
+    assert compare([1.0, 1.0], "within", 1.0).verdict == "holds"  # the bounds belong to ±m
+
+
+def test_pairs_by_task_and_seed() -> None:
+    """Only (task, seed) pairs both methods ran count; pairing removes the seeds' shared
+    spread (unpaired, 60 ± 10 against 58 ± 10 would prove nothing)."""
+    runs = frame(
+        [
+            ("g", "a", "t", 0, 0.50),
+            ("g", "a", "t", 1, 0.60),
+            ("g", "a", "t", 2, 0.70),
+            ("g", "a", "u", 0, 0.90),  # no partner: b lacks (u, 0)
+            ("g", "b", "t", 0, 0.48),
+            ("g", "b", "t", 1, 0.58),
+            ("g", "b", "t", 2, 0.68),
+            ("g", "b", "t", 3, 0.10),  # no partner: a lacks seed 3
+            ("other", "b", "t", 1, 0.99),  # another group's run
+        ]
+    )
+    row = evaluate(runs, "g", [claim()], REPORTED, ["best_val"]).iloc[0]
+    assert row["n"] == 3
+    assert row["mean_diff"] == pytest.approx(2.0)
+    assert row["ci_low"] == pytest.approx(2.0) and row["ci_high"] == pytest.approx(2.0)
+    assert row["verdict"] == "holds"
+
+
+def test_each_protocol_is_tested_on_its_own_accuracies() -> None:
+    best = frame([("g", "a", "t", s, 0.6 + 0.01 * s) for s in range(3)])
+    best = pd.concat([best, frame([("g", "b", "t", s, 0.5) for s in range(3)])])
+    last = frame([("g", key, "t", s, 0.5) for key in "ab" for s in range(3)], protocol="last")
+    rows = evaluate(pd.concat([best, last]), "g", [claim()], REPORTED, ["best_val", "last"])
+    assert list(rows["protocol"]) == ["best_val", "last"]
+    assert rows["mean_diff"].tolist() == pytest.approx([11.0, 0.0])
+    assert rows["verdict"].tolist() == ["holds", INCONCLUSIVE]
+
+
+def test_paper_difference_uses_cells_with_both_rows() -> None:
+    assert claim(paper_rows=("A", "B")).paper_difference(REPORTED) == (2.0, 1)
+    diff, cells = claim().paper_difference(REPORTED)
+    assert math.isnan(diff) and cells == 0
+
+
+def test_target_labels_select_groups() -> None:
+    keys = ["a", "b"]
+    assert claim().applies_to(keys, few_target_labels=True)
+    assert claim(target_labels="few").applies_to(keys, few_target_labels=True)
+    assert not claim(target_labels="few").applies_to(keys, few_target_labels=False)
+    assert claim(target_labels="full").applies_to(keys, few_target_labels=False)
+    assert not claim().applies_to(["a", "c"], few_target_labels=False)
+
+
+GOOD = "c: {method: a, baseline: b, relation: better, sources: [paper_x]}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a list", r"at '<top level>': .* is not of type 'object'"),
+        ("", r"at '<top level>': None is not of type 'object'"),
+        ("Bad-Key: {}", r"'Bad-Key' does not match"),
+        (GOOD.replace("better", "bigger"), r"at 'c\.relation': 'bigger' is not one of"),
+        (GOOD.replace("baseline: b, ", ""), r"at 'c': 'baseline' is a required property"),
+        (GOOD.replace("}", ", sauce: 1}"), r"at 'c': Additional properties .*'sauce'"),
+        (GOOD.replace("[paper_x]", "[]"), r"at 'c\.sources': \[\] should be non-empty"),
+        (GOOD.replace("better", "within"), r"at 'c': `margin` \(points\) is required"),
+        (GOOD.replace("}", ", margin: 1}"), r"meaningless with relation: better"),
+        (GOOD.replace("baseline: b", "baseline: a"), r"method and baseline are both 'a'"),
+        (
+            GOOD.replace("paper_x", "paper_q"),
+            r"at 'c\.sources': 'paper_q' not in reported\.yaml; its tables: paper_x",
+        ),
+        (
+            GOOD.replace("}", ", paper_rows: [A, C]}"),
+            r"at 'c\.paper_rows': row 'C' is in none of the sources \(paper_x\); "
+            r"their rows: A, B",
+        ),
+        (GOOD.replace("}", ", target_labels: some}"), r"at 'c\.target_labels'"),
+    ],
+)
+def test_load_claims_rejects_malformed(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "claims.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ClaimsFormatError, match=message) as error:
+        load_claims(path, REPORTED)
+    assert str(path) in str(error.value)
+
+
+def test_load_claims_reads_every_field(tmp_path) -> None:
+    path = tmp_path / "claims.yaml"
+    path.write_text(
+        "near: {method: a, baseline: b, relation: within, margin: 0.5, target_labels: few,"
+        " sources: [paper_x], paper_rows: [A, B]}",
+        encoding="utf-8",
+    )
+    assert load_claims(path, REPORTED) == [
+        Claim("near", "a", "b", "within", ("paper_x",), 0.5, "few", ("A", "B"))
+    ]
+
+
+@pytest.fixture(scope="module")
+def repository_claims() -> list[Claim]:
+    return load_claims(
+        REPO / "config" / "claims.yaml", load_reported(REPO / "config" / "reported.yaml")
+    )
+
+
+def test_repository_claims_agree_with_the_papers_numbers(repository_claims) -> None:
+    """Where the cited tables give numbers, they say what the claim says (a claim typed
+    the wrong way round, or citing the wrong table, fails here)."""
+    reported = load_reported(REPO / "config" / "reported.yaml")
+    with_numbers = 0
+    for entry in repository_claims:
+        diff, cells = entry.paper_difference(reported)
+        if entry.paper_rows is None:
+            continue
+        with_numbers += 1
+        assert cells > 0, entry.key
+        if entry.relation == "better":
+            assert diff > 0, entry.key
+        else:
+            assert abs(diff) <= entry.margin, entry.key
+    assert with_numbers >= 9
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_every_repository_claim_applies_in_both_profiles(repository_claims, profile) -> None:
+    groups = group_tables(build_plan(load_config(REPO / "config" / "config.yaml", profile)))
+    tested = {entry.key for group in groups for entry in group.claims(repository_claims)}
+    assert tested == {entry.key for entry in repository_claims}
+
+
+def test_group_tables_name_source_models() -> None:
+    quick = {
+        g.name: g
+        for g in group_tables(build_plan(load_config(REPO / "config" / "config.yaml", "quick")))
+    }
+    clip = quick["clip_uda"].sources
+    assert [(s.model, s.dataset, s.zero_shot) for s in clip] == [("tiny_clip", "digits_syn", True)]
+    assert clip[0].metrics == Path("results/pretrained/quick/tiny_clip/digits_syn/metrics.json")
+    assert quick["gradmf"].few_target_labels and not quick["adaptive_full"].few_target_labels
+    paper = group_tables(build_plan(load_config(REPO / "config" / "config.yaml", "paper")))
+    zoo = {g.name: g for g in paper}["tlvfc_resnet18"].sources
+    assert [(s.model, s.metrics) for s in zoo] == [("vgg16_imagenet", None)]
+
+
+def test_every_group_gets_a_claims_section() -> None:
+    runs = frame(
+        [("g", key, "t", s, 0.5 + (key == "a") * 0.1 * (s + 1)) for key in "ab" for s in range(3)]
+    )
+    groups = [
+        GroupTable("g", "Gee", ["t"], [("a", "Method A"), ("b", "Method B")], [0, 1, 2]),
+        GroupTable("h", "Aitch", ["t"], [("a", "Method A")], [0]),
+    ]
+    claims = [claim(paper_rows=("A", "B")), claim("within", 1.0)]
+    header = Header("quick", [0, 1, 2], "abc1234", "2026-01-01")
+    runs = pd.concat([runs.assign(protocol=p) for p in PROTOCOLS])
+    markdown = render_markdown(runs, groups, REPORTED, header, claims)
+    g, h = markdown.split("## Gee")[1].split("## Aitch")
+    assert markdown.count("### Claims") == 2
+    assert "| Method A > Method B " in g and "| Method A within ±1 of Method B " in g
+    # a − b = 10, 20, 30 points: [-4.84, 44.84] for both claims
+    assert g.count("[-4.84, +44.84]") == 2 and "| inconclusive" in g and "+2.00 (1)" in g
+    assert "No claim of config/claims.yaml compares two of this group's methods." in h
+    assert "Source model: none" in h
+    assert REVERSED not in g
