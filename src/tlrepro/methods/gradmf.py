@@ -1,6 +1,6 @@
 """GradMF (ICASSP 2024): the source gradient steered towards the target's direction.
 
-Two variants of one method (METHODS.md §1): `coded` is the authors' update
+Two variants of one method: `coded` is the authors' update
 (one orthogonal-complement step, always applied); `drawn` is the paper's figure
 (progressive altering until cos(G, g_t) >= tau or `max_steps`, then an optional
 projection onto g_t). Both take the altering step of the authors' iterated code, which
