@@ -62,15 +62,16 @@ def _parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-_CHUNK = 1 << 22
-"""Elements per float64 chunk in `_mean_std` (32 MiB)."""
+_CHUNK = 1 << 16
+"""Elements per float64 chunk in `_mean_std`: 512 KiB stays in cache (4x larger chunks are
+about 2x slower on VGG16's first linear layer)."""
 
 
 def _mean_std(weight: torch.Tensor) -> tuple[float, float]:
     """Mean and (Bessel-corrected) std, the sums accumulated in float64 chunk by chunk.
 
     Accumulated in float32, the std of VGG16's 102.8M-weight first linear layer comes out
-    about 1 % low; a float64 copy of that layer would take 800 MB, one chunk takes 32 MiB.
+    about 1 % low; a float64 copy of that layer would take 800 MB, one chunk takes 512 KiB.
     """
     flat = weight.detach().reshape(-1)
     n = flat.numel()
