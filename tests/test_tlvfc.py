@@ -231,11 +231,27 @@ def test_dpiat_shape_score_and_matching_on_hand_built_nets():
     ]  # fmt: skip
 
 
+def test_dpiat_keeps_layers_without_weights_in_the_runs():
+    """iatransfer's own example: the ReLU between the target convs is an item scoring 0, so
+    the run [conv, ReLU, conv] would score (0.5 + 0 + 1) / sqrt(3) < 1 and only the second
+    conv, the exact match, is fed (without the ReLU the run [conv, conv] scores 1.0607)."""
+    source = nn.Sequential(nn.Conv2d(8, 16, 3))
+    target = nn.Sequential(nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 3))
+    assert [type(x).__name__ for x in blocks(target)] == ["Conv2d", "ReLU", "Conv2d"]
+    assert dp_match(blocks(source), blocks(target)) == [(None, target[0]), (source[0], target[2])]
+    report = dpiat_transfer(source, target)
+    assert [(r.target, r.source) for r in report.layers] == [("0", None), ("2", "0")]
+    assert torch.equal(target[2].weight, source[0].weight)
+
+
 def test_block_standardization_groups_residual_blocks():
     vgg, resnet = blocks(SmallVGG(10)), blocks(small_resnet_deep(10))
-    assert [type(x).__name__ if not isinstance(x, list) else len(x) for x in vgg] == [12, "Linear"]
+    # Each conv-BN-ReLU joins the body; ReLU, pooling and flatten stay as items.
+    assert [type(x).__name__ if not isinstance(x, list) else len(x) for x in vgg] == [23, "Linear"]
     shape = [type(x).__name__ if not isinstance(x, list) else len(x) for x in resnet]
-    assert shape == ["Conv2d", "BatchNorm2d", 4, 4, 6, 4, 6, 4, "Linear"]
+    assert shape == [
+        "Conv2d", "BatchNorm2d", "ReLU", 7, 7, 8, 7, 8, 7, "AdaptiveAvgPool2d", "Flatten", "Linear",
+    ]  # fmt: skip
     # The VGG body feeds the residual blocks; the stem conv has no list to match.
     pairs = dp_match(vgg, resnet)
     assert pairs[0][0] is None and sum(s is not None for s, _ in pairs) > 20
