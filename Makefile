@@ -7,6 +7,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 CORES ?= $(shell nproc)
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
+IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
 .PHONY: setup tables test lint dry-run dvc-plan pull
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	# The DPIAT baseline's own package, for the test that compares ours with it. Without
+	# its dependencies: they are optional extras (gensim, karateclub...) the test avoids.
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps $(IATRANSFER)
 	touch $@
 
 ## results/tables.md for the config's profile (quick by default)

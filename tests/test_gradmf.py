@@ -14,8 +14,9 @@ from torch import nn
 from tlrepro.methods import gradient_algebra
 from tlrepro.methods.gradient_algebra import EPS
 from tlrepro.methods.gradmf import GradMF
+from tlrepro.methods.pcgrad import PCGrad
 from tlrepro.methods.registry import resolve_settings
-from tlrepro.methods.two_stream import Joint
+from tlrepro.methods.two_stream import Joint, gradient_buffer
 from tlrepro.models.small import SmallVGG
 from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import TensorSet, fit
@@ -64,18 +65,39 @@ def reference_coded(g_s: np.ndarray, g_t: np.ndarray) -> np.ndarray:
     return g_s + g_t - (g_t @ g_s) / (np.linalg.norm(g_s) + EPS) ** 2 * g_s
 
 
+def authors_altering_step(grad_i: torch.Tensor, grad_j: torch.Tensor) -> torch.Tensor:
+    """`comput_gradients_1` of the authors' iterated code
+    (finetune_AlexNet_ResNet/Vector_Projection_circulate.py), transcribed line by line:
+    i = the current update, j = the target gradient."""
+    eps = 1e-5
+    mo_i = grad_i.norm() + eps
+    moj_cos = float(grad_j.dot(grad_i)) / float(mo_i)
+    gradj_i = moj_cos * (1.0 / mo_i) * grad_i
+    gradj_x = grad_j - gradj_i
+    return grad_i + gradj_x
+
+
+def authors_iterated(g_s: torch.Tensor, g_t: torch.Tensor, n: int) -> torch.Tensor:
+    """The authors' `pc_backward(loss_s, loss_t, n)`: n altering steps, no test, no projection."""
+    grad = g_s
+    for _ in range(n):
+        grad = authors_altering_step(grad, g_t)
+    return grad
+
+
 def reference_drawn(g_s, g_t, tau, max_steps, project):
-    """The paper's loop written plainly, with a Python break, in float64."""
+    """The paper's loop written plainly, with a Python break, in float64, each step the
+    authors' own; the projection puts eps where their (unused) projection does."""
 
     def cos(a, b):
         return a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
 
     update, steps = g_s.copy(), 0
     while steps < max_steps and cos(update, g_t) < tau:
-        update = update + g_t - (g_t @ update) / (update @ update + EPS) * update
+        update = authors_altering_step(torch.from_numpy(update), torch.from_numpy(g_t)).numpy()
         steps += 1
     if project:
-        update = (update @ g_t) / (g_t @ g_t + EPS) * g_t
+        update = (update @ g_t) / (np.linalg.norm(g_t) + EPS) ** 2 * g_t
     return update, steps
 
 
@@ -111,6 +133,27 @@ def test_drawn_stops_when_aligned_or_at_the_step_limit(seed: int, tau: float, ma
     )
     assert steps == expected_steps
     np.testing.assert_allclose(update.numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-3])
+@pytest.mark.parametrize("seed", range(3))
+def test_one_untested_drawn_step_is_coded_exactly(seed: int, scale: float):
+    g_s, g_t = vectors(seed, 200)
+    g_s, g_t = scale * (g_s - 0.5 * g_t) / g_s.norm(), scale * g_t / g_t.norm()
+    update, steps = gradmf_drawn(g_s, g_t, tau=2.0, max_steps=1, project=False)
+    assert int(steps) == 1
+    assert torch.equal(update, gradmf_coded(g_s, g_t))
+
+
+@pytest.mark.parametrize("max_steps", [1, 2, 5])
+@pytest.mark.parametrize("seed", range(3))
+def test_drawn_iterates_the_authors_step_at_small_gradient_norms(seed: int, max_steps: int):
+    """Norms near 1e-3, where eps on the norm and eps on its square differ by more than half."""
+    g_s, g_t = (v.double() for v in vectors(seed, 50))
+    g_s, g_t = 1e-3 * (g_s - 0.7 * g_t) / g_s.norm(), 1.2e-3 * g_t / g_t.norm()
+    update, steps = gradmf_drawn(g_s, g_t, tau=2.0, max_steps=max_steps, project=False)
+    assert int(steps) == max_steps
+    torch.testing.assert_close(update, authors_iterated(g_s, g_t, max_steps), rtol=1e-10, atol=0)
 
 
 def test_drawn_does_nothing_when_already_aligned():
@@ -205,6 +248,31 @@ def test_every_parameter_of_every_group_receives_its_part_of_the_update(
     assert float(stats["cos_source_target"]) == pytest.approx(cosine(g_s, g_t), abs=1e-5)
     assert float(stats["cos_update_target"]) == pytest.approx(cosine(expected, g_t), abs=1e-5)
     assert float(stats["cos_update_source"]) == pytest.approx(cosine(expected, g_s), abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("method_class", "name", "settings"),
+    [(GradMF, "gradmf", {}), (GradMF, "gradmf", {"variant": "drawn"}), (PCGrad, "pcgrad", {})],
+)
+def test_a_float64_model_gets_a_float64_update(method_class, name: str, settings: dict):
+    torch.manual_seed(0)
+    method = method_class(
+        tiny_net(3),
+        STREAMS,
+        resolve_settings(name, settings),
+        source_model=tiny_net(3),
+        shared_labels=True,
+    ).double()
+    batches = {key: (x.double(), y) for key, (x, y) in make_batches(3).items()}
+    stats = method.update(batches, step=0)
+    assert all(p.grad.dtype == torch.float64 for p in method.trainable())
+    assert all(torch.isfinite(value).all() for value in stats.values())
+
+
+def test_mixed_parameter_dtypes_are_refused_with_a_remedy():
+    params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, dtype=torch.float64))]
+    with pytest.raises(ValueError, match=r"one dtype on one device.*\.to\(dtype, device\)"):
+        gradient_buffer(params)
 
 
 def test_source_forward_leaves_the_running_statistics_to_the_target():

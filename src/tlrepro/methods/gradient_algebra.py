@@ -41,14 +41,35 @@ def cosines(gram_matrix: Tensor, coefficients: Tensor) -> dict[str, Tensor]:
     }
 
 
+def alter(gram_matrix: Tensor, coefficients: Tensor, eps: float = EPS) -> Tensor:
+    """One altering step as the authors' code takes it: G <- G + g_t - (g_t.G / (||G|| + eps)^2) G.
+
+    The epsilon sits on the norm before squaring, as in the release; at gradient norms
+    near 1e-3, ||G||^2 + eps would shrink the removed component by more than half.
+    """
+    _, along_target, update_sq = dots(gram_matrix, coefficients)
+    scale = 1 - along_target / (update_sq.clamp_min(0).sqrt() + eps) ** 2
+    return coefficients * scale + _toward_target(gram_matrix)
+
+
+def _toward_target(gram_matrix: Tensor) -> Tensor:
+    """The coefficients of g_t itself."""
+    one = gram_matrix[1, 1]
+    return torch.stack([torch.zeros_like(one), torch.ones_like(one)])
+
+
+def _source(gram_matrix: Tensor) -> Tensor:
+    """The coefficients of g_s itself."""
+    one = gram_matrix[0, 0]
+    return torch.stack([torch.ones_like(one), torch.zeros_like(one)])
+
+
 def coded(gram_matrix: Tensor, eps: float = EPS) -> Tensor:
     """GradMF as released: keep g_s, add the part of g_t orthogonal to it (always, no test).
 
-    G = g_s + g_t - (g_t.g_s / (||g_s|| + eps)^2) g_s
+    G = g_s + g_t - (g_t.g_s / (||g_s|| + eps)^2) g_s: one altering step from g_s.
     """
-    source_sq, cross = gram_matrix[0, 0], gram_matrix[0, 1]
-    a = 1 - cross / (source_sq.sqrt() + eps) ** 2
-    return torch.stack([a, torch.ones_like(a)])
+    return alter(gram_matrix, _source(gram_matrix), eps)
 
 
 def drawn(
@@ -56,25 +77,25 @@ def drawn(
 ) -> tuple[Tensor, Tensor]:
     """GradMF as the paper's figure draws it: progressive altering, then optional projection.
 
-    Starting from G = g_s, repeat G <- G + g_t - (g_t.G / (||G||^2 + eps)) G while
-    cos(G, g_t) < tau, at most `max_steps` times; with `project`, finally replace G by
-    its projection onto g_t. Returns G's coefficients and the number of altering
+    Starting from G = g_s, take the release's altering step (`alter`) while
+    cos(G, g_t) < tau, at most `max_steps` times, so that one step untested is `coded`;
+    with `project`, finally replace G by (G.g_t / (||g_t|| + eps)^2) g_t, the epsilon
+    placed as in the release. Returns G's coefficients and the number of altering
     steps taken (a device tensor); a step that is not needed is masked out.
     """
     target_sq = gram_matrix[1, 1]
-    coefficients = torch.stack([torch.ones_like(target_sq), torch.zeros_like(target_sq)])
+    coefficients = _source(gram_matrix)
     steps = torch.zeros((), dtype=torch.long, device=gram_matrix.device)
-    toward_target = torch.stack([torch.zeros_like(target_sq), torch.ones_like(target_sq)])
     for _ in range(max_steps):
         _, along_target, update_sq = dots(gram_matrix, coefficients)
         cosine = along_target / (update_sq.clamp_min(0).sqrt() * target_sq.sqrt()).clamp_min(1e-12)
         pending = cosine < tau
-        altered = coefficients * (1 - along_target / (update_sq + eps)) + toward_target
-        coefficients = torch.where(pending, altered, coefficients)
+        coefficients = torch.where(pending, alter(gram_matrix, coefficients, eps), coefficients)
         steps = steps + pending.long()
     if project:
         _, along_target, _ = dots(gram_matrix, coefficients)
-        coefficients = toward_target * (along_target / (target_sq + eps))
+        scale = along_target / (target_sq.sqrt() + eps) ** 2
+        coefficients = _toward_target(gram_matrix) * scale
     return coefficients, steps
 
 

@@ -3,7 +3,9 @@
 Two variants of one method (docs/gradmf.md): `coded` is the authors' update
 (one orthogonal-complement step, always applied); `drawn` is the paper's figure
 (progressive altering until cos(G, g_t) >= tau or `max_steps`, then an optional
-projection onto g_t). Unlike the release, whose optimiser wraps a different model
+projection onto g_t). Both take the altering step of the authors' iterated code, which
+divides by (||G|| + eps)^2, so `drawn` with one untested step and no projection is
+`coded` exactly. Unlike the release, whose optimiser wraps a different model
 than the one the gradients are set on, and whose gradient packing stops after the
 first parameter group, the update here reaches every trainable parameter.
 """

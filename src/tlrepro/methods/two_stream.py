@@ -95,7 +95,7 @@ class SeparateGradients(Joint):
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
         params = self.trainable()
         source_loss, target_loss, stats = self.losses(batches)
-        grads = torch.empty(2, sum(p.numel() for p in params), device=target_loss.device)
+        grads = gradient_buffer(params)
         flat_gradient(source_loss, params, out=grads[0])
         flat_gradient(target_loss, params, out=grads[1])
         gram_matrix = gradient_algebra.gram(grads)
@@ -104,6 +104,21 @@ class SeparateGradients(Joint):
         for param, part in zip(params, parameter_views(update, params), strict=True):
             param.grad = part
         return {**stats, **extra, **gradient_algebra.cosines(gram_matrix, coefficients)}
+
+
+def gradient_buffer(params: list[nn.Parameter]) -> Tensor:
+    """The (2, N) buffer for g_s and g_t, in the parameters' dtype and on their device (one
+    flat vector cannot hold gradients of parameters that differ in either)."""
+    kinds = {(p.dtype, p.device) for p in params}
+    if len(kinds) != 1:
+        found = ", ".join(sorted(f"{dtype} on {device}" for dtype, device in kinds))
+        raise ValueError(
+            f"combining gradients needs every trainable parameter in one dtype on one device; "
+            f"found {found or 'no trainable parameters'}: move the whole model with "
+            f"`.to(dtype, device)` first"
+        )
+    ((dtype, device),) = kinds
+    return torch.empty(2, sum(p.numel() for p in params), dtype=dtype, device=device)
 
 
 def parameter_views(flat: Tensor, params: list[nn.Parameter]) -> list[Tensor]:

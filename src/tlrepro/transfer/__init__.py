@@ -62,13 +62,27 @@ def _parameter_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+_CHUNK = 1 << 16
+"""Elements per float64 chunk in `_mean_std`: 512 KiB stays in cache (4x larger chunks are
+about 2x slower on VGG16's first linear layer)."""
+
+
 def _mean_std(weight: torch.Tensor) -> tuple[float, float]:
-    """Mean and (Bessel-corrected) std in two fast passes; `Tensor.std` takes about 5x
-    longer on VGG16's 100M-weight first linear layer, the bulk of the transfer's time."""
-    n = weight.numel()
-    mean = weight.mean().item()
-    mean_square = torch.linalg.vector_norm(weight).item() ** 2 / n
-    return mean, max(mean_square - mean**2, 0.0) ** 0.5 * (n / max(n - 1, 1)) ** 0.5
+    """Mean and (Bessel-corrected) std, the sums accumulated in float64 chunk by chunk.
+
+    Accumulated in float32, the std of VGG16's 102.8M-weight first linear layer comes out
+    about 1 % low; a float64 copy of that layer would take 800 MB, one chunk takes 512 KiB.
+    """
+    flat = weight.detach().reshape(-1)
+    n = flat.numel()
+    total = torch.zeros((), dtype=torch.float64, device=flat.device)
+    squares = torch.zeros_like(total)
+    for chunk in flat.split(_CHUNK):
+        chunk = chunk.double()
+        total += chunk.sum()
+        squares += chunk @ chunk
+    mean = total.item() / n
+    return mean, (max(squares.item() - n * mean**2, 0.0) / max(n - 1, 1)) ** 0.5
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 from torch import nn
 
-from tlrepro.transfer.standardize import Item, leaves
+from tlrepro.transfer.standardize import WEIGHTED, Item, leaves
 
 Pair = tuple[nn.Module | None, nn.Module]
 
@@ -40,18 +40,19 @@ def _round_half_even(numerator: int, denominator: int) -> int:
 
 
 def shape_score(source: nn.Module, target: nn.Module) -> float:
-    """Product over weight dims of min(a/b, b/a) for layers of the same type, else 0."""
-    if type(source) is not type(target) or not hasattr(source, "weight"):
+    """Product over weight dims of min(a/b, b/a) for two layers of one DPIAT kind, else 0
+    (so 0 for layers without weights)."""
+    if not any(isinstance(source, kind) and isinstance(target, kind) for kind in WEIGHTED):
         return 0.0
-    a_shape, b_shape = source.weight.shape, target.weight.shape
-    if len(a_shape) != len(b_shape):
-        return 0.0
-    return math.prod(min(a / b, b / a) for a, b in zip(a_shape, b_shape, strict=True))
+    pairs = zip(source.weight.shape, target.weight.shape, strict=True)
+    return math.prod(min(a / b, b / a) for a, b in pairs)
 
 
 def dp_match(source: list[Item], target: list[Item]) -> list[Pair]:
-    """Every target layer with the source layer DPIAT pairs it with (None: left as is)."""
-    return _Matcher().pairs(source, target)
+    """Every target layer DPIAT transfers into, with the source layer it pairs it with
+    (None: left as is). Layers without weights take part in the matching, not in the result."""
+    pairs = _Matcher().pairs(source, target)
+    return [(s_layer, t_layer) for s_layer, t_layer in pairs if isinstance(t_layer, WEIGHTED)]
 
 
 class _Matcher:

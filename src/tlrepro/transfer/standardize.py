@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from torch import nn
 
-WEIGHTED = (nn.Conv2d, nn.BatchNorm2d, nn.Linear)
-"""The layers DPIAT transfers (BatchNorm included)."""
-DIMENSIONAL = (nn.Conv2d, nn.Linear)
+_CONVOLUTIONS = (
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+)  # fmt: skip
+DIMENSIONAL = (*_CONVOLUTIONS, nn.Linear)
 """The layers that count towards making a container a block."""
+WEIGHTED = (*DIMENSIONAL, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+"""The layers DPIAT scores and transfers (BatchNorm included), as `iatransfer` lists them."""
 
 Item = nn.Module | list["Item"]
 """A layer, or a block: a list of items."""
@@ -29,31 +32,31 @@ def blocks(module: nn.Module) -> list[Item]:
     A container whose children are mostly single layers is a block, unless it holds
     fewer than two conv/linear layers, in which case its layers join its parent's;
     a container of blocks (a ResNet stage) is spliced into its parent; the root is
-    always a list. Containers without weighted layers (pooling, activations) vanish.
+    always a list. Modules without children and without weights (activations,
+    pooling, flatten) stay as items: they score 0 in the matching but count in the
+    length of a run, and in whether a container is mostly single layers.
     """
     items, _, _ = _blocks(module, level=0)
     return items if isinstance(items, list) else [items]
 
 
-def _blocks(module: nn.Module, level: int) -> tuple[Item | None, int, int]:
+def _blocks(module: nn.Module, level: int) -> tuple[Item, int, int]:
     """(item, depth, number of conv/linear layers); depth 2 = a list of blocks to splice."""
     if isinstance(module, WEIGHTED):
         return module, 0, int(isinstance(module, DIMENSIONAL))
     children = list(module.children())
+    if not children:
+        return module, 0, 0
     next_level = level if len(children) == 1 else level + 1
     layers: list[Item] = []
     dimensional = 0
     for child in children:
         item, depth, child_dimensional = _blocks(child, next_level)
-        if item is None:
-            continue
         dimensional += child_dimensional
         if isinstance(item, list) and (depth > 1 or child_dimensional < 2):
             layers.extend(item)
         else:
             layers.append(item)
-    if not layers:
-        return None, 0, 0
     n_blocks = sum(isinstance(item, list) for item in layers)
     if len(layers) - n_blocks > n_blocks and level > 0:
         layers = [x for item in layers for x in (item if isinstance(item, list) else [item])]
