@@ -13,6 +13,9 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/pretrain.smk"
@@ -25,3 +28,4 @@ rule all:
     localrule: True
     input:
         ACTIVE_TABLES["md"],
+        str(report_dir(PROFILE)),

@@ -8,8 +8,8 @@ from snakemake.utils import validate
 from tlrepro import codebase
 from tlrepro.config import ConfigError, schema_path
 from tlrepro.config import validate as check_config
-from tlrepro.layout import active_tables, figures_dir, prepared_dir, profile_tables
-from tlrepro.plan import build_plan, fingerprint, tables_code_files
+from tlrepro.layout import active_tables, figures_dir, prepared_dir, profile_tables, report_dir
+from tlrepro.plan import build_plan, fingerprint, report_code_files, tables_code_files
 
 if len(workflow.configfiles) > 1:
     raise ConfigError(
@@ -18,7 +18,6 @@ if len(workflow.configfiles) > 1:
         "copy, and pass only it with --configfile"
     )
 CONFIG_FILE = Path(workflow.configfiles[0])
-validate(config, schema=str(schema_path(CONFIG_FILE).resolve()))
 
 # The CLI reads CONFIG_FILE itself, so the only command-line override it can
 # follow is the profile: refuse others instead of silently ignoring them.
@@ -33,6 +32,7 @@ if _overridden:
         f"--config may only set `profile`; put changes to {', '.join(_overridden)} in a "
         f"copy of {CONFIG_FILE} and pass it with --configfile"
     )
+validate(config, schema=str(schema_path(CONFIG_FILE).resolve()))
 
 PLAN = build_plan(check_config(config, schema_path(CONFIG_FILE)))
 PROFILE = PLAN.profile_name

@@ -46,3 +46,31 @@ rule active_tables:
         runtime=1,
     shell:
         "{CLI} publish-tables > {log} 2>&1"
+
+
+# Pages for `snakemake --report results/report.html`: one category per group.
+rule report_pages:
+    input:
+        tables=PROFILE_TABLES["csv"],
+        claims=PROFILE_TABLES["claims"],
+        figures=str(figures_dir(PROFILE)),
+    output:
+        report(
+            directory(str(report_dir(PROFILE))),
+            patterns=["{group}/{item}"],
+            category="{group}",
+            caption="../report/group.rst",
+        ),
+    params:
+        code=code(report_code_files()),
+    log:
+        f"logs/{PROFILE}/report_pages.log",
+    benchmark:
+        f"benchmarks/{PROFILE}/report_pages.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+        mem_mb=1000,
+        runtime=5,
+    shell:
+        "{CLI} report-pages > {log} 2>&1"

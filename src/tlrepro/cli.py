@@ -25,6 +25,7 @@ from tlrepro.layout import (
     prepared_dir,
     profile_tables,
     raw_dir,
+    report_dir,
 )
 from tlrepro.plan import Plan, PlanError, build_plan, paper_file
 from tlrepro.registry import UnknownNameError
@@ -239,6 +240,22 @@ def cmd_publish_tables(args: argparse.Namespace) -> None:
         print(f"{sources[kind]} -> {target}")
 
 
+def cmd_report_pages(args: argparse.Namespace) -> None:
+    from tlrepro.report_pages import write_report_pages
+
+    plan = _plan(args)
+    tables = profile_tables(plan.profile_name)
+    titles = {name: group.get("title", name) for name, group in plan.groups().items()}
+    written = write_report_pages(
+        tables["csv"],
+        tables["claims"],
+        figures_dir(plan.profile_name),
+        titles,
+        report_dir(plan.profile_name),
+    )
+    print(f"wrote {len(written)} report pages under {report_dir(plan.profile_name)}/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tlrepro",
@@ -289,6 +306,11 @@ def build_parser() -> argparse.ArgumentParser:
         "publish-tables",
         cmd_publish_tables,
         "copy the profile's tables and claims to results/tables.{md,csv}, results/claims.csv",
+    )
+    command(
+        "report-pages",
+        cmd_report_pages,
+        "per-group pages for Snakemake's HTML report, from the profile's tables and figures",
     )
     return parser
 

@@ -24,8 +24,9 @@ from tlrepro.layout import (
     figures_dir,
     prepared_dir,
     profile_tables,
+    report_dir,
 )
-from tlrepro.plan import Plan, fingerprint, tables_code_files
+from tlrepro.plan import Plan, fingerprint, report_code_files, tables_code_files
 
 DVC_FILE = Path("dvc.yaml")
 PARAMS_FILE = Path("dvc_params.yaml")
@@ -111,6 +112,16 @@ def render(plan: Plan, config_file: Path) -> tuple[str, str]:
         "deps": [str(path) for path in plan.tables_inputs(config_file)]
         + _code(tables_code_files()),
         "outs": [str(path) for path in tables.values()] + [str(figures_dir(plan.profile_name))],
+    }
+    stages["report-pages"] = {
+        "cmd": _cmd(plan, config_file, "report-pages"),
+        "deps": [
+            str(tables["csv"]),
+            str(tables["claims"]),
+            str(figures_dir(plan.profile_name)),
+            *_code(report_code_files()),
+        ],
+        "outs": [str(report_dir(plan.profile_name))],
     }
     stages["active-tables"] = {
         "cmd": _cmd(plan, config_file, "publish-tables"),

@@ -58,3 +58,8 @@ def active_tables() -> dict[str, Path]:
 
 def figures_dir(profile: str) -> Path:
     return RESULTS_DIR / "figures" / profile
+
+
+def report_dir(profile: str) -> Path:
+    """Per-group pages that Snakemake's HTML report files under each group's category."""
+    return RESULTS_DIR / "report" / profile

@@ -308,6 +308,10 @@ def tables_code_files() -> tuple[Path, ...]:
     return codebase.closure([TABLES_MACHINERY])
 
 
+def report_code_files() -> tuple[Path, ...]:
+    return codebase.closure(["tlrepro.report_pages"])
+
+
 def shares_labels(task: Task) -> bool:
     return dataset_spec(task.source).label_space == dataset_spec(task.target).label_space
 
