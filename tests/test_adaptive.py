@@ -10,8 +10,8 @@ from torch import nn
 
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.multitune import MultiTune
-from tlrepro.methods.registry import resolve_settings
-from tlrepro.methods.spottune import SpotTune
+from tlrepro.methods.registry import method_spec, resolve_settings
+from tlrepro.methods.spottune import POLICIES, SpotTune, budget_loss
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.small import SmallVGG
 from tlrepro.train import TensorSet, random_crop
@@ -38,8 +38,9 @@ def batch(n: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def spottune(net: ResNet26 | None = None) -> SpotTune:
-    return SpotTune(net or tiny_resnet26(), ("target",), resolve_settings("spottune", {}))
+def spottune(net: ResNet26 | None = None, **overrides) -> SpotTune:
+    settings = resolve_settings("spottune", overrides)
+    return SpotTune(net or tiny_resnet26(), ("target",), settings)
 
 
 def sgd(method: nn.Module) -> torch.optim.Optimizer:
@@ -152,6 +153,85 @@ def test_usage_statistics_are_per_block_fractions():
 def test_spottune_rejects_other_architectures():
     with pytest.raises(TypeError, match="ResNet-26"):
         SpotTune(SmallVGG(CLASSES), ("target",), resolve_settings("spottune", {}))
+
+
+def test_spottune_global_routes_every_image_alike_whatever_the_input():
+    method = spottune(policy="global")
+    policy = method.network.policy
+    assert [p.shape for p in policy.parameters()] == [torch.Size([24])]  # 2 logits per block
+    x, other = batch(seed=1)[0], 10 * batch(seed=2)[0]
+    method.train()
+    torch.manual_seed(5)
+    sampled = method.network.actions(x)
+    torch.manual_seed(5)
+    assert torch.equal(sampled, method.network.actions(other))  # the input is not looked at
+    assert torch.equal(sampled, sampled[:1].expand_as(sampled))  # one sample for the batch
+    with torch.no_grad():
+        policy.logits.copy_(torch.randn(24))
+    method.eval()
+    actions = method.network.actions(x)
+    expected = (policy.logits.view(12, 2).argmax(-1) == 1).float()
+    assert torch.equal(actions, expected.expand(len(x), -1))
+    assert torch.equal(actions, method.network.actions(other))
+    # Training moves the logits (straight-through gradient) and reports the usage.
+    before = policy.logits.detach().clone()
+    stats = train_steps(method, steps=2)
+    assert not torch.equal(before, policy.logits.detach())
+    usage = torch.stack([stats[f"usage_block{i}"] for i in range(12)])
+    assert set(usage.tolist()) <= {0.0, 1.0}  # all the batch's images, or none
+
+
+def test_budget_loss_is_squared_distance_to_k_blocks():
+    actions = torch.tensor([[1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0]])  # usage 1, 0, .5, 1
+    assert float(budget_loss(actions, 1)) == pytest.approx((2.5 - 1) ** 2)
+    assert float(budget_loss(actions, 4)) == pytest.approx((2.5 - 4) ** 2)
+    grads, losses = [], []
+    for budget in (None, 3):
+        method = spottune(policy="global", budget_blocks=budget, budget_weight=0.5).train()
+        torch.manual_seed(7)  # the same Gumbel sample for both
+        stats = method.update({"target": batch()}, 0)
+        grads.append(method.network.policy.logits.grad.clone())
+        losses.append(float(stats["loss"]))
+    assert method.extra_stats[-1] == "budget_loss"
+    used = sum(float(stats[f"usage_block{i}"]) for i in range(12))
+    assert float(stats["budget_loss"]) == pytest.approx((used - 3) ** 2)
+    assert losses[0] == losses[1]  # the logged loss stays the cross-entropy
+    assert not torch.allclose(grads[0], grads[1])  # the budget reaches the policy
+
+
+def test_budget_loss_pulls_the_global_policy_towards_k_blocks():
+    """Trained on the budget loss alone, the expected number of fine-tuned blocks moves from
+    12 (logits favouring the tuned path) to k."""
+    method = spottune(policy="global", budget_blocks=3)
+    logits = method.network.policy.logits
+    with torch.no_grad():
+        logits.copy_(torch.tensor([-1.0, 1.0] * 12))
+    optimizer = torch.optim.SGD([logits], lr=0.05)
+    x = batch()[0]
+    method.train()
+    torch.manual_seed(0)
+
+    def expected_blocks() -> float:
+        return float(torch.softmax(logits.detach().view(12, 2), -1)[:, 1].sum())
+
+    start = expected_blocks()
+    for _ in range(200):
+        optimizer.zero_grad()
+        budget_loss(method.network.actions(x), 3).backward()
+        optimizer.step()
+    assert start > 10 and abs(expected_blocks() - 3) < 1.5
+
+
+def test_spottune_checks_its_policy_and_budget():
+    assert resolve_settings("spottune", {})["policy"] == "per_image"
+    assert method_spec("spottune").choices["policy"] == POLICIES
+    with pytest.raises(KeyError, match="choose one of"):
+        resolve_settings("spottune", {"policy": "blockwise"})
+    for bad in (13, -1, 2.5, True, "6"):
+        with pytest.raises(ValueError, match="budget_blocks"):
+            spottune(budget_blocks=bad)
+    with pytest.raises(ValueError, match="budget_weight"):
+        spottune(budget_blocks=3, budget_weight=-1.0)
 
 
 def test_policy_has_its_own_lr_and_weight_decay():

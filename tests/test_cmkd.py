@@ -21,6 +21,7 @@ from tlrepro.methods.cmkd import (
 )
 from tlrepro.methods.registry import resolve_settings
 from tlrepro.models.clip import ClipClassifier, tiny_clip
+from tlrepro.train import TensorSet
 
 
 def test_ramp_matches_the_paper_and_is_clamped():
@@ -152,11 +153,24 @@ def _rst_method(seed: int = 0) -> CMKD:
     return CMKD(network, ("source", "target"), SETTINGS, 0.1)
 
 
+def _stream(seed: int, labels: torch.Tensor) -> TensorSet:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (len(labels), 3, 32, 32), dtype=torch.uint8, generator=g)
+    return TensorSet.create(images, labels, [0.5] * 3, [0.25] * 3, torch.device("cpu"))
+
+
+SOURCE = _stream(0, torch.arange(8) % 3)
+TARGET = _stream(1, torch.full((8,), -1))
+
+
 def _batches(step: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """What the trainer gives CMKD with FixMatch: both streams and the target's strong view."""
     g = torch.Generator().manual_seed(step)
+    index = torch.arange(8)
     return {
-        "source": (torch.randn(8, 3, 32, 32, generator=g), torch.randint(0, 3, (8,), generator=g)),
-        "target": (torch.randn(8, 3, 32, 32, generator=g), torch.full((8,), -1)),
+        "source": SOURCE.batch(index, "shift", g),
+        "target": TARGET.batch(index, "shift", g),
+        "target_strong": TARGET.batch(index, "shift", g, strong=True),
     }
 
 

@@ -108,7 +108,7 @@ def test_switching_profile_plans_that_profile_and_back(copy_of_built):
     assert {"prepare", "pretrain", "transfer", *TABLES} <= rules(jobs)
     assert all("/quick/" not in output for _, output in jobs)
     back = run([SNAKEMAKE, "-n", "results/tables.md"], root)
-    assert "Nothing to be done" in back.stdout + back.stderr
+    assert "Nothing to be done" in back.stdout + back.stderr, back.stdout
 
 
 def dvc_stale_stages(root: Path) -> set[str]:

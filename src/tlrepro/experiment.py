@@ -19,7 +19,7 @@ from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.base import Classifier
-from tlrepro.models.registry import build_model, pretraining_method
+from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
 from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, shares_labels
 from tlrepro.registry import load_object
 from tlrepro.selection import select
@@ -71,12 +71,18 @@ def target_subset_index(
 
 
 def _tensor_set(
-    data: PreparedDataset, split: str, device: torch.device, index: torch.Tensor | None = None
+    data: PreparedDataset,
+    split: str,
+    device: torch.device,
+    augment: str,
+    index: torch.Tensor | None = None,
 ) -> TensorSet:
+    """A split on the device; `augment` (the job's) decides its normalisation (CLIP's own
+    preprocessing for "clip", else the dataset's statistics)."""
     images, labels = data.splits[split]
     if index is not None:
         images, labels = images[index], labels[index]
-    return TensorSet.create(images, labels, data.mean, data.std, device)
+    return TensorSet.create(images, labels, data.mean, data.std, device, augment)
 
 
 def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
@@ -129,6 +135,14 @@ def _digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(fingerprint(identity).encode()).hexdigest()[:16]
 
 
+def pretraining_settings(job: PretrainJob) -> dict[str, Any]:
+    """A supervised pretraining that starts from given weights (Rebuffi's ImageNet ResNet-26)
+    keeps their body and batch-norm statistics and fits only a source head: the runs then
+    start from exactly those weights, as in the papers."""
+    supervised = pretraining_method(job.model) == SUPERVISED_PRETRAINING
+    return {"freeze_body": True} if supervised and job.weights is not None else {}
+
+
 def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[str, Any]:
     """Train the source model on its dataset, selected on the source validation split."""
     device = configure_torch(plan)
@@ -140,7 +154,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     method = load_object(pretraining_method(job.model))(
         network,
         ("source",),
-        {},
+        pretraining_settings(job),
         job.training["label_smoothing"],
     ).to(device, memory_format=CHANNELS_LAST)
     digest = _digest(
@@ -157,10 +171,14 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         "dataset": job.dataset,
         "seed": job.seed,
     }
+    augment = job.training["augment"]
     return _fit_and_record(
         method,
-        {"source": _tensor_set(data, "train", device)},
-        {"val": _tensor_set(data, "val", device), "test": _tensor_set(data, "test", device)},
+        {"source": _tensor_set(data, "train", device, augment)},
+        {
+            "val": _tensor_set(data, "val", device, augment),
+            "test": _tensor_set(data, "test", device, augment),
+        },
         job.training,
         job.folder,
         job.seed,
@@ -237,14 +255,12 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
             job.target_train_fraction,
             job.seed,
         )
-    streams = {"target": _tensor_set(target, "train", device, target_index)}
+    augment = job.training["augment"]
+    streams = {"target": _tensor_set(target, "train", device, augment, target_index)}
     if source is not None:
-        streams["source"] = _tensor_set(source, "train", device)
-    val = (
-        _tensor_set(source, "val", device)
-        if spec.selection == "source_val"
-        else _tensor_set(target, "val", device)
-    )
+        streams["source"] = _tensor_set(source, "train", device, augment)
+    selection_data = source if spec.selection == "source_val" else target
+    val = _tensor_set(selection_data, "val", device, augment)
     info = {
         "profile": job.profile,
         "kind": "transfer",
@@ -261,7 +277,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     return _fit_and_record(
         method,
         {name: streams[name] for name in spec.streams},
-        {"val": val, "test": _tensor_set(target, "test", device)},
+        {"val": val, "test": _tensor_set(target, "test", device, augment)},
         job.training,
         job.folder,
         job.seed,

@@ -300,6 +300,8 @@ def paper_file(config_file: Path, name: str) -> Path:
     the config elsewhere still gets the papers' numbers)."""
     beside = Path(config_file).parent / name
     return beside if beside.exists() else Path("config") / name
+
+
 PREPARE_MACHINERY = "tlrepro.data.prepare"
 TABLES_MACHINERY = "tlrepro.tables"
 

@@ -2,7 +2,8 @@
 
 Why it looks the way it does:
 - Data lives on the device as uint8 tensors; a batch is an index into them, and
-  normalisation and augmentation are batched tensor ops (no per-image Python).
+  normalisation and augmentation are batched tensor ops (no per-image Python,
+  except FixMatch's strong view: see tlrepro.augment).
   Batches are channels_last (about 20% faster on this CPU too, and what cuDNN's
   bf16 kernels want); CUDA steps run under bf16 autocast.
 - The batch order and the augmentation of step k are pure functions of
@@ -31,6 +32,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tlrepro import io
+from tlrepro.augment import (
+    CLIP_MEAN,
+    CLIP_SIZE,
+    CLIP_STD,
+    clip_train_view,
+    random_crop,
+    random_shift,
+    resize,
+    strong_view,
+)
 from tlrepro.layout import CHECKPOINT, LOG_FILE
 from tlrepro.methods.base import Method
 from tlrepro.plan import LOG_COLUMNS
@@ -42,12 +53,14 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TensorSet:
-    """A labelled split resident on the device, with the statistics it is normalised by."""
+    """A labelled split resident on the device (uint8), with the statistics it is normalised
+    by and the size its evaluation views are resized to (None: as stored)."""
 
     images: Tensor
     labels: Tensor
     mean: Tensor
     std: Tensor
+    eval_size: int | None = None
 
     @classmethod
     def create(
@@ -57,55 +70,46 @@ class TensorSet:
         mean: list[float],
         std: list[float],
         device: torch.device,
+        augment: str = "none",
     ) -> TensorSet:
+        """`mean`/`std`: the dataset's statistics; with `augment` "clip" the split is
+        normalised by CLIP's instead and evaluated at CLIP's 224 px (its preprocessing)."""
+        eval_size = None
+        if augment == "clip":
+            mean, std, eval_size = list(CLIP_MEAN), list(CLIP_STD), CLIP_SIZE
+
         def stat(values: list[float]) -> Tensor:
             return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
-        return cls(images.to(device), labels.to(device), stat(mean), stat(std))
+        return cls(images.to(device), labels.to(device), stat(mean), stat(std), eval_size)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def batch(
-        self, index: Tensor, augment: str = "none", generator: torch.Generator | None = None
+        self,
+        index: Tensor,
+        augment: str = "none",
+        generator: torch.Generator | None = None,
+        strong: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        x = (self.images[index].float().div_(255) - self.mean) / self.std
+        """The training view of `index` under `augment` (with `strong`, FixMatch's strong
+        augmentation on top, drawn from `generator`); augment "none" is the evaluation view."""
+        images = self.images[index]
+        if augment == "clip":
+            images = clip_train_view(images, generator)
+        elif augment == "none" and self.eval_size is not None:
+            images = resize(images, self.eval_size)
+        if strong:
+            if generator is None:
+                raise ValueError("a strong view needs the step's generator")
+            images = strong_view(images, generator)
+        x = (images.float().div_(255) - self.mean) / self.std
         if augment == "decathlon_crop":
             x = random_crop(x, round(x.shape[-1] * 8 / 9), generator)
-        elif augment != "none":
+        elif augment in ("shift", "shift_flip"):
             x = random_shift(x, max(1, x.shape[-1] // 8), generator, flip=augment == "shift_flip")
         return x.contiguous(memory_format=torch.channels_last), self.labels[index]
-
-
-def random_shift(x: Tensor, pad: int, generator: torch.Generator | None, flip: bool) -> Tensor:
-    """Per-image random translation by up to `pad` pixels (zero = mean colour), one gather."""
-    n, channels, height, width = x.shape
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(x.device)
-    padded = F.pad(x, (pad, pad, pad, pad))
-    rows = (offsets[:, 0, None] + torch.arange(height, device=x.device))[:, None, :, None]
-    cols = (offsets[:, 1, None] + torch.arange(width, device=x.device))[:, None, None, :]
-    if flip:
-        flips = torch.rand(n, generator=generator).to(x.device) < 0.5
-        cols = torch.where(flips[:, None, None, None], cols.flip(-1), cols)
-    batch_index = torch.arange(n, device=x.device)[:, None, None, None]
-    channel_index = torch.arange(channels, device=x.device)[None, :, None, None]
-    return padded[batch_index, channel_index, rows, cols]
-
-
-def random_crop(x: Tensor, size: int, generator: torch.Generator | None) -> Tensor:
-    """Per-image random size x size crop, one gather: the Decathlon recipe's RandomCrop(64) of
-    72 px images (evaluation sees the whole 72 px image, i.e. Resize(72) + CenterCrop(72))."""
-    n, channels, height, width = x.shape
-    rows_free, cols_free = height - size + 1, width - size + 1
-    offsets = torch.rand(n, 2, generator=generator).to(x.device)
-    top = (offsets[:, 0] * rows_free).long()
-    left = (offsets[:, 1] * cols_free).long()
-    span = torch.arange(size, device=x.device)
-    rows = (top[:, None] + span)[:, None, :, None]
-    cols = (left[:, None] + span)[:, None, None, :]
-    batch_index = torch.arange(n, device=x.device)[:, None, None, None]
-    channel_index = torch.arange(channels, device=x.device)[None, :, None, None]
-    return x[batch_index, channel_index, rows, cols]
 
 
 class StreamSampler:
@@ -133,12 +137,20 @@ class StreamSampler:
         return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
+INV_GAMMA = 3e-4
+INV_POWER = 0.75
+"""The `inv` schedule's constants: CMKD's per-iteration decay lr (1 + 0.0003 t)^-0.75."""
+
+
 def lr_lambda(training: dict[str, Any], total_steps: int):
+    """The factor of the configured lr at optimiser step t (0 for the first step)."""
     schedule = training["schedule"]
     if schedule == "constant":
         return lambda step: 1.0
     if schedule == "cosine":
         return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    if schedule == "inv":
+        return lambda step: (1 + INV_GAMMA * step) ** -INV_POWER
     milestones = [round(f * total_steps) for f in training["milestones"]]
     gamma = training["gamma"]
     return lambda step: gamma ** sum(step >= m for m in milestones)
@@ -279,12 +291,15 @@ def fit(
         sums = torch.zeros(3 + len(method.extra_stats), device=device)
         for step in range((epoch - 1) * steps_per_epoch, epoch * steps_per_epoch):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            indices = {name: samplers[name].indices(step) for name in method.streams}
             batches = {
-                name: streams[name].batch(
-                    samplers[name].indices(step), training["augment"], generator
-                )
+                name: streams[name].batch(indices[name], training["augment"], generator)
                 for name in method.streams
             }
+            for name in method.strong_streams:
+                batches[f"{name}_strong"] = streams[name].batch(
+                    indices[name], training["augment"], generator, strong=True
+                )
             optimizer.zero_grad(set_to_none=True)
             with autocast():
                 stats = method.update(batches, step)

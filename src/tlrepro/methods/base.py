@@ -42,6 +42,10 @@ class Method(nn.Module):
     extra_stats: tuple[str, ...] = ()
     """Per-step scalars `update` also returns; the trainer logs their epoch means in log.csv."""
 
+    strong_streams: tuple[str, ...] = ()
+    """Streams of which `update` also receives FixMatch's strong view of the same images, as
+    `batches[f"{name}_strong"]` (labels included; a UDA method must not read them)."""
+
     def parameter_groups(self) -> list[dict[str, Any]]:
         """Optimiser groups; an optional `lr_scale` multiplies the configured lr."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]

@@ -6,7 +6,8 @@ target's class prompts), and h, the task head (BatchNorm1d -> LayerNorm ->
 Linear) that predicts. CMKD distils g into h on the unlabelled target with
 Gini-impurity terms weighted by their agreement; RST (`rst_tau`) keeps the
 encoder a sparse residual of its pretrained weights; FixMatch adds
-pseudo-labels from a weak view to a strong view for both heads.
+pseudo-labels from a weak view (the training view) to a strong view (flip +
+ColorJitter + RandAugment per image, made by the trainer) for both heads.
 
 The methods see labelled source and UNLABELLED target batches: target labels are
 never read.
@@ -26,7 +27,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from tlrepro import io
 from tlrepro.methods.base import Batches, Method, step_statistics
 from tlrepro.models.clip import ClipClassifier
-from tlrepro.train import random_shift
 
 RST_FILE = "rst.safetensors"
 
@@ -91,35 +91,6 @@ def fixmatch_loss(weak: Tensor, strong: Tensor, threshold: float) -> tuple[Tenso
     confidence, pseudo = F.softmax(weak.detach(), dim=1).max(1)
     mask = (confidence >= threshold).float()
     return (F.cross_entropy(strong, pseudo, reduction="none") * mask).mean(), mask
-
-
-def strong_augment(x: Tensor) -> Tensor:
-    """A batched, per-image strong view of normalised images: flip, brightness, contrast
-    and saturation jitter (0.4), a random shift and a cutout of half the side.
-
-    Stands in for the paper's ColorJitter + RandAugment(2, 10), which torchvision applies
-    with one random draw per call (per batch, not per image). Draws from torch's global
-    RNG, which the trainer checkpoints."""
-    n, _, height, width = x.shape
-    device = x.device
-
-    def factor() -> Tensor:
-        return (1.0 + (torch.rand(n, 1, 1, 1) * 0.8 - 0.4)).to(device)
-
-    x = torch.where((torch.rand(n, 1, 1, 1) < 0.5).to(device), x.flip(-1), x)
-    x = x * factor()
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * factor() + mean
-    gray = x.mean(dim=1, keepdim=True)
-    x = (x - gray) * factor() + gray
-    x = random_shift(x, max(1, width // 8), None, flip=False)
-    side = height // 2
-    top = torch.randint(0, height - side + 1, (n, 1, 1, 1)).to(device)
-    left = torch.randint(0, width - side + 1, (n, 1, 1, 1)).to(device)
-    rows = torch.arange(height, device=device).view(1, 1, -1, 1)
-    cols = torch.arange(width, device=device).view(1, 1, 1, -1)
-    hole = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-    return x.masked_fill(hole, 0.0).contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------- model
@@ -268,13 +239,15 @@ class CMKD(ClipAdaptation):
         stats = ["ce_head", "ce_zeroshot", "gi_student", "gi_teacher", "ramp"]
         if self.settings["fixmatch"]:
             stats += ["fixmatch", "mask_rate"]
+            # The trainer's strong view (tlrepro.augment.strong_view) of the target batch.
+            self.strong_streams = ("target",)
         self.extra_stats = tuple(stats)
 
     def update(self, batches: Batches, step: int) -> dict[str, Tensor]:
         s = self.settings
         xs, ys = batches["source"]
         xt, _ = batches["target"]  # target labels are never read
-        views = [xs, xt] + ([strong_augment(xt)] if s["fixmatch"] else [])
+        views = [xs, xt] + ([batches["target_strong"][0]] if s["fixmatch"] else [])
         head, zeroshot = self.encode(torch.cat(views))
         sizes = [len(v) for v in views]
         heads, zeroshots = head.split(sizes), zeroshot.split(sizes)

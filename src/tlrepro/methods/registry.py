@@ -83,10 +83,20 @@ METHODS: dict[str, MethodSpec] = {
     ),
     "spottune": MethodSpec(
         "tlrepro.methods.spottune:SpotTune",
-        "SpotTune: per-image policy routes each ResNet-26 block to a frozen or fine-tuned copy.",
+        "SpotTune: per-image policy routes each ResNet-26 block to a frozen or fine-tuned copy "
+        "(policy: global, SpotTune-Global: one learned routing for all images; budget_blocks k "
+        "adds the budget loss budget_weight * (blocks fine-tuned - k)^2).",
         ("target",),
         "source",
-        settings={"tau": 5.0, "policy_lr_scale": 0.1, "policy_weight_decay": 0.001},
+        settings={
+            "tau": 5.0,
+            "policy_lr_scale": 0.1,
+            "policy_weight_decay": 0.001,
+            "policy": "per_image",
+            "budget_blocks": None,
+            "budget_weight": 0.1,
+        },
+        choices={"policy": ("per_image", "global")},
     ),
     "multitune": MethodSpec(
         "tlrepro.methods.multitune:MultiTune",

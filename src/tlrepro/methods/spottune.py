@@ -13,6 +13,15 @@ The frozen copies stay in eval mode (their batch-norm statistics do not move),
 so they are bit-identical to the pretrained blocks for the whole run; the stem,
 the final batch norm and the new head are trained with the tuned blocks, as in
 the release.
+
+SpotTune-Global (`policy: global`, the paper's compact variant; not in the release):
+the policy is two learned logits per block, independent of the input, so one sample
+(one argmax at test time) routes every image of a batch the same way. Its budget loss
+(`budget_blocks` k, weight `budget_weight`) is the paper's L_k = (sum_l v_l - k)^2,
+v_l the fraction of the batch routed through the fine-tuned block l; it works with
+either policy. The paper's second term, the entropy -sum_l v_l log v_l that pushes a
+per-image policy towards the same decision for every image, is zero for the global
+policy (v_l is 0 or 1) and is not built.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,11 +37,47 @@ from tlrepro.methods.base import Batches, Method
 from tlrepro.models.base import Classifier
 from tlrepro.models.resnet26 import ResNet26
 
+POLICIES = ("per_image", "global")
+"""The registry's choices for the `policy` setting (a test keeps the two equal)."""
+
+
+class GlobalPolicy(nn.Module):
+    """SpotTune-Global's policy: two logits per block, learned, the same for every image."""
+
+    def __init__(self, num_blocks: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(2 * num_blocks))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(1, 2 * blocks) whatever the images: the input is not looked at."""
+        return self.logits.view(1, -1)
+
+
+def budget_loss(actions: Tensor, budget: int) -> Tensor:
+    """SpotTune's L_k = (sum_l v_l - k)^2 with v_l the fraction of the batch's images that
+    take the fine-tuned block l (straight-through actions, so the policy gets its gradient)."""
+    return (actions.float().mean(0).sum() - budget) ** 2
+
+
+def check_budget(settings: dict[str, Any], num_blocks: int) -> int | None:
+    """`budget_blocks` (None: no budget loss) after checking it and `budget_weight`."""
+    budget = settings["budget_blocks"]
+    whole = isinstance(budget, int) and not isinstance(budget, bool)
+    if budget is not None and not (whole and 0 <= budget <= num_blocks):
+        raise ValueError(
+            f"spottune: budget_blocks must be null or a whole number of blocks from 0 to "
+            f"{num_blocks}, not {budget!r}"
+        )
+    if settings["budget_weight"] < 0:
+        raise ValueError(f"spottune: budget_weight must be >= 0, not {settings['budget_weight']}")
+    return budget
+
 
 class SpotTuneNet(Classifier):
-    """A ResNet-26 whose blocks each have a frozen twin, routed per image by a policy net."""
+    """A ResNet-26 whose blocks each have a frozen twin, routed per image by a policy net
+    (`policy` "per_image"), or for all images alike by learned logits ("global")."""
 
-    def __init__(self, backbone: ResNet26, tau: float):
+    def __init__(self, backbone: ResNet26, tau: float, policy: str = "per_image"):
         super().__init__()
         if not isinstance(backbone, ResNet26):
             raise TypeError(
@@ -44,11 +90,17 @@ class SpotTuneNet(Classifier):
         stage_widths = tuple(
             w for w, s in zip(backbone.widths, backbone.strides, strict=True) if s == 2
         )
-        self.policy = ResNet26(
-            2 * self.num_blocks,
-            widths=stage_widths,
-            stem_width=backbone.stem[0].out_channels,
-            blocks_per_stage=1,
+        if policy not in POLICIES:
+            raise ValueError(f"spottune: policy must be one of {POLICIES}, not {policy!r}")
+        self.policy = (
+            GlobalPolicy(self.num_blocks)
+            if policy == "global"
+            else ResNet26(
+                2 * self.num_blocks,
+                widths=stage_widths,
+                stem_width=backbone.stem[0].out_channels,
+                blocks_per_stage=1,
+            )
         )
         self.tau = tau
         self.feature_dim = backbone.feature_dim
@@ -68,11 +120,14 @@ class SpotTuneNet(Classifier):
 
     def actions(self, x: Tensor) -> Tensor:
         """(N, blocks) in {0, 1}, 1 = fine-tuned path: a straight-through hard Gumbel-softmax
-        sample in training, the argmax of the policy's logits in eval mode."""
-        logits = self.policy(x).view(len(x), self.num_blocks, 2)
+        sample in training, the argmax of the policy's logits in eval mode. The global
+        policy gives one row of logits, so one sample serves every image."""
+        logits = self.policy(x).view(-1, self.num_blocks, 2)
         if self.training:
-            return F.gumbel_softmax(logits.float(), tau=self.tau, hard=True)[..., 1]
-        return (logits[..., 1] > logits[..., 0]).to(x.dtype)
+            actions = F.gumbel_softmax(logits.float(), tau=self.tau, hard=True)[..., 1]
+        else:
+            actions = (logits[..., 1] > logits[..., 0]).to(x.dtype)
+        return actions.expand(len(x), -1)
 
     def route(self, x: Tensor, actions: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(pooled features, actions); `actions` given forces the routing (tests, analysis)."""
@@ -98,8 +153,11 @@ class SpotTune(Method):
         *args,
         **kwargs,
     ):
-        super().__init__(SpotTuneNet(network, settings["tau"]), streams, settings, *args, **kwargs)
-        self.extra_stats = tuple(f"usage_block{i}" for i in range(self.network.num_blocks))
+        net = SpotTuneNet(network, settings["tau"], settings["policy"])
+        super().__init__(net, streams, settings, *args, **kwargs)
+        self.budget = check_budget(settings, net.num_blocks)
+        usage = tuple(f"usage_block{i}" for i in range(net.num_blocks))
+        self.extra_stats = usage if self.budget is None else (*usage, "budget_loss")
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         """The policy has its own lr (x `policy_lr_scale`) and weight decay, as in the paper."""
@@ -120,9 +178,10 @@ class SpotTune(Method):
         x, y = batches[stream]
         features, actions = self.network.route(x)
         loss, stats = self.scored(self.network.head(features), y)
+        if self.budget is not None:
+            budget = budget_loss(actions, self.budget)
+            loss = loss + self.settings["budget_weight"] * budget
+            stats["budget_loss"] = budget.detach()
         loss.backward()
         usage = actions.detach().float().mean(0)
-        return {
-            **stats,
-            **{name: usage[i] for i, name in enumerate(self.extra_stats)},
-        }
+        return {**stats, **{f"usage_block{i}": value for i, value in enumerate(usage)}}

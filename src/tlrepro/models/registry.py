@@ -22,7 +22,7 @@ MODELS: dict[str, str] = {
     "tiny_clip": "tlrepro.models.clip:tiny_clip",
     "clip_rn50": "tlrepro.models.clip:clip_rn50",
     "clip_vit_b16": "tlrepro.models.clip:clip_vit_b16",
-    "resnet26": "tlrepro.models.resnet26:resnet26",
+    "resnet26": "tlrepro.models.resnet26_import:resnet26_with_weights",
     "resnet26_narrow": "tlrepro.models.resnet26:resnet26_narrow",
     **{
         name: f"tlrepro.models.torchvision_nets:{name}"

@@ -1,0 +1,101 @@
+"""The views the trainer makes of a batch of stored images: per-image augmentations,
+CLIP's own preprocessing and FixMatch's strong view.
+
+Geometric augmentations are single gathers over the whole batch (one offset and one
+flip drawn per image). FixMatch's strong view runs torchvision's v2 transforms image
+by image: a v2 transform draws its parameters once per call, so a call on the whole
+batch would give every image the same operations. Every draw comes from the step's
+generator (the strong view seeds torch's RNG from it inside `fork_rng`), so a batch
+is a pure function of (seed, step) and a resumed run sees the same views.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+# OpenAI CLIP's preprocessing (the CMKD recipe): its normalisation statistics; training
+# views Resize(256, 256) + RandomCrop(224) + horizontal flip, evaluation Resize(224, 224).
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_TRAIN_RESIZE = 256
+CLIP_SIZE = 224
+
+STRONG = v2.Compose(
+    [v2.RandomHorizontalFlip(), v2.ColorJitter(0.4, 0.4, 0.4, 0.0), v2.RandAugment(2, 10)]
+)
+"""FixMatch's strong augmentation in the CMKD paper, for one uint8 image."""
+
+
+def _flip_columns(cols: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Reverse the column index of a random half of the images (per-image horizontal flip)."""
+    flips = torch.rand(len(cols), generator=generator).to(cols.device) < 0.5
+    return torch.where(flips[:, None, None, None], cols.flip(-1), cols)
+
+
+def _gather(x: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    n, channels = x.shape[:2]
+    batch_index = torch.arange(n, device=x.device)[:, None, None, None]
+    channel_index = torch.arange(channels, device=x.device)[None, :, None, None]
+    return x[batch_index, channel_index, rows, cols]
+
+
+def random_shift(x: Tensor, pad: int, generator: torch.Generator | None, flip: bool) -> Tensor:
+    """Per-image random translation by up to `pad` pixels (zero = mean colour), one gather."""
+    n, _, height, width = x.shape
+    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator).to(x.device)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = (offsets[:, 0, None] + torch.arange(height, device=x.device))[:, None, :, None]
+    cols = (offsets[:, 1, None] + torch.arange(width, device=x.device))[:, None, None, :]
+    if flip:
+        cols = _flip_columns(cols, generator)
+    return _gather(padded, rows, cols)
+
+
+def random_crop(
+    x: Tensor, size: int, generator: torch.Generator | None, flip: bool = False
+) -> Tensor:
+    """Per-image random size x size crop (and horizontal flip), one gather: the Decathlon
+    recipe's RandomCrop(64) of 72 px images (evaluation sees the whole 72 px image, i.e.
+    Resize(72) + CenterCrop(72)) and CLIP's RandomCrop(224) of 256 px images."""
+    n, _, height, width = x.shape
+    rows_free, cols_free = height - size + 1, width - size + 1
+    offsets = torch.rand(n, 2, generator=generator).to(x.device)
+    top = (offsets[:, 0] * rows_free).long()
+    left = (offsets[:, 1] * cols_free).long()
+    span = torch.arange(size, device=x.device)
+    rows = (top[:, None] + span)[:, None, :, None]
+    cols = (left[:, None] + span)[:, None, None, :]
+    if flip:
+        cols = _flip_columns(cols, generator)
+    return _gather(x, rows, cols)
+
+
+def resize(images: Tensor, size: int) -> Tensor:
+    """Resize(size, size) of a batch (antialiased bilinear, as CLIP's PIL pipeline)."""
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    return TF.resize(images, [size, size], antialias=True)
+
+
+def clip_train_view(images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """CLIP's training view of uint8 images: Resize(256, 256) + RandomCrop(224) + flip."""
+    return random_crop(resize(images, CLIP_TRAIN_RESIZE), CLIP_SIZE, generator, flip=True)
+
+
+def per_image(transform: v2.Transform, images: Tensor, generator: torch.Generator) -> Tensor:
+    """`transform` applied to each image on its own, so that each draws its own operations
+    and magnitudes; torch's global RNG is seeded from `generator` and restored after."""
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return torch.stack([transform(image) for image in images])
+
+
+def strong_view(images: Tensor, generator: torch.Generator) -> Tensor:
+    """FixMatch's strong view of uint8 images: flip + ColorJitter(0.4, 0.4, 0.4, 0) +
+    RandAugment(2, 10), drawn per image."""
+    return per_image(STRONG, images, generator)

@@ -1,0 +1,343 @@
+"""The papers' recipe pieces: CMKD's lr schedule, CLIP's preprocessing, FixMatch's per-image
+strong view, Rebuffi's ResNet-26 checkpoint, and their use by the paper profile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from tests.conftest import REPO
+from tlrepro.augment import per_image, strong_view
+from tlrepro.config import load_config
+from tlrepro.experiment import pretraining_settings
+from tlrepro.methods.base import Method
+from tlrepro.models.registry import build_model
+from tlrepro.models.resnet26_import import load_rebuffi_state, our_name
+from tlrepro.plan import TRAINING_DEFAULTS, PretrainJob, build_plan
+from tlrepro.train import TensorSet, fit, lr_lambda
+
+CPU = torch.device("cpu")
+
+# --------------------------------------------------------------------------- lr schedule
+
+
+@pytest.mark.parametrize("step", [0, 1, 500, 3333, 10000])
+def test_inv_schedule_is_cmkds_per_iteration_decay(step):
+    factor = lr_lambda({"schedule": "inv"}, total_steps=10000)(step)
+    assert factor == pytest.approx((1 + 0.0003 * step) ** -0.75, rel=1e-12)
+
+
+def test_inv_schedule_counts_optimiser_steps():
+    """The first step runs at the configured lr, step t at lr (1 + 0.0003 t)^-0.75."""
+    parameter = nn.Parameter(torch.zeros(()))
+    optimizer = torch.optim.SGD([parameter], lr=3e-7)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda({"schedule": "inv"}, total_steps=100)
+    )
+    seen = []
+    for _ in range(4):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([3e-7 * (1 + 0.0003 * t) ** -0.75 for t in range(4)])
+    assert seen[0] == 3e-7
+
+
+# --------------------------------------------------------------------------- CLIP preprocessing
+
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def coordinate_images(n: int, size: int) -> torch.Tensor:
+    """uint8 images whose channel 0 is the row, channel 1 the column, channel 2 the image."""
+    rows = torch.arange(size).view(size, 1).expand(size, size)
+    images = torch.stack([rows, rows.t(), torch.zeros(size, size, dtype=torch.long)])
+    images = images.expand(n, -1, -1, -1).clone()
+    images[:, 2] = torch.arange(n).view(n, 1, 1)
+    return images.to(torch.uint8)
+
+
+def clip_set(images: torch.Tensor) -> TensorSet:
+    labels = torch.zeros(len(images), dtype=torch.long)
+    return TensorSet.create(images, labels, [0.5] * 3, [0.25] * 3, CPU, augment="clip")
+
+
+def unnormalise(x: torch.Tensor) -> torch.Tensor:
+    mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return ((x * std + mean) * 255).round().long()
+
+
+def test_clip_preprocessing_uses_clips_statistics_not_the_datasets():
+    data = clip_set(torch.full((2, 3, 8, 8), 200, dtype=torch.uint8))
+    assert torch.equal(data.mean.flatten(), torch.tensor(CLIP_MEAN))  # float32, as published
+    assert torch.equal(data.std.flatten(), torch.tensor(CLIP_STD))
+    x, _ = data.batch(torch.arange(2))
+    expected = (200 / 255 - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
+    torch.testing.assert_close(x[0, :, 0, 0], expected)
+    images, labels = torch.zeros(1, 3, 8, 8, dtype=torch.uint8), torch.zeros(1, dtype=torch.long)
+    plain = TensorSet.create(images, labels, [0.5] * 3, [0.25] * 3, CPU, augment="shift")
+    assert plain.mean.flatten().tolist() == [0.5] * 3 and plain.eval_size is None
+
+
+def test_clip_training_view_is_a_random_224_crop_of_256_with_flips():
+    data = clip_set(coordinate_images(16, 256))
+    x, _ = data.batch(torch.arange(16), "clip", torch.Generator().manual_seed(0))
+    assert x.shape == (16, 3, 224, 224)
+    pixels = unnormalise(x)
+    flipped = []
+    for image in pixels:
+        rows, cols = image[0, :, 0], image[1, 0, :]
+        top = int(rows[0])
+        assert torch.equal(rows, torch.arange(top, top + 224)) and 0 <= top <= 32
+        assert torch.equal(image[0], rows.view(-1, 1).expand(224, 224))  # a rectangle
+        is_flipped = bool(cols[0] > cols[-1])
+        left = int(cols[-1] if is_flipped else cols[0])
+        window = torch.arange(left, left + 224)
+        assert torch.equal(cols, window.flip(0) if is_flipped else window) and left <= 32
+        flipped.append(is_flipped)
+    assert any(flipped) and not all(flipped)  # drawn per image
+    assert len({int(image[0, 0, 0]) for image in pixels}) > 1  # offsets drawn per image
+
+
+def test_clip_views_of_other_sizes_are_resized_first():
+    """Stored images of another size (32 px digits, 72 px) go through Resize(256, 256) before
+    the crop, and through Resize(224, 224) for evaluation."""
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    data = clip_set(images)
+    train, _ = data.batch(torch.arange(3), "clip", torch.Generator().manual_seed(1))
+    evaluation, _ = data.batch(torch.arange(3))
+    assert train.shape[-2:] == (224, 224) and evaluation.shape[-2:] == (224, 224)
+    resized = TF.resize(images, [224, 224], antialias=True)
+    torch.testing.assert_close(unnormalise(evaluation), resized.long(), rtol=0, atol=1)
+
+
+def test_clip_evaluation_view_is_resize_224():
+    images = torch.randint(0, 256, (2, 3, 256, 256), dtype=torch.uint8)
+    evaluation, _ = clip_set(images).batch(torch.arange(2))
+    expected = TF.resize(images, [224, 224], antialias=True)
+    assert evaluation.shape == (2, 3, 224, 224)
+    torch.testing.assert_close(unnormalise(evaluation), expected.long(), rtol=0, atol=1)
+
+
+# --------------------------------------------------------------------------- FixMatch strong view
+
+
+def same_image(n: int, size: int = 32) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randint(0, 256, (3, size, size), dtype=torch.uint8, generator=generator)
+    return image.expand(n, -1, -1, -1).contiguous()
+
+
+def distinct(images: torch.Tensor) -> int:
+    return len({tuple(image.flatten().tolist()) for image in images})
+
+
+def test_randaugment_is_drawn_per_image_not_per_batch():
+    images = same_image(8)
+    transform = v2.RandAugment(2, 10)
+    torch.manual_seed(0)
+    assert distinct(transform(images)) == 1  # v2 on a batch: one draw, the same ops for all
+    per = per_image(transform, images, torch.Generator().manual_seed(0))
+    assert per.shape == images.shape and per.dtype == torch.uint8
+    assert distinct(per) > 1  # identical images, different operations
+
+
+def test_strong_view_differs_per_image_and_is_a_function_of_the_generator():
+    images = same_image(8)
+    before = torch.get_rng_state()
+    first = strong_view(images, torch.Generator().manual_seed(3))
+    assert torch.equal(torch.get_rng_state(), before)  # torch's RNG is left as it was
+    assert distinct(first) == 8
+    assert torch.equal(first, strong_view(images, torch.Generator().manual_seed(3)))
+    assert not torch.equal(first, strong_view(images, torch.Generator().manual_seed(4)))
+
+
+class RecordingMethod(Method):
+    """Plain ERM on the target that keeps the batches it was given."""
+
+    strong_streams = ("target",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
+
+    def update(self, batches, step):
+        self.seen.append(batches)
+        return self.supervised_step(*batches["target"])
+
+
+def test_the_trainer_gives_strong_views_of_the_same_images(tmp_path):
+    images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
+    data = TensorSet.create(images, torch.arange(32) % 4, [0.5] * 3, [0.25] * 3, CPU)
+    method = RecordingMethod(build_model("small_vgg", 4, widths=(8, 16)), ("target",), {})
+    training = {**TRAINING_DEFAULTS, "epochs": 1, "steps_per_epoch": 2, "batch_size": 8}
+    fit(method, {"target": data}, {"val": data, "test": data}, training, tmp_path, 0, "f", False)
+    assert len(method.seen) == 2
+    for batches in method.seen:
+        (weak, labels), (strong, strong_labels) = batches["target"], batches["target_strong"]
+        assert torch.equal(labels, strong_labels) and strong.shape == weak.shape
+        assert not torch.equal(weak, strong)
+
+
+# --------------------------------------------------------------------------- Rebuffi's ResNet-26
+
+WIDTHS = (64, 128, 256)
+
+
+def published_state(classes: int = 1000, seed: int = 0) -> dict[str, torch.Tensor]:
+    """A random network in the layout of residual_adapters' models.py (plain mode, one task),
+    without `num_batches_tracked`, as the checkpoints of that PyTorch era."""
+    g = torch.Generator().manual_seed(seed)
+    state: dict[str, torch.Tensor] = {}
+
+    def conv_task(name: str, c_in: int, c_out: int) -> None:
+        state[f"{name}.conv.weight"] = torch.randn(c_out, c_in, 3, 3, generator=g) / (3 * c_in**0.5)
+        batch_norm(f"{name}.bns.0", c_out)
+
+    def batch_norm(name: str, channels: int) -> None:
+        state[f"{name}.weight"] = 1 + 0.1 * torch.randn(channels, generator=g)
+        state[f"{name}.bias"] = 0.1 * torch.randn(channels, generator=g)
+        state[f"{name}.running_mean"] = 0.1 * torch.randn(channels, generator=g)
+        state[f"{name}.running_var"] = 0.5 + torch.rand(channels, generator=g)
+
+    conv_task("pre_layers_conv", 3, 32)
+    c_in = 32
+    for stage, width in enumerate(WIDTHS, 1):
+        for block in range(4):
+            conv_task(f"layer{stage}.{block}.conv1", c_in, width)
+            conv_task(f"layer{stage}.{block}.conv2.1", width, width)
+            c_in = width
+    batch_norm("end_bns.0.0", 256)
+    state["linears.0.weight"] = torch.randn(classes, 256, generator=g)
+    state["linears.0.bias"] = torch.randn(classes, generator=g)
+    return state
+
+
+def published_features(state: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The published network's pooled features, computed from its own parameter names."""
+
+    def bn(name: str, h: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(
+            h,
+            state[f"{name}.running_mean"],
+            state[f"{name}.running_var"],
+            state[f"{name}.weight"],
+            state[f"{name}.bias"],
+            training=False,
+        )
+
+    def conv_task(name: str, h: torch.Tensor, stride: int) -> torch.Tensor:
+        return bn(f"{name}.bns.0", F.conv2d(h, state[f"{name}.conv.weight"], None, stride, 1))
+
+    h = conv_task("pre_layers_conv", x, 1)
+    for stage in (1, 2, 3):
+        for block in range(4):
+            stride = 2 if block == 0 else 1
+            y = conv_task(f"layer{stage}.{block}.conv1", h, stride)
+            y = conv_task(f"layer{stage}.{block}.conv2.1", F.relu(y), 1)
+            if block == 0:
+                pooled = F.avg_pool2d(h, 2)
+                h = torch.cat([pooled, pooled * 0], 1)
+            h = F.relu(y + h)
+    return F.relu(bn("end_bns.0.0", h)).mean(dim=(2, 3))
+
+
+def test_rebuffi_checkpoint_converts_to_the_same_network(tmp_path):
+    state = published_state()
+    path = tmp_path / "resnet26_imagenet.pt"
+    torch.save(state, path)
+    network = build_model("resnet26", 7, weights=str(path)).eval()
+    assert network.head.out_features == 7  # ImageNet's head is not carried over
+    mapped = network.state_dict()
+    for name, tensor in state.items():
+        if not name.startswith("linears."):
+            assert torch.equal(mapped[our_name(name)], tensor), name
+    body = {k for k in mapped if not k.startswith("head.") and "num_batches_tracked" not in k}
+    assert {our_name(k) for k in state if not k.startswith("linears.")} == body
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(network.features(x), published_features(state, x))
+    converted = load_rebuffi_state(path)
+    assert torch.equal(converted["head.weight"], state["linears.0.weight"])
+    # Without weights the architecture is built at random (what every run does).
+    fresh = build_model("resnet26", 7).state_dict()
+    assert not torch.equal(fresh["stem.0.weight"], mapped["stem.0.weight"])
+
+
+def test_rebuffi_names_map_to_ours():
+    assert our_name("pre_layers_conv.conv.weight") == "stem.0.weight"
+    assert our_name("pre_layers_conv.bns.0.running_var") == "stem.1.running_var"
+    assert our_name("layer1.0.conv1.conv.weight") == "blocks.0.conv1.weight"
+    assert our_name("layer2.3.conv2.1.bns.0.bias") == "blocks.7.bn2.bias"
+    assert our_name("layer3.1.conv2.1.conv.weight") == "blocks.9.conv2.weight"
+    assert our_name("end_bns.0.0.weight") == "final.0.weight"
+    assert our_name("linears.0.bias") == "head.bias"
+    assert our_name("layer3.4.conv1.conv.weight") is None  # four blocks per stage
+    assert our_name("layer1.0.conv1.bns.0.0.conv.1.weight") is None  # a series adapter
+
+
+def test_rebuffi_loader_refuses_other_files_with_a_way_out(tmp_path):
+    pickled = tmp_path / "resnet26_pretrained.t7"
+    torch.save({"net": nn.Linear(2, 2), "acc": 1.0}, pickled)
+    with pytest.raises(ValueError, match=r"pickled objects.*state_dict\(\)"):
+        load_rebuffi_state(pickled)
+    adapters = published_state(classes=3)
+    adapters["layer1.0.conv1.bns.0.0.conv.1.weight"] = torch.zeros(64, 64, 1, 1)
+    torch.save({"net": adapters}, tmp_path / "adapters.pt")
+    with pytest.raises(ValueError, match="series adapters"):
+        load_rebuffi_state(tmp_path / "adapters.pt")
+    narrow = {k: v[..., :1] if v.dim() == 4 else v for k, v in published_state(3).items()}
+    torch.save(narrow, tmp_path / "narrow.pt")
+    with pytest.raises(ValueError, match="does not fit this ResNet-26"):
+        build_model("resnet26", 3, weights=str(tmp_path / "narrow.pt"))
+
+
+def test_given_weights_are_kept_by_the_source_pretraining():
+    training = dict(TRAINING_DEFAULTS)
+    job = PretrainJob("paper", "resnet26", "caltech256_decathlon", 0, training, "w.pt")
+    assert pretraining_settings(job) == {"freeze_body": True}
+    job.weights = None
+    assert pretraining_settings(job) == {}
+    clip = PretrainJob("paper", "clip_rn50", "office31_amazon", 0, training, "openai")
+    assert pretraining_settings(clip) == {}  # zero-shot: nothing trains anyway
+
+
+# --------------------------------------------------------------------------- the paper profile
+
+
+@pytest.fixture(scope="module")
+def paper_plan():
+    return build_plan(load_config(REPO / "config" / "config.yaml", profile="paper"), "paper")
+
+
+def test_paper_clip_groups_use_the_cmkd_recipe(paper_plan):
+    clip_runs = [r for r in paper_plan.runs if r.model in ("clip_rn50", "clip_vit_b16")]
+    assert {r.group for r in clip_runs} >= {"cmkd_office_home_rn50", "cmkd_office31_vit"}
+    for run in clip_runs:
+        assert run.training["augment"] == "clip", run.group
+        assert run.training["schedule"] == "inv", run.group
+    assert any(r.settings.get("fixmatch") for r in clip_runs)
+    for job in paper_plan.pretrains.values():
+        if job.model.startswith("clip_"):
+            assert job.training["augment"] == "clip"
+    office_home = paper_plan.profile["datasets"]["office_home_art"]
+    assert office_home["image_size"] == 256  # Resize(256, 256) happens once, at preparation
+
+
+def test_paper_adaptive_groups_name_rebuffis_weights_and_spottune_global(paper_plan):
+    resnet26 = [j for j in paper_plan.pretrains.values() if j.model == "resnet26"]
+    assert resnet26 and all(j.weights is None for j in resnet26)  # until a file is given
+    assert "weights" in paper_plan.profile["pretrain"]["models"]["resnet26"]
+    spottune = {
+        r.method_key: r.settings
+        for r in paper_plan.runs
+        if r.group == "adaptive_full" and r.method == "spottune"
+    }
+    assert spottune["spottune"]["policy"] == "per_image"
+    assert spottune["spottune_global"]["policy"] == "global"
+    assert spottune["spottune_global"]["budget_blocks"] is not None
