@@ -35,7 +35,7 @@ def dvc_outputs(root: Path) -> set[str]:
 
 def snakemake_outputs(root: Path, dvc_folders: set[str]) -> set[str]:
     """Snakemake's output files, those inside a folder DVC tracks whole named by the folder."""
-    summary = run([SNAKEMAKE, "--summary", "results/tables.md"], root).stdout
+    summary = run([SNAKEMAKE, "--summary"], root).stdout  # the default target: everything
     files = {line.split("\t")[0] for line in summary.splitlines()[1:] if line.strip()}
     return {next((d for d in dvc_folders if f.startswith(f"{d}/")), f) for f in files}
 

@@ -103,7 +103,7 @@ def test_switching_profile_plans_that_profile_and_back(copy_of_built):
     root = copy_of_built
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
     config["profiles"]["other"] = config["profiles"]["quick"]
-    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = planned(root, "results/tables.md", "--config", "profile=other")
     assert {"prepare", "pretrain", "transfer", *TABLES} <= rules(jobs)
     assert all("/quick/" not in output for _, output in jobs)
