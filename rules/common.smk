@@ -47,3 +47,12 @@ wildcard_constraints:
     method=r"[a-z0-9_]+",
     task=r"[a-z0-9_]+-to-[a-z0-9_]+",
     seed=r"\d+",
+
+
+# Before a Slurm run submits anything, check that the cluster has a node for every job:
+# Slurm would reject some impossible requests and leave others pending for ever.
+onstart:
+    if workflow.executor_plugin.name == "slurm":
+        from tlrepro.slurm import check_jobs
+
+        check_jobs(workflow.dag.needrun_jobs())
