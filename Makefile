@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.9
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup tables test lint dry-run dvc-plan pull
+.PHONY: setup tables test test-cluster lint dry-run dvc-plan pull
 
 setup: $(STAMP)
 
@@ -29,6 +29,11 @@ tables: setup
 ## the test suite (unit tests and the end-to-end pipeline tests)
 test: setup
 	pytest -q
+
+## the pipeline on a single-node Slurm the tests start (Debian's slurmctld slurmd
+## slurm-client munge installed; .ci/run installs them)
+test-cluster: setup
+	pytest -q -m cluster
 
 lint: setup
 	ruff check src tests bench
