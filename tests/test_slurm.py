@@ -11,7 +11,9 @@ any job left and stops exactly the daemons it started.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -125,19 +127,25 @@ def slurm_run(cluster, tmp_path_factory) -> SlurmRun:
             env=cluster_env(cluster),
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        while process.poll() is None:
-            jobs = cluster.jobs()
-            snapshots.append(jobs)
-            states = {job["id"]: job["state"] for job in jobs}
-            if cancelled is None and (run_dir / "checkpoints" / "last.pt").exists():
-                running = [j for j in jobs if f"_scratch_{TASK}" in j["comment"]]
-                if running and running[0]["state"] == "RUNNING":
-                    cluster.run(["scancel", running[0]["id"]])
-                    cancelled = running[0]["id"]
-            elif cancelled and not left and states.get(cancelled) == "CANCELLED":
-                left = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
-            time.sleep(0.25)
+        try:
+            while process.poll() is None:
+                jobs = cluster.jobs()
+                snapshots.append(jobs)
+                states = {job["id"]: job["state"] for job in jobs}
+                if cancelled is None and (run_dir / "checkpoints" / "last.pt").exists():
+                    running = [j for j in jobs if f"_scratch_{TASK}" in j["comment"]]
+                    if running and running[0]["state"] == "RUNNING":
+                        cluster.run(["scancel", running[0]["id"]])
+                        cancelled = running[0]["id"]
+                elif cancelled and not left and states.get(cancelled) == "CANCELLED":
+                    left = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()}
+                time.sleep(0.25)
+        finally:  # the watcher failed: stop Snakemake too (its jobs go with the cluster)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     assert cancelled, "the scratch run finished before it reached a checkpoint"
     return SlurmRun(
         root,
