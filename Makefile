@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup tables test lint dry-run dvc-plan pull
+.PHONY: setup tables test test-cluster lint dry-run dvc-plan pull
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ tables: setup
 ## the test suite (unit tests and the end-to-end pipeline tests)
 test: setup
 	pytest -q
+
+## the pipeline on a single-node Slurm the tests start (Debian's slurmctld slurmd
+## slurm-client munge installed; .ci/run installs them)
+test-cluster: setup
+	pytest -q -m cluster
 
 lint: setup
 	ruff check src tests bench

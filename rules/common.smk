@@ -60,3 +60,12 @@ wildcard_constraints:
     profile=re.escape(PROFILE),
     dataset=r"[a-z0-9_]+",
     model=r"[a-z0-9_]+",
+
+
+# Before a Slurm run submits anything, check that the cluster has a node for every job:
+# Slurm would reject some impossible requests and leave others pending for ever.
+onstart:
+    if workflow.executor_plugin.name == "slurm":
+        from tlrepro.slurm import check_jobs
+
+        check_jobs(workflow.dag.needrun_jobs())

@@ -1,6 +1,9 @@
-"""Outputs appear whole or not at all."""
+"""Outputs appear whole or not at all, readable as the user's umask allows."""
 
 from __future__ import annotations
+
+import os
+import stat
 
 import pytest
 
@@ -35,3 +38,22 @@ def test_tensors_round_trip_without_pickle(tmp_path):
     io.save_tensors(tmp_path / "split.safetensors", tensors)
     loaded = io.load_tensors(tmp_path / "split.safetensors")
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+
+
+@pytest.fixture(params=[0o022, 0o027], ids=["umask022", "umask027"])
+def umask(request):
+    """Run the test under the given umask, restoring the previous one after it."""
+    previous = os.umask(request.param)
+    yield request.param
+    os.umask(previous)
+
+
+def test_outputs_get_the_mode_the_umask_gives_a_new_file(tmp_path, umask):
+    import torch
+
+    (tmp_path / "plain.txt").write_text("made by open()")
+    io.write_json(tmp_path / "metrics.json", {"accuracy": 0.5})
+    io.save_tensors(tmp_path / "model.safetensors", {"w": torch.zeros(2)})
+    modes = {p.name: stat.filemode(p.stat().st_mode) for p in tmp_path.iterdir()}
+    expected = stat.filemode(stat.S_IFREG | (0o666 & ~umask))
+    assert modes == dict.fromkeys(("plain.txt", "metrics.json", "model.safetensors"), expected)

@@ -12,7 +12,8 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,20 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` on success."""
+    """Yield a temporary path next to `path`; rename it onto `path` on success.
+
+    The file gets the mode the umask gives any new file: the rename keeps the temporary
+    file's mode, and both `tempfile.mkstemp` and some writers (safetensors) make it 0o600,
+    which would hide the results from colleagues on a shared file system."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 less the umask, read without changing it
     os.close(fd)
-    tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
