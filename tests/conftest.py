@@ -48,6 +48,36 @@ def built_config() -> dict:
     return config
 
 
+def families_config() -> dict:
+    """The built config plus one run of each method family that exports a file (TLVFC's
+    transfer report, CMKD+RST's sparse checkpoint), so that sharing through a DVC remote
+    is tested with every kind of output a run writes."""
+    config = built_config()
+    quick = config["profiles"]["quick"]
+    short = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 16}
+    quick["groups"]["families"] = {
+        "title": "One run of each exporting family",
+        "model": "small_resnet_deep",
+        "source_model": "small_vgg",
+        "tasks": ["digits_syn-to-digits_uci"],
+        "seeds": [0],
+        "training": short,
+        "methods": {"tlvfc": {}},
+    }
+    quick["groups"]["clip"] = {
+        "title": "Tiny CLIP with RST",
+        "model": "tiny_clip",
+        "tasks": ["digits_syn-to-digits_uci"],
+        "seeds": [0],
+        "training": short,
+        "methods": {
+            "cmkd_rst": {"method": "cmkd", "settings": {"rst_tau": 0.001, "ramp_steps": 2}}
+        },
+    }
+    quick["pretrain"].setdefault("models", {})["tiny_clip"] = {"training": {"epochs": 1}}
+    return config
+
+
 def make_workspace(root: Path, config: dict | None = None) -> Path:
     """A copy of the pipeline files and the package's code (not results) with `config` as
     its config; `run` makes commands in it import that copy of the code."""
@@ -114,9 +144,8 @@ def dvc_workspace(root: Path, config: dict) -> Path:
 
 @pytest.fixture(scope="session")
 def dvc_built(tmp_path_factory) -> Path:
-    """The built config (scratch, finetune, gradmf) reproduced once by `dvc repro` on a
-    fresh repository."""
-    root = dvc_workspace(tmp_path_factory.mktemp("dvc") / "repo", built_config())
+    """`families_config()` reproduced once by `dvc repro` on a fresh repository."""
+    root = dvc_workspace(tmp_path_factory.mktemp("dvc") / "repo", families_config())
     first = run([str(BIN / "dvc"), "repro"], root)
     assert "Running stage 'tables'" in first.stdout
     return root
