@@ -24,6 +24,9 @@ RST_FILE = "rst.safetensors"
 
 TABLE_FILES = {"md": "tables.md", "csv": "tables.csv", "claims": "claims.csv"}
 """What `tlrepro tables` writes per profile; the active profile's copies keep these names."""
+GROUP_FIGURES = {"curves": "{group}.png", "stats": "{group}-stats.png"}
+"""A group's figures in its profile's figures folder: the learning curves, and the statistics
+its methods log (only where they log any); `.format(group=...)` names one."""
 
 
 def raw_dir() -> Path:
