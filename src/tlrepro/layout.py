@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository this package was installed from (editable), for the files it ships
+beside the code (config/schema.yaml, the papers' numbers) when run elsewhere."""
 DATA_DIR = Path("data")
 RESULTS_DIR = Path("results")
 

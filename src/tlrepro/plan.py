@@ -19,6 +19,7 @@ from tlrepro.layout import (
     LOG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    REPO_ROOT,
     pretrained_dir,
     run_dir,
 )
@@ -297,9 +298,14 @@ PAPER_FILES = ("reported.yaml", "claims.yaml")
 
 def paper_file(config_file: Path, name: str) -> Path:
     """`name` beside the config file, else the repository's own (a user's edited copy of
-    the config elsewhere still gets the papers' numbers)."""
+    the config elsewhere still gets the papers' numbers): relative to the working
+    directory where that is the repository, else by the package's location (a run in
+    another directory, `snakemake --directory .test`)."""
     beside = Path(config_file).parent / name
-    return beside if beside.exists() else Path("config") / name
+    if beside.exists():
+        return beside
+    ours = Path("config") / name
+    return ours if ours.exists() else REPO_ROOT / "config" / name
 
 
 PREPARE_MACHINERY = "tlrepro.data.prepare"
