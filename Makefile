@@ -39,8 +39,20 @@ test: setup
 test-cluster: setup
 	pytest -q -m cluster
 
+## ruff, snakefmt and snakemake's linter; of the latter's lints only the two justified in
+## the Snakefile and rules/common.smk are accepted (no conda env per rule, CLI not a param)
+JUSTIFIED_LINTS := Specify a conda environment or container for each rule|Shell command directly uses variable CLI from outside of the rule
 lint: setup
 	ruff check src tests bench
+	ruff format --check src tests bench
+	snakefmt --check Snakefile rules
+	@out="$$(snakemake --lint 2>&1)"; status=$$?; \
+	lints="$$(printf '%s\n' "$$out" | grep '^ *\* ')"; \
+	other="$$(printf '%s\n' "$$lints" | grep -vE '$(JUSTIFIED_LINTS)')"; \
+	if [ -n "$$other" ] || { [ $$status -ne 0 ] && [ -z "$$lints" ]; }; then \
+		printf '%s\n' "$$out"; exit 1; \
+	fi; \
+	echo "snakemake --lint: $$(printf '%s\n' "$$lints" | grep -c .) justified lints, no other"
 
 dry-run: setup
 	snakemake -n results/tables.md

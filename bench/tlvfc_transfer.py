@@ -26,7 +26,7 @@ import torchvision
 
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.models.registry import build_model
-from tlrepro.transfer import dpiat_transfer, tlvfc_transfer
+from tlrepro.transfer.recipes import dpiat_transfer, tlvfc_transfer
 
 
 def median_seconds(fn, repeats: int, clock=time.perf_counter) -> float:

@@ -38,6 +38,10 @@ PLAN = build_plan(check_config(config, schema_path(CONFIG_FILE)))
 PROFILE = PLAN.profile_name
 RUNTIME = PLAN.profile.get("runtime", {})
 TORCH_THREADS = RUNTIME.get("torch_threads", 1)
+# `snakemake --lint` asks for CLI to be a param: it is not on purpose. Params and the
+# shell text are rerun triggers, and CLI holds the config file's path, which must not
+# make jobs stale (a copy of the config elsewhere plans the same jobs); what does
+# make them stale is in the params `identity` and `code`.
 CLI = f"tlrepro --config {CONFIG_FILE} --profile {PROFILE}"
 PROFILE_TABLES = {kind: str(path) for kind, path in profile_tables(PROFILE).items()}
 ACTIVE_TABLES = {kind: str(path) for kind, path in active_tables().items()}

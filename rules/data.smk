@@ -10,11 +10,6 @@ rule prepare:
             "val.safetensors",
             "test.safetensors",
         ),
-    params:
-        options=lambda w: fingerprint(
-            {**PLAN.dataset_options(w.dataset), "image_size": PLAN.image_size(w.dataset)}
-        ),
-        code=lambda w: code(PLAN.prepare_code_files(w.dataset)),
     log:
         "logs/{profile}/prepare/{dataset}.log",
     benchmark:
@@ -24,5 +19,10 @@ rule prepare:
         gpu=0,
         mem_mb=resource("prepare", "mem_mb", 2000),
         runtime=resource("prepare", "runtime", 30),
+    params:
+        options=lambda w: fingerprint(
+            {**PLAN.dataset_options(w.dataset), "image_size": PLAN.image_size(w.dataset)}
+        ),
+        code=lambda w: code(PLAN.prepare_code_files(w.dataset)),
     shell:
         "{CLI} prepare {wildcards.dataset} > {log} 2>&1"

@@ -9,11 +9,6 @@ rule tables:
     output:
         **PROFILE_TABLES,
         figures=directory(str(figures_dir(PROFILE))),
-    params:
-        # Snakemake does not rebuild an existing target for inputs it lacks: a
-        # changed list of runs must make the tables stale by itself.
-        runs=fingerprint({"runs": [str(job.metrics) for job in PLAN.runs]}),
-        code=code(tables_code_files()),
     log:
         f"logs/{PROFILE}/tables.log",
     benchmark:
@@ -23,6 +18,11 @@ rule tables:
         gpu=0,
         mem_mb=resource("tables", "mem_mb", 1000),
         runtime=resource("tables", "runtime", 10),
+    params:
+        # Snakemake does not rebuild an existing target for inputs it lacks: a
+        # changed list of runs must make the tables stale by itself.
+        runs=fingerprint({"runs": [str(job.metrics) for job in PLAN.runs]}),
+        code=code(tables_code_files()),
     shell:
         "{CLI} tables > {log} 2>&1"
 
@@ -32,8 +32,6 @@ rule active_tables:
         **PROFILE_TABLES,
     output:
         **ACTIVE_TABLES,
-    params:
-        profile=PROFILE,
     log:
         f"logs/{PROFILE}/active_tables.log",
     benchmark:
@@ -44,6 +42,8 @@ rule active_tables:
         gpu=0,
         mem_mb=100,
         runtime=1,
+    params:
+        profile=PROFILE,
     shell:
         "{CLI} publish-tables > {log} 2>&1"
 
@@ -61,8 +61,6 @@ rule report_pages:
             category="{group}",
             caption="../report/group.rst",
         ),
-    params:
-        code=code(report_code_files()),
     log:
         f"logs/{PROFILE}/report_pages.log",
     benchmark:
@@ -72,5 +70,7 @@ rule report_pages:
         gpu=0,
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code(report_code_files()),
     shell:
         "{CLI} report-pages > {log} 2>&1"

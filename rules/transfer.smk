@@ -53,21 +53,21 @@ for (_seeds, _names), _jobs in _jobs_by_signature().items():
                 for seed in _seeds
                 for name in _names
             ],
-        wildcard_constraints:
-            job="|".join(map(re.escape, _jobs)),
-        params:
-            identity=lambda w: fingerprint({"runs": [job.identity for job in batch_jobs(w)]}),
-            code=lambda w: code(batch_jobs(w)[0].code_files),
-            job=lambda w: w.job.replace("/", " "),
         log:
             f"logs/{PROFILE}/runs/{{job}}.log",
         benchmark:
             f"benchmarks/{PROFILE}/runs/{{job}}.tsv"
+        wildcard_constraints:
+            job="|".join(map(re.escape, _jobs)),
         threads: TORCH_THREADS
         resources:
             gpu=resource("train", "gpu", 0),
             mem_mb=resource("train", "mem_mb", 4000),
             runtime=resource("train", "runtime", 60) * len(_seeds),
+        params:
+            identity=lambda w: fingerprint({"runs": [job.identity for job in batch_jobs(w)]}),
+            code=lambda w: code(batch_jobs(w)[0].code_files),
+            job=lambda w: " ".join(Path(w.job).parts),
         shell:
             "{CLI} transfer {params.job} > {log} 2>&1"
 
@@ -88,6 +88,6 @@ for _name, _files in _named_targets().items():
     rule:
         name:
             _name
-        localrule: True
         input:
             _files,
+        localrule: True

@@ -13,29 +13,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
 def tiny_config() -> dict:
-    """The quick profile shrunk to seconds: 300 rendered digits, 3 epochs, 2 seeds."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    quick = config["profiles"]["quick"]
-    quick["runtime"]["progress"] = False
-    quick["datasets"] = {
-        "digits_syn": {"n_images": 300, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0},
-        "digits_uci": {"val_fraction": 0.2, "test_fraction": 0.3, "seed": 0},
-    }
-    quick["pretrain"]["training"]["epochs"] = 1
-    quick["groups"] = {
-        "baselines": {
-            "title": "Tiny baselines",
-            "model": "small_vgg",
-            "tasks": ["digits_syn-to-digits_uci"],
-            "seeds": [0, 1],
-            "training": {"epochs": 3, "batch_size": 64, "lr": 0.05, "augment": "shift"},
-            "methods": {"scratch": {}, "finetune": {"training": {"lr": 0.01}}},
-        }
-    }
-    return config
+    """The small test config (.test/config.yaml): the quick profile shrunk to seconds,
+    300 rendered digits, 3 epochs, 2 seeds; a fresh copy each call."""
+    return yaml.safe_load(TEST_CONFIG.read_text())
 
 
 def built_config() -> dict:
@@ -69,9 +53,12 @@ def families_config() -> dict:
         "model": "tiny_clip",
         "tasks": ["digits_syn-to-digits_uci"],
         "seeds": [0],
-        "training": short,
+        "training": {**short, "lr": 0.003},
         "methods": {
-            "cmkd_rst": {"method": "cmkd", "settings": {"rst_tau": 0.001, "ramp_steps": 2}}
+            "cmkd_rst": {
+                "method": "cmkd",
+                "settings": {"rst_tau": 0.001, "ramp_steps": 2, "head_lr_scale": 30},
+            }
         },
     }
     quick["pretrain"].setdefault("models", {})["tiny_clip"] = {"training": {"epochs": 1}}

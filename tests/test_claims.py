@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tlrepro.aggregate import load_reported
 from tlrepro.claims import (
     INCONCLUSIVE,
     REVERSED,
@@ -23,15 +24,10 @@ from tlrepro.claims import (
 )
 from tlrepro.cli import group_tables
 from tlrepro.config import load_config
+from tlrepro.markdown import Header, render_markdown
 from tlrepro.plan import build_plan
-from tlrepro.tables import (
-    FRAME_COLUMNS,
-    PROTOCOLS,
-    GroupTable,
-    Header,
-    load_reported,
-    render_markdown,
-)
+from tlrepro.results import FRAME_COLUMNS, GroupTable
+from tlrepro.selection import PROTOCOLS
 
 REPO = Path(__file__).resolve().parents[1]
 T_975 = {2: 4.3027, 3: 3.1824}

@@ -24,8 +24,8 @@ from torch import nn
 from torchvision import models
 
 from tlrepro.models.small import SmallVGG, small_resnet_deep
-from tlrepro.transfer import dpiat_transfer
 from tlrepro.transfer.match import dp_match
+from tlrepro.transfer.recipes import dpiat_transfer
 from tlrepro.transfer.standardize import WEIGHTED, blocks, leaves
 
 

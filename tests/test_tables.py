@@ -14,19 +14,12 @@ import pandas as pd
 import pytest
 
 from tlrepro import io
+from tlrepro.aggregate import ReportedFormatError, curves, frame_for_csv, load_reported
 from tlrepro.claims import load_claims
 from tlrepro.figures import learning_curves
-from tlrepro.tables import (
-    GroupTable,
-    Header,
-    ReportedFormatError,
-    SourceModel,
-    collect,
-    frame_for_csv,
-    load_reported,
-    render_markdown,
-    write_tables,
-)
+from tlrepro.markdown import Header, render_markdown
+from tlrepro.results import GroupTable, SourceModel, collect, load_logs
+from tlrepro.tables import write_tables
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "tables.md"
@@ -325,7 +318,7 @@ def test_frame_for_csv_columns(run_dirs, reported_path) -> None:
 
 def test_learning_curves_png(tmp_path, run_dirs) -> None:
     out = tmp_path / "fig" / "beta.png"
-    learning_curves(GROUPS[1], run_dirs, out)
+    learning_curves(GROUPS[1], curves(load_logs(GROUPS[1], run_dirs)), out)
     assert out.stat().st_size > 1000
 
 

@@ -10,7 +10,6 @@ from torch import nn
 from tlrepro import io
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.models.small import SmallVGG, small_resnet_deep
-from tlrepro.transfer import _mean_std, dpiat_transfer, tlvfc_transfer
 from tlrepro.transfer.layer_transfer import (
     SELECTIONS,
     rank_positions,
@@ -19,6 +18,7 @@ from tlrepro.transfer.layer_transfer import (
     variance_transfer,
 )
 from tlrepro.transfer.match import dp_match, index_match, shape_score
+from tlrepro.transfer.recipes import _mean_std, dpiat_transfer, tlvfc_transfer
 from tlrepro.transfer.standardize import blocks, flatten
 
 VGG16_CONVS = [f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)]

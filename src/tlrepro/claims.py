@@ -14,8 +14,9 @@ Fewer than two pairs give no interval: inconclusive. Pairs that all differ by
 the same amount have zero spread; their interval is that single value (the
 t-interval's limit as the spread goes to 0).
 
-This module only reads the long frame of runs that `tables.collect` builds;
-`tables` renders what it returns. No torch, like the rest of the tables job.
+This module only reads the long frame of runs that `results.collect` builds;
+`aggregate` and `markdown` report what it returns. No torch, like the rest of the
+tables job.
 """
 
 from __future__ import annotations

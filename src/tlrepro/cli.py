@@ -31,7 +31,7 @@ from tlrepro.plan import Plan, PlanError, build_plan, paper_file
 from tlrepro.registry import UnknownNameError
 
 if TYPE_CHECKING:
-    from tlrepro.tables import GroupTable, SourceModel
+    from tlrepro.results import GroupTable, SourceModel
 
 
 def _plan(args: argparse.Namespace) -> Plan:
@@ -159,7 +159,7 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
     """The source models a group's runs start from or read, each once, in first-use order."""
     from tlrepro.models.registry import SUPERVISED_PRETRAINING, pretraining_method
     from tlrepro.plan import METRICS_FILE
-    from tlrepro.tables import SourceModel
+    from tlrepro.results import SourceModel
 
     found: dict[tuple[str, str], SourceModel] = {}
     for run in plan.runs:
@@ -180,7 +180,7 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
 
 def group_tables(plan: Plan) -> list[GroupTable]:
     """The results sections of the plan's profile, one per group, in the config's order."""
-    from tlrepro.tables import GroupTable
+    from tlrepro.results import GroupTable
 
     return [
         GroupTable(
@@ -201,7 +201,8 @@ def group_tables(plan: Plan) -> list[GroupTable]:
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
-    from tlrepro.tables import Header, write_tables
+    from tlrepro.markdown import Header
+    from tlrepro.tables import write_tables
 
     plan = _plan(args)
     groups = group_tables(plan)

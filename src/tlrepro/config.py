@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tlrepro.layout import REPO_ROOT
+
 DEFAULT_CONFIG = Path("config/config.yaml")
 SCHEMA_NAME = "schema.yaml"
 

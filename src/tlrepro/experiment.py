@@ -17,7 +17,7 @@ from tlrepro import codebase, io
 from tlrepro.data.prepare import PreparedDataset, load_prepared
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method
-from tlrepro.methods.registry import method_spec
+from tlrepro.methods.registry import MethodSpec, method_spec
 from tlrepro.models.base import Classifier
 from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
 from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, shares_labels
@@ -211,6 +211,26 @@ def load_source_model(job: RunJob, device: torch.device) -> Classifier:
     return network.to(device, memory_format=CHANNELS_LAST)
 
 
+def build_method(
+    spec: MethodSpec,
+    network: Classifier,
+    settings: dict[str, Any],
+    label_smoothing: float,
+    source_model: Classifier | None = None,
+    shared_labels: bool = False,
+) -> Method:
+    """The registry's class of a transfer method around `network`, given the streams its
+    spec names (the one way transfer runs and the registry-wide test build a method)."""
+    return load_object(spec.cls)(
+        network,
+        spec.streams,
+        settings,
+        label_smoothing,
+        source_model=source_model,
+        shared_labels=shared_labels,
+    )
+
+
 def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, Any]:
     device = configure_torch(plan)
     spec = method_spec(job.method)
@@ -220,10 +240,12 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         if job.task.source in job.datasets
         else None
     )
-    if spec.needs_shared_labels and source is not None and source.classes != target.classes:
+    shared_labels = shares_labels(job.task)
+    if shared_labels and source is not None and source.classes != target.classes:
         raise ValueError(
-            f"{job.method} needs the same classes in {job.task.source} and "
-            f"{job.task.target}; they differ"
+            f"the dataset registry gives {job.task.source} and {job.task.target} one label "
+            f"space ({source.label_space}), but their prepared classes differ; correct "
+            "their label_space in tlrepro/data/registry.py"
         )
 
     torch.manual_seed(job.seed)
@@ -238,13 +260,13 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     if spec.init == "source":
         initialise_from_source(network, job.pretrain.checkpoint)
     network.set_class_names(target.classes)
-    method: Method = load_object(spec.cls)(
+    method = build_method(
+        spec,
         network,
-        spec.streams,
         job.settings,
         job.training["label_smoothing"],
         source_model=load_source_model(job, device) if spec.uses_source_model else None,
-        shared_labels=shares_labels(job.task),
+        shared_labels=shared_labels,
     ).to(device, memory_format=CHANNELS_LAST)
 
     target_index = None

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+"""The repository this package was installed from (editable), for the files it ships
+beside the code (config/schema.yaml, the papers' numbers) when run elsewhere."""
 DATA_DIR = Path("data")
 RESULTS_DIR = Path("results")
 
@@ -24,6 +27,9 @@ RST_FILE = "rst.safetensors"
 
 TABLE_FILES = {"md": "tables.md", "csv": "tables.csv", "claims": "claims.csv"}
 """What `tlrepro tables` writes per profile; the active profile's copies keep these names."""
+GROUP_FIGURES = {"curves": "{group}.png", "stats": "{group}-stats.png"}
+"""A group's figures in its profile's figures folder: the learning curves, and the statistics
+its methods log (only where they log any); `.format(group=...)` names one."""
 
 
 def raw_dir() -> Path:

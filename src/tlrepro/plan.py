@@ -19,6 +19,7 @@ from tlrepro.layout import (
     LOG_FILE,
     METRICS_FILE,
     MODEL_FILE,
+    REPO_ROOT,
     pretrained_dir,
     run_dir,
 )
@@ -186,8 +187,8 @@ class RunJob:
     @property
     def datasets(self) -> list[str]:
         """Prepared datasets the run reads: always the target; the source when trained on."""
-        needs_source = "source" in self.spec.streams or self.spec.selection == "source_val"
-        return [self.task.source, self.task.target] if needs_source else [self.task.target]
+        both = [self.task.source, self.task.target]
+        return both if reads_source_data(self.spec) else [self.task.target]
 
     @property
     def identity(self) -> dict[str, Any]:
@@ -297,9 +298,14 @@ PAPER_FILES = ("reported.yaml", "claims.yaml")
 
 def paper_file(config_file: Path, name: str) -> Path:
     """`name` beside the config file, else the repository's own (a user's edited copy of
-    the config elsewhere still gets the papers' numbers)."""
+    the config elsewhere still gets the papers' numbers): relative to the working
+    directory where that is the repository, else by the package's location (a run in
+    another directory, `snakemake --directory .test`)."""
     beside = Path(config_file).parent / name
-    return beside if beside.exists() else Path("config") / name
+    if beside.exists():
+        return beside
+    ours = Path("config") / name
+    return ours if ours.exists() else REPO_ROOT / "config" / name
 
 
 PREPARE_MACHINERY = "tlrepro.data.prepare"
@@ -315,7 +321,16 @@ def report_code_files() -> tuple[Path, ...]:
 
 
 def shares_labels(task: Task) -> bool:
+    """Whether the task's datasets share one label space (class meanings), as the dataset
+    registry declares: methods that need it run only there, and a two-stream method then
+    gives both streams one head."""
     return dataset_spec(task.source).label_space == dataset_spec(task.target).label_space
+
+
+def reads_source_data(spec: MethodSpec) -> bool:
+    """The method trains on the source dataset or selects its epoch on the source's
+    validation split: its runs read the prepared source data."""
+    return "source" in spec.streams or spec.selection == "source_val"
 
 
 def _source_model(group_name: str, group: dict[str, Any], method_key: str, spec: MethodSpec) -> str:
@@ -339,7 +354,7 @@ def _zoo_source_model(
             "source_weights: model does not make; to fine-tune zoo weights, make the zoo "
             "entry the group's `model` and use scratch"
         )
-    if "source" in spec.streams or spec.selection == "source_val":
+    if reads_source_data(spec):
         raise PlanError(
             f"{where}: reads the source dataset, which a group with source_weights: model "
             "only names"

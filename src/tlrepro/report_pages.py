@@ -14,9 +14,11 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import io
+from tlrepro.layout import GROUP_FIGURES
 
 PROTOCOL = "best_val"
-FIGURES = {"": "3_learning_curves.png", "-stats": "4_training_statistics.png"}
+PAGE_FIGURES = {"curves": "3_learning_curves.png", "stats": "4_training_statistics.png"}
+"""The page name of each of a group's figures (`layout.GROUP_FIGURES`), in page order."""
 
 
 def _cell(row: pd.Series) -> str:
@@ -74,8 +76,8 @@ def write_report_pages(
         for name, html in pages.items():
             io.write_text(folder / name, html)
             written.append(folder / name)
-        for suffix, name in FIGURES.items():
-            figure = Path(figures_dir) / f"{group}{suffix}.png"
+        for kind, name in PAGE_FIGURES.items():
+            figure = Path(figures_dir) / GROUP_FIGURES[kind].format(group=group)
             if figure.exists():
                 with io.atomic_output(folder / name) as tmp:
                     shutil.copyfile(figure, tmp)

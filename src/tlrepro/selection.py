@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 PROTOCOLS: dict[str, str] = {
-    "best_val": "best validation epoch",
+    "best_val": "best validation epoch (honest, the main one)",
     "last": "last epoch",
     "oracle_test": "oracle: best test epoch (as in the papers)",
 }
+"""Protocol key in metrics.json -> its heading, in the order `select` computes them and the
+tables show them."""
 
 
 def _pick(row: dict[str, float]) -> dict[str, Any]:

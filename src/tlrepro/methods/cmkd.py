@@ -26,6 +26,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from tlrepro import io
 from tlrepro.methods.base import Batches, Method, step_statistics
+from tlrepro.models.base import parameter_count
 from tlrepro.models.clip import ClipClassifier
 
 RST_FILE = "rst.safetensors"
@@ -114,10 +115,6 @@ def _clip_network(network: nn.Module) -> ClipClassifier:
     return network
 
 
-def _parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 class ZeroShot(Method):
     """CLIP's zero-shot classifier of the run's classes, untouched: no gradient is ever
     filled, so the optimiser step changes nothing. Also the "source pretraining" of an
@@ -199,9 +196,9 @@ class ClipAdaptation(Method):
     def export(self, folder: Path) -> dict[str, Any]:
         """DSP (distinct stored parameters beyond the shared pretrained CLIP, millions); with
         RST also the sparse checkpoint `rst.safetensors`."""
-        head = _parameter_count(self.network.head)
+        head = parameter_count(self.network.head)
         if self.tau is None:
-            return {"dsp_millions": (_parameter_count(self.network.encoder) + head) / 1e6}
+            return {"dsp_millions": (parameter_count(self.network.encoder) + head) / 1e6}
         tensors = rst_state(self.network, self._initial_weights())
         io.save_tensors(folder / RST_FILE, tensors)
         changed = sum(v.numel() for k, v in tensors.items() if k.endswith(".index"))
@@ -211,7 +208,7 @@ class ClipAdaptation(Method):
                 "file": RST_FILE,
                 "bytes": (folder / RST_FILE).stat().st_size,
                 "changed_encoder_elements": changed,
-                "encoder_elements": _parameter_count(self.network.encoder),
+                "encoder_elements": parameter_count(self.network.encoder),
             },
         }
 

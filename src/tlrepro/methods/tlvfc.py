@@ -20,8 +20,8 @@ from tlrepro import io
 from tlrepro.methods.base import Batches, Method
 from tlrepro.methods.registry import TLVFC_CHOICES
 from tlrepro.models.base import Classifier
-from tlrepro.transfer import TransferReport, dpiat_transfer, tlvfc_transfer
 from tlrepro.transfer.layer_transfer import SELECTIONS
+from tlrepro.transfer.recipes import TransferReport, dpiat_transfer, tlvfc_transfer
 
 TRANSFERS = TLVFC_CHOICES["transfer"]
 REPORT_FILE = "transfer_report.json"

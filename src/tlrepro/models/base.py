@@ -26,3 +26,8 @@ class Classifier(nn.Module):
     def set_class_names(self, class_names: Sequence[str]) -> None:
         """Called with the run's class names (label order) before the method is built; a
         model whose head can be made from them (CLIP's zero-shot head) does so."""
+
+
+def parameter_count(module: nn.Module) -> int:
+    """How many numbers `module` stores as parameters (buffers such as BN statistics not)."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,211 @@
+"""Aggregate the collected runs over seeds and set them beside the papers.
+
+The middle step of reporting (collect → aggregate → render). Every number the
+tables show goes through `frame_for_csv`: `tables.csv` is that frame and the
+markdown tables are pivots of it, so the two can never disagree. The figures
+plot `curves` and `statistic_curves`, the per-epoch means of the runs' logs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from tlrepro import claims as claims_module
+from tlrepro.claims import Claim
+from tlrepro.plan import LOG_COLUMNS
+from tlrepro.results import LOG_TAGS, GroupTable
+from tlrepro.selection import PROTOCOLS
+
+AVG = "avg"
+CLAIMS_CSV_COLUMNS = ["group", "method", "baseline", *claims_module.COLUMNS]
+CSV_COLUMNS = [
+    "group",
+    "protocol",
+    "method_key",
+    "method",
+    "task",
+    "mean",
+    "std",
+    "n",
+    "kind",
+    "source",
+]
+
+
+class ReportedFormatError(ValueError):
+    """config/reported.yaml does not have the expected structure; names the key."""
+
+
+def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Read config/reported.yaml, failing with the offending key if it is malformed."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ReportedFormatError(f"{path}: expected a mapping of table keys to tables")
+    required = {"source": str, "metric": str, "protocol": str, "rows": dict}
+    optional = {"short": str, "note": str}
+    for key, table in data.items():
+        where = f"{path}: {key}"
+        if not isinstance(table, dict):
+            raise ReportedFormatError(f"{where}: expected a mapping with {', '.join(required)}")
+        if missing := [f for f in required if f not in table]:
+            raise ReportedFormatError(f"{where}: missing {', '.join(missing)}")
+        if unknown := sorted(set(table) - set(required) - set(optional)):
+            raise ReportedFormatError(f"{where}: unknown fields {', '.join(map(str, unknown))}")
+        for field_name, kind in (required | optional).items():
+            if field_name in table and not isinstance(table[field_name], kind):
+                raise ReportedFormatError(
+                    f"{where}.{field_name}: expected {kind.__name__}, "
+                    f"got {type(table[field_name]).__name__}"
+                )
+        for label, cells in table["rows"].items():
+            if not isinstance(label, str) or not isinstance(cells, dict):
+                raise ReportedFormatError(
+                    f"{where}.rows.{label}: expected a row label mapping task -> value"
+                )
+            for task, value in cells.items():
+                number = isinstance(value, int | float) and not isinstance(value, bool)
+                if not isinstance(task, str) or not number or not math.isfinite(value):
+                    raise ReportedFormatError(
+                        f"{where}.rows.{label}.{task}: expected a number, got {value!r}"
+                    )
+    return data
+
+
+def reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str, Any] | None:
+    """The paper-reported table the group names, if any."""
+    if group.reported is None:
+        return None
+    if group.reported not in reported:
+        known = ", ".join(sorted(reported))
+        raise KeyError(
+            f"group {group.name!r} names reported table {group.reported!r}, "
+            f"which config/reported.yaml lacks; known: {known}"
+        )
+    return reported[group.reported]
+
+
+def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """Per-cell test accuracy (%) over seeds, plus the avg column where complete."""
+    runs = frame[frame["group"] == group.name]
+    stats = (
+        runs.assign(acc=runs["test_acc"] * 100.0)
+        .groupby(["protocol", "method_key", "label", "task"])["acc"]
+        .agg(mean="mean", std="std", n="count")  # std: sample std (ddof=1), NaN when n=1
+        .reset_index()
+    )
+    means = stats.pivot_table(
+        index=["protocol", "method_key", "label"], columns="task", values="mean"
+    ).reindex(columns=group.tasks)
+    # skipna=False: a method missing any task gets no average.
+    avg = means.mean(axis=1, skipna=False).dropna().rename("mean").reset_index()
+    return pd.concat([stats, avg.assign(task=AVG)], ignore_index=True)
+
+
+def _reported(table: dict[str, Any], group: GroupTable) -> pd.DataFrame:
+    """The reported values for the group's tasks; rows with none of them are dropped."""
+    records = [
+        {"method_key": None, "label": label, "task": task, "mean": float(value)}
+        for label, cells in table["rows"].items()
+        for task, value in cells.items()
+        if task in group.tasks
+    ]
+    frame = pd.DataFrame(records, columns=["method_key", "label", "task", "mean"])
+    return frame.assign(protocol=table["protocol"], source=table["source"])
+
+
+def _ordered(ours: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """Sort by protocol, method and task in display order (not alphabetically)."""
+    rank = {
+        "protocol": list(PROTOCOLS),
+        "method_key": [key for key, _ in group.methods],
+        "task": [*group.tasks, AVG],
+    }
+    return ours.sort_values(
+        list(rank), key=lambda column: column.map({v: i for i, v in enumerate(rank[column.name])})
+    )
+
+
+def frame_for_csv(
+    frame: pd.DataFrame, groups: Sequence[GroupTable], reported: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
+
+    Ours: one row per (group, protocol, method, task) with mean/std/n of test
+    accuracy in percent, plus task `avg` rows where every task has a value.
+    Reported: the paper's value as published, `protocol` saying how the paper
+    selected it; no std, n or avg (those would be ours, not theirs).
+    """
+    parts = []
+    for group in groups:
+        ours = _ours(frame, group).assign(group=group.name, kind="ours", source="")
+        parts.append(_ordered(ours, group))
+        table = reported_table(reported, group)
+        if table is not None:
+            theirs = _reported(table, group)
+            parts.append(theirs.assign(group=group.name, kind="reported", std=math.nan, n=pd.NA))
+    long = pd.concat(parts, ignore_index=True).rename(columns={"label": "method"})
+    return long.astype({"n": "Int64"})[CSV_COLUMNS]
+
+
+def claims_for_csv(
+    frame: pd.DataFrame,
+    groups: Sequence[GroupTable],
+    claims: Sequence[Claim],
+    reported: Mapping[str, Any],
+) -> pd.DataFrame:
+    """Every group's claims tested on its runs: one row per (group, claim, protocol), with
+    the methods' labels beside their keys (`CLAIMS_CSV_COLUMNS`)."""
+    parts = []
+    for group in groups:
+        tested = claims_module.evaluate(
+            frame, group.name, group.claims(claims), reported, list(PROTOCOLS)
+        )
+        if tested.empty:
+            continue
+        labels = dict(group.methods)
+        parts.append(
+            tested.assign(
+                group=group.name,
+                method=tested["method_key"].map(labels),
+                baseline=tested["baseline_key"].map(labels),
+            )
+        )
+    if not parts:
+        return pd.DataFrame(columns=CLAIMS_CSV_COLUMNS)
+    return pd.concat(parts, ignore_index=True)[CLAIMS_CSV_COLUMNS]
+
+
+def curves(logs: pd.DataFrame) -> pd.DataFrame:
+    """Learning curves in %: per (method_key, task, epoch) the mean and std over seeds of the
+    test accuracy (std 0 for one seed) and the mean validation accuracy."""
+    grouped = logs.groupby(["method_key", "task", "epoch"])[["test_acc", "val_acc"]]
+    stats = grouped.agg(["mean", "std"]) * 100.0
+    return pd.DataFrame(
+        {
+            "test_mean": stats[("test_acc", "mean")],
+            "test_std": stats[("test_acc", "std")].fillna(0.0),
+            "val_mean": stats[("val_acc", "mean")],
+        }
+    ).reset_index()
+
+
+def statistic_curves(logs: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The statistics methods log beside the fixed columns (e.g. GradMF's gradient cosines):
+    per statistic, its epoch means over seeds per (method_key, task, epoch), only where
+    a method logged it. Empty when no method of the logs logs any."""
+    names = [c for c in logs.columns if c not in LOG_COLUMNS and c not in LOG_TAGS]
+    return {
+        name: logs[logs[name].notna()]
+        .groupby(["method_key", "task", "epoch"])[name]
+        .mean()
+        .reset_index()
+        for name in names
+        if logs[name].notna().any()
+    }

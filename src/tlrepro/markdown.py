@@ -1,0 +1,295 @@
+"""Render the aggregate as markdown: the last step of reporting (collect → aggregate → render).
+
+tables.md is a header block, then per group its source models, one table per
+model-selection protocol (the honest one first: the best epoch on a validation
+split the method may see, then the last epoch, then the oracle the papers'
+releases use, the best test epoch) and the papers' claims tested on its runs.
+Every cell is a pivot of `aggregate.frame_for_csv`, the frame tables.csv holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from tlrepro import claims as claims_module
+from tlrepro.aggregate import AVG, claims_for_csv, frame_for_csv, reported_table
+from tlrepro.claims import Claim
+from tlrepro.layout import GROUP_FIGURES
+from tlrepro.results import GroupTable, SourceModel, display_task, read_metrics
+from tlrepro.selection import PROTOCOLS
+
+DSP = "DSP (M)"
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Header:
+    """Provenance printed at the top of tables.md."""
+
+    profile: str
+    seeds: list[int] | str
+    commit: str
+    date: str
+
+
+def _format_cell(row: pd.Series) -> str:
+    """`mean ± std (n)`; `mean (1)` for one seed; avg and reported values bare."""
+    if row["kind"] == "reported":
+        return f"{row['mean']:g}"  # as published, without invented precision
+    if row["task"] == AVG:
+        return f"{row['mean']:.2f}"
+    if row["n"] == 1:
+        return f"{row['mean']:.2f} (1)"
+    return f"{row['mean']:.2f} ± {row['std']:.2f} ({row['n']})"
+
+
+def _pivot(cells: pd.DataFrame, labels: list[str], group: GroupTable) -> pd.DataFrame:
+    """Rows = labels in the given order, columns = tasks then avg, `—` where empty."""
+    columns = [*group.tasks, AVG]
+    if cells.empty:
+        table = pd.DataFrame(index=labels, columns=columns)
+    else:
+        table = (
+            cells.assign(cell=cells.apply(_format_cell, axis=1))
+            .pivot(index="method", columns="task", values="cell")
+            .reindex(index=labels, columns=columns)
+        )
+    return table.astype(object).fillna(MISSING)
+
+
+def _with_dsp(body: pd.DataFrame, frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """A `DSP (M)` column (distinct stored parameters, millions) where the methods report it."""
+    runs = frame[(frame["group"] == group.name) & frame["dsp_millions"].notna()]
+    if runs.empty:
+        return body
+    dsp = runs.groupby("label")["dsp_millions"].mean()
+    return body.assign(
+        **{DSP: [f"{dsp[label]:.4g}" if label in dsp else MISSING for label in body.index]}
+    )
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    headers = ["method", *(display_task(t) for t in table.columns)]
+    return tabulate(
+        table.reset_index().values.tolist(),
+        headers=headers,
+        tablefmt="github",
+        disable_numparse=True,
+        colalign=("left", *["right"] * len(table.columns)),
+    )
+
+
+def _selection_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
+    """Which validation split chose the epoch (target-val or source-val), per method if mixed."""
+    runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
+    splits = (
+        runs.dropna(subset=["selection_split"])
+        .groupby("label", sort=False)["selection_split"]
+        .unique()
+    )
+    if splits.empty:
+        return None
+    distinct = sorted({s for values in splits for s in values})
+    if len(distinct) == 1:
+        return f"Epoch chosen on `{distinct[0]}`."
+    return (
+        "Epoch chosen on: "
+        + "; ".join(f"{label} `{'/'.join(sorted(values))}`" for label, values in splits.items())
+        + "."
+    )
+
+
+def _reported_line(table: dict[str, Any], shown: bool) -> str:
+    note = f" Note: {table['note']}" if table.get("note") else ""
+    if not shown:
+        return f"No paper-reported numbers for these tasks in {table['source']}.{note}"
+    return (
+        f"Rows marked `reported:` are copied from {table['source']} "
+        f"({table['metric']}; selection: {table['protocol']}). They are reported, "
+        f"not computed here, and have no avg.{note}"
+    )
+
+
+def _describe(source: SourceModel) -> str:
+    """`model` on `dataset` with its source accuracies at the best validation epoch."""
+    if source.metrics is None:
+        return (
+            f"`{source.model}` with the model zoo's weights for `{source.dataset}` "
+            "(`source_weights: model`): not pretrained here, so no source accuracy of ours"
+        )
+    metrics = read_metrics(source.metrics)
+    best = metrics["protocols"]["best_val"]
+    kind = "zero-shot accuracy" if source.zero_shot else "accuracy"
+    return (
+        f"`{source.model}`, source `{source.dataset}`: {kind} on the source "
+        f"{best['val_acc'] * 100:.2f} % (validation), {best['test_acc'] * 100:.2f} % (test), "
+        f"at its best validation epoch {best['epoch']}/{metrics['epochs']}"
+    )
+
+
+def _sources_lines(group: GroupTable) -> list[str]:
+    if not group.sources:
+        return ["Source model: none (no method starts from or reads a source model)."]
+    if len(group.sources) == 1:
+        return [f"Source model: {_describe(group.sources[0])}."]
+    return ["Source models:", "", *(f"- {_describe(source)}" for source in group.sources)]
+
+
+def _signed(value: float) -> str:
+    return MISSING if math.isnan(value) else f"{value:+.2f}"
+
+
+def _claim_row(row: pd.Series, reported: Mapping[str, Any]) -> list[str]:
+    if row["relation"] == "better":
+        statement = f"{row['method']} > {row['baseline']}"
+    else:
+        statement = f"{row['method']} within ±{row['margin']:g} of {row['baseline']}"
+    interval = (
+        MISSING
+        if math.isnan(row["ci_low"])
+        else f"[{_signed(row['ci_low'])}, {_signed(row['ci_high'])}]"
+    )
+    paper = (
+        MISSING
+        if row["paper_cells"] == 0
+        else f"{_signed(row['paper_diff'])} ({row['paper_cells']})"
+    )
+    shorts = dict.fromkeys(reported[key].get("short", key) for key in row["sources"].split(";"))
+    return [
+        statement,
+        _signed(row["mean_diff"]),
+        interval,
+        str(row["n"]),
+        row["verdict"],
+        paper,
+        "; ".join(shorts),
+    ]
+
+
+def _claims_lines(tested: pd.DataFrame, reported: Mapping[str, Any]) -> list[str]:
+    """The Claims subsection: the honest protocol here, every protocol in claims.csv."""
+    lines = ["", "### Claims", ""]
+    rows = tested[tested["protocol"] == "best_val"]
+    if rows.empty:
+        return [*lines, "No claim of config/claims.yaml compares two of this group's methods."]
+    table = tabulate(
+        [_claim_row(row, reported) for _, row in rows.iterrows()],
+        headers=["claim", "Δ", "95 % interval", "pairs", "verdict", "paper Δ (cells)", "from"],
+        tablefmt="github",
+        disable_numparse=True,
+        colalign=("left", "right", "right", "right", "left", "right", "left"),
+    )
+    return [
+        *lines,
+        "Δ: method − baseline in test accuracy points at the best validation epoch, mean over "
+        "the (task, seed) pairs where both ran; the other protocols are in the claims CSV "
+        "beside this file.",
+        "",
+        table,
+    ]
+
+
+def _group_section(
+    group: GroupTable,
+    long: pd.DataFrame,
+    frame: pd.DataFrame,
+    tested: pd.DataFrame,
+    reported: Mapping[str, Any],
+    figures_dir: str,
+    stats_figure: bool,
+) -> str:
+    figure = f"{figures_dir}/{GROUP_FIGURES['curves'].format(group=group.name)}"
+    lines = [
+        f"## {group.title}",
+        "",
+        f"Seeds: {', '.join(map(str, group.seeds))}. Learning curves (mean test accuracy "
+        f"± std over seeds, validation accuracy dashed): [{figure}]({figure})",
+    ]
+    if stats_figure:
+        stats = f"{figures_dir}/{GROUP_FIGURES['stats'].format(group=group.name)}"
+        lines[-1] += f". Methods' own training statistics (epoch means): [{stats}]({stats})"
+    lines += ["", *_sources_lines(group)]
+    ours = long[(long["group"] == group.name) & (long["kind"] == "ours")]
+    theirs = long[(long["group"] == group.name) & (long["kind"] == "reported")]
+    labels = [label for _, label in group.methods]
+    table = reported_table(reported, group)
+    for protocol, heading in PROTOCOLS.items():
+        lines += ["", f"### {heading[0].upper()}{heading[1:]}", ""]
+        if protocol == "best_val" and (selection := _selection_line(frame, group)):
+            lines += [selection, ""]
+        body = _pivot(ours[ours["protocol"] == protocol], labels, group)
+        if protocol == "best_val" and table is not None:
+            short = table.get("short", group.reported)
+            reported_labels = list(dict.fromkeys(theirs["method"]))
+            rows = _pivot(theirs, reported_labels, group)
+            rows.index = [f"reported: {label} [{short}]" for label in rows.index]
+            body = pd.concat([body, rows])
+        if protocol == "best_val":
+            body = _with_dsp(body, frame, group)
+        lines.append(_markdown_table(body))
+        if protocol == "best_val" and table is not None:
+            lines += ["", _reported_line(table, shown=not theirs.empty)]
+    lines += _claims_lines(tested[tested["group"] == group.name], reported)
+    return "\n".join(lines)
+
+
+def _header_block(header: Header) -> str:
+    seeds = header.seeds if isinstance(header.seeds, str) else ", ".join(map(str, header.seeds))
+    protocols = "\n".join(f"  {i}. {heading}" for i, heading in enumerate(PROTOCOLS.values(), 1))
+    return "\n".join(
+        [
+            "# Transfer-learning reproduction: results",
+            "",
+            f"- Profile: `{header.profile}`",
+            f"- Seeds: {seeds}",
+            f"- Commit: `{header.commit}`",
+            f"- Date: {header.date}",
+            "- Model selection: each group has one table per protocol, in this order:",
+            protocols,
+            "- The best validation epoch is chosen on a split the method may see (target-val "
+            "for supervised transfer, source-val for unsupervised domain adaptation). The oracle "
+            "picks the epoch with the best test accuracy, as the papers' released code does: "
+            "it is optimistic and shown only to set our numbers beside theirs.",
+            f"- Cells: test accuracy in %, `mean ± std (n)` over n seeds (sample std); "
+            f"`{MISSING}` = no run. {AVG} = mean over the tasks of the per-task means, "
+            "only when every task has a value.",
+            "- Claims (config/claims.yaml): each group ends with the papers' claims that "
+            "compare two of its methods, tested on its paired runs with a 95 % t-interval. "
+            f"`{claims_module.HOLDS}`: the interval lies on the claimed side (above 0; for "
+            f'"within ±m", inside ±m); `{claims_module.REVERSED}`: wholly on the other side '
+            f"(below 0; wholly outside ±m); `{claims_module.INCONCLUSIVE}`: otherwise, or fewer "
+            "than 2 pairs. A verdict is about this profile's setting, not the paper's; "
+            "`paper Δ` is the papers' own difference, from config/reported.yaml.",
+        ]
+    )
+
+
+def render_markdown(
+    frame: pd.DataFrame,
+    groups: Sequence[GroupTable],
+    reported: Mapping[str, Any],
+    header: Header,
+    claims: Sequence[Claim] = (),
+    figures_dir: str = "figures",
+    stats_figures: Collection[str] = (),
+) -> str:
+    """tables.md: header block, then per group its source models, its three protocol
+    tables and its claims.
+
+    `figures_dir` is the figures folder relative to the markdown file; `stats_figures`
+    names the groups that have a training-statistics figure.
+    """
+    long = frame_for_csv(frame, groups, reported)
+    tested = claims_for_csv(frame, groups, claims, reported)
+    sections = [_header_block(header)]
+    sections += [
+        _group_section(g, long, frame, tested, reported, figures_dir, g.name in stats_figures)
+        for g in groups
+    ]
+    return "\n\n".join(sections) + "\n"

@@ -1,0 +1,146 @@
+"""Collect finished runs: the first step of reporting (collect → aggregate → render).
+
+A results section (`GroupTable`) names its runs; this module reads what they wrote
+into two long frames: `collect` one row per (run, protocol) from metrics.json,
+`load_logs` one row per (run, epoch) from log.csv. `tlrepro.aggregate` works on
+these frames, the renderers (`tlrepro.markdown`, `tlrepro.figures`) on what it
+returns. Like the rest of the tables job it imports pandas, never torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from tlrepro import io
+from tlrepro.layout import LOG_FILE, METRICS_FILE
+from tlrepro.selection import PROTOCOLS
+
+if TYPE_CHECKING:
+    from tlrepro.claims import Claim
+
+RunKey = tuple[str, str, str, int]
+"""(group, method_key, task, seed), the key of `run_dirs`."""
+
+ARROW = "→"
+FRAME_COLUMNS = [
+    "group",
+    "method_key",
+    "label",
+    "task",
+    "seed",
+    "protocol",
+    "epoch",
+    "val_acc",
+    "test_acc",
+    "selection_split",
+    "dsp_millions",
+]
+LOG_TAGS = ("method_key", "label", "task", "seed")
+"""The columns `load_logs` adds to every run's log.csv."""
+
+
+@dataclass(frozen=True)
+class SourceModel:
+    """Where a group's source weights come from, for the line that names them."""
+
+    model: str
+    dataset: str
+    metrics: Path | None = None
+    """The pretraining's metrics.json; None for model-zoo weights (`source_weights: model`)."""
+    zero_shot: bool = False
+    """Its pretraining evaluates a CLIP's zero-shot head: the accuracies are zero-shot."""
+
+
+@dataclass(frozen=True)
+class GroupTable:
+    """One results section: which runs it holds and in what order they are shown."""
+
+    name: str
+    title: str
+    tasks: list[str]
+    methods: list[tuple[str, str]]
+    """(method_key, label) in display order."""
+    seeds: list[int]
+    reported: str | None = None
+    """Key of the paper-reported table in config/reported.yaml, if any."""
+    few_target_labels: bool = False
+    """Trained on a few labelled target images (target_train_per_class/_fraction set)."""
+    sources: tuple[SourceModel, ...] = ()
+    """The source models its methods start from or read, in first-use order."""
+
+    def claims(self, claims: Sequence[Claim]) -> list[Claim]:
+        """The claims that compare two of this group's methods."""
+        keys = [key for key, _ in self.methods]
+        return [c for c in claims if c.applies_to(keys, self.few_target_labels)]
+
+    def runs(self, run_dirs: Mapping[RunKey, Path]) -> Iterator[tuple[str, str, str, int, Path]]:
+        """Yield (method_key, label, task, seed, run_dir) in display order.
+
+        Combinations absent from `run_dirs` (e.g. source_only where the label
+        spaces differ) are skipped: the runner decides which runs exist.
+        """
+        for method_key, label in self.methods:
+            for task in self.tasks:
+                for seed in self.seeds:
+                    run_dir = run_dirs.get((self.name, method_key, task, seed))
+                    if run_dir is not None:
+                        yield method_key, label, task, seed, Path(run_dir)
+
+
+def display_task(task: str) -> str:
+    """`mnist-to-svhn` -> `mnist→svhn` for headings, in the tables and the figures."""
+    return task.replace("-to-", ARROW)
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    """A run's (or a pretraining's) metrics.json, which must hold every protocol."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing run output {path} (the runner should have produced it)")
+    metrics = io.read_json(path)
+    missing = [p for p in PROTOCOLS if p not in metrics.get("protocols", {})]
+    if missing:
+        raise ValueError(f"{path}: protocols {missing} missing under 'protocols'")
+    return metrics
+
+
+def collect(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path]) -> pd.DataFrame:
+    """Read every run's metrics.json: one row per (run, protocol), accuracies as fractions."""
+    rows = []
+    for group in groups:
+        for method_key, label, task, seed, run_dir in group.runs(run_dirs):
+            metrics = read_metrics(run_dir / METRICS_FILE)
+            for protocol in PROTOCOLS:
+                entry = metrics["protocols"][protocol]
+                rows.append(
+                    {
+                        "group": group.name,
+                        "method_key": method_key,
+                        "label": label,
+                        "task": task,
+                        "seed": seed,
+                        "protocol": protocol,
+                        "epoch": entry["epoch"],
+                        "val_acc": entry["val_acc"],
+                        "test_acc": entry["test_acc"],
+                        "selection_split": entry.get("selection_split"),
+                        "dsp_millions": metrics.get("dsp_millions", math.nan),
+                    }
+                )
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+def load_logs(group: GroupTable, run_dirs: Mapping[RunKey, Path]) -> pd.DataFrame:
+    """Every run's log.csv of the group, tagged with `LOG_TAGS`."""
+    logs = [
+        pd.read_csv(run_dir / LOG_FILE).assign(method_key=key, label=label, task=task, seed=seed)
+        for key, label, task, seed, run_dir in group.runs(run_dirs)
+    ]
+    if not logs:
+        raise ValueError(f"group {group.name!r}: no runs to plot")
+    return pd.concat(logs, ignore_index=True)
