@@ -74,7 +74,7 @@ def make_workspace(root: Path, config: dict | None = None) -> Path:
         root / "src" / "tlrepro",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    for name in ("Snakefile", "rules", "profiles", "config"):
+    for name in ("Snakefile", "rules", "profiles", "config", "report"):
         source = REPO / name
         if source.is_dir():
             shutil.copytree(source, root / name)
@@ -111,9 +111,10 @@ def workspace(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """`built_config()` built once by `snakemake --cores 2` (copy it before changing it)."""
+    """`built_config()` built once by `snakemake --cores 2`, default target: the tables and
+    the report pages (copy it before changing it)."""
     root = make_workspace(tmp_path_factory.mktemp("built") / "repo", built_config())
-    run([str(BIN / "snakemake"), "--cores", "2", "results/tables.md"], root)
+    run([str(BIN / "snakemake"), "--cores", "2"], root)
     return root
 
 
