@@ -151,7 +151,7 @@ def test_usage_statistics_are_per_block_fractions():
 
 
 def test_spottune_rejects_other_architectures():
-    with pytest.raises(TypeError, match="ResNet-26"):
+    with pytest.raises(TypeError, match="network of blocks"):
         SpotTune(SmallVGG(CLASSES), ("target",), resolve_settings("spottune", {}))
 
 

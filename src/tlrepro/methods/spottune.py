@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tlrepro.methods.base import Batches, Method
-from tlrepro.models.base import Classifier
+from tlrepro.models.base import BlockClassifier, Classifier
 from tlrepro.models.resnet26 import ResNet26
 
 POLICIES = ("per_image", "global")
@@ -74,15 +74,17 @@ def check_budget(settings: dict[str, Any], num_blocks: int) -> int | None:
 
 
 class SpotTuneNet(Classifier):
-    """A ResNet-26 whose blocks each have a frozen twin, routed per image by a policy net
-    (`policy` "per_image"), or for all images alike by learned logits ("global")."""
+    """A network of blocks (ResNet-26, EfficientNet-Lite0) whose blocks each have a frozen
+    twin, routed per image by a policy net (`policy` "per_image"), or for all images alike
+    by learned logits ("global"): x <- (1 - a) frozen(x) + a tuned(x) holds for any blocks
+    whose two copies have the same shapes."""
 
-    def __init__(self, backbone: ResNet26, tau: float, policy: str = "per_image"):
+    def __init__(self, backbone: BlockClassifier, tau: float, policy: str = "per_image"):
         super().__init__()
-        if not isinstance(backbone, ResNet26):
+        if not isinstance(backbone, BlockClassifier):
             raise TypeError(
-                f"SpotTune needs a ResNet-26 (models resnet26, resnet26_narrow), "
-                f"got {type(backbone).__name__}"
+                "SpotTune needs a network of blocks (a BlockClassifier: resnet26, "
+                f"resnet26_narrow, efficientnet_lite0_imagenet), got {type(backbone).__name__}"
             )
         self.backbone = backbone
         self.frozen = copy.deepcopy(backbone.blocks).requires_grad_(False)

@@ -43,10 +43,9 @@ import re
 
 import timm
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tlrepro.models.base import Classifier
+from tlrepro.models.base import BlockClassifier
 from tlrepro.packaged import PackagedFile
 
 WEIGHTS = PackagedFile(
@@ -131,7 +130,7 @@ def block_width(block: nn.Module) -> int:
     return last.out_channels
 
 
-class EfficientNetLite0(Classifier):
+class EfficientNetLite0(BlockClassifier):
     """ImageNet EfficientNet-Lite0; `num_classes=None` keeps its 1000-way head."""
 
     def __init__(self, num_classes: int | None):
@@ -151,12 +150,3 @@ class EfficientNetLite0(Classifier):
     def join(self, index: int, x: Tensor, block_out: Tensor) -> Tensor:
         """Block `index`'s output: timm's blocks add their own shortcut, so `block_out`."""
         return block_out
-
-    def pool(self, x: Tensor) -> Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(self.final(x), 1), 1)
-
-    def features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for index, block in enumerate(self.blocks):
-            x = self.join(index, x, block(x))
-        return self.pool(x)

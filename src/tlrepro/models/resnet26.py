@@ -13,11 +13,10 @@ narrow copy on the CPU.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tlrepro.models.base import Classifier
+from tlrepro.models.base import BlockClassifier
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -47,7 +46,7 @@ def shortcut(x: Tensor, stride: int, c_out: int) -> Tensor:
     return x
 
 
-class ResNet26(Classifier):
+class ResNet26(BlockClassifier):
     """Stem, 3 stages of `blocks_per_stage` BasicBlocks (4 for ResNet-26), final BN-ReLU, head."""
 
     def __init__(
@@ -76,15 +75,6 @@ class ResNet26(Classifier):
     def join(self, index: int, x: Tensor, branch_out: Tensor) -> Tensor:
         """Block `index`'s output: ReLU(shortcut(x) + its residual branch's output on x)."""
         return F.relu(shortcut(x, self.strides[index], self.widths[index]) + branch_out)
-
-    def pool(self, x: Tensor) -> Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(self.final(x), 1), 1)
-
-    def features(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for index, block in enumerate(self.blocks):
-            x = self.join(index, x, block(x))
-        return self.pool(x)
 
 
 def resnet26(num_classes: int) -> ResNet26:
