@@ -92,6 +92,39 @@ def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
     }
 
 
+def _metrics(
+    history: list[dict[str, float]],
+    selection_split: str,
+    run_info: dict[str, Any],
+    settings: dict[str, Any],
+    digest: str,
+) -> dict[str, Any]:
+    seconds = sum(row["seconds"] for row in history)
+    images = sum(row["images_per_second"] * row["seconds"] for row in history)
+    return {
+        "run": run_info,
+        "protocols": select(history, selection_split),
+        "epochs": len(history),
+        "settings": settings,
+        "timing": {
+            "train_seconds": seconds,
+            "images_per_second": images / max(seconds, 1e-9),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        },
+        "fingerprint": digest,
+    }
+
+
+def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, Any]:
+    """Write the model, then the metrics (the completion marker), then drop the resume state."""
+    state = method.network.state_dict()
+    io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
+    metrics = {**metrics, **method.export(folder)}
+    io.write_json(folder / METRICS_FILE, metrics)
+    (folder / CHECKPOINT).unlink(missing_ok=True)
+    return metrics
+
+
 def _fit_and_record(
     method: Method,
     streams: dict[str, TensorSet],
@@ -105,30 +138,8 @@ def _fit_and_record(
     run_info: dict[str, Any],
     settings: dict[str, Any],
 ) -> dict[str, Any]:
-    """Train, then write the model, then the metrics (the completion marker), then drop
-    the resume state."""
     history = fit(method, streams, eval_sets, training, folder, seed, digest, progress)
-    state = method.network.state_dict()
-    io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
-    exported = method.export(folder)
-    seconds = sum(row["seconds"] for row in history)
-    images = sum(row["images_per_second"] * row["seconds"] for row in history)
-    metrics = {
-        "run": run_info,
-        "protocols": select(history, selection_split),
-        "epochs": len(history),
-        "settings": settings,
-        "timing": {
-            "train_seconds": seconds,
-            "images_per_second": images / max(seconds, 1e-9),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        },
-        "fingerprint": digest,
-        **exported,
-    }
-    io.write_json(folder / METRICS_FILE, metrics)
-    (folder / CHECKPOINT).unlink(missing_ok=True)
-    return metrics
+    return _record(method, folder, _metrics(history, selection_split, run_info, settings, digest))
 
 
 def _digest(identity: dict[str, Any]) -> str:
@@ -143,8 +154,84 @@ def pretraining_settings(job: PretrainJob) -> dict[str, Any]:
     return {"freeze_body": True} if supervised and job.weights is not None else {}
 
 
+SOURCE_ACCURACY = "source_accuracy"
+"""metrics.json key of a pretraining's quality check (`judge_source`); tables read it."""
+
+
+class SourceModelError(RuntimeError):
+    """A source model that failed its quality bar: it must not feed any transfer run."""
+
+
+def _what_to_try(job: PretrainJob) -> str:
+    where = f"profiles.{job.profile}.pretrain"
+    return (
+        f"Try more epochs ({where}.models.{job.model}.training.epochs), another seed "
+        f"({where}.seed), or, if the bar is too strict for your machine, a lower "
+        f"{where}.models.{job.model}.min_accuracy in a copy of the config (snakemake "
+        "--configfile COPY, tlrepro --config COPY)"
+    )
+
+
+def judge_source(
+    job: PretrainJob, history: list[dict[str, float]], zero_shot: bool
+) -> dict[str, Any]:
+    """The quality check of a source model: the final model (the one saved, hence the last
+    epoch, not the best one) against the bar, on the source validation split.
+
+    The bar is deliberately not part of the pretraining's identity (PretrainJob.identity),
+    so Snakemake's params and DVC's see no change when it moves: lowering or raising it
+    never retrains a model that passes. It is judged again wherever it matters: by the
+    pretraining (a failed one keeps its resume state, so a rerun with a lower bar judges
+    the same trained weights without training again) and, against the current config, by
+    every transfer run that loads the source model (`check_source`)."""
+    last = history[-1]
+    return {
+        "split": "val",
+        "epoch": int(last["epoch"]),
+        "measure": "zero-shot accuracy" if zero_shot else "accuracy",
+        "accuracy": last["val_acc"],
+        "min_accuracy": job.min_accuracy,
+        "passed": last["val_acc"] >= job.min_accuracy,
+    }
+
+
+def _below_bar_message(job: PretrainJob, verdict: dict[str, Any]) -> str:
+    return (
+        f"source model {job.model} on {job.dataset} reached {verdict['accuracy']:.1%} "
+        f"{verdict['measure']} on the source validation split, below its bar "
+        f"min_accuracy {job.min_accuracy:.1%}"
+    )
+
+
+def check_source(job: PretrainJob) -> None:
+    """Refuse a source checkpoint that did not finish or is below its (current) bar."""
+    metrics_file = job.folder / METRICS_FILE
+    rerun = f"`tlrepro pretrain {job.model} {job.dataset}`"
+    if not metrics_file.exists():
+        raise SourceModelError(
+            f"{job.checkpoint}: no {METRICS_FILE} beside it, so its pretraining did not "
+            f"finish; run {rerun} (Snakemake and DVC do so for you)"
+        )
+    verdict = io.read_json(metrics_file).get(SOURCE_ACCURACY)
+    if verdict is None:
+        raise SourceModelError(
+            f"{metrics_file} records no source accuracy (pretrained before quality bars "
+            f"existed); run {rerun} again"
+        )
+    if not verdict["passed"] or verdict["accuracy"] < job.min_accuracy:
+        raise SourceModelError(
+            f"refusing to start from {job.checkpoint}: "
+            f"{_below_bar_message(job, verdict)} ({metrics_file}). {_what_to_try(job)}; "
+            f"then run {rerun}, which judges an already trained model again without "
+            "retraining it."
+        )
+    if not job.checkpoint.exists():
+        raise SourceModelError(f"{job.checkpoint} is missing; run {rerun}")
+
+
 def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[str, Any]:
-    """Train the source model on its dataset, selected on the source validation split."""
+    """Train the source model on its dataset, selected on the source validation split; fail,
+    leaving no model file, when the final model is below the job's quality bar."""
     device = configure_torch(plan)
     data = load_prepared(prepared_dir(plan.profile_name, job.dataset))
     torch.manual_seed(job.seed)
@@ -172,7 +259,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         "seed": job.seed,
     }
     augment = job.training["augment"]
-    return _fit_and_record(
+    history = fit(
         method,
         {"source": _tensor_set(data, "train", device, augment)},
         {
@@ -184,9 +271,24 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         job.seed,
         digest,
         progress,
-        "source_val",
-        info,
-        {"training": job.training},
+    )
+    # CLIP models (contrastive or zero-shot "pretraining") are judged by zero-shot accuracy.
+    zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
+    verdict = judge_source(job, history, zero_shot)
+    metrics = {
+        **_metrics(history, "source_val", info, {"training": job.training}, digest),
+        SOURCE_ACCURACY: verdict,
+    }
+    if verdict["passed"]:
+        return _record(method, job.folder, metrics)
+    # The record of the failure, and no model file beside it; the resume state stays, so
+    # that a rerun with a lower bar judges these weights again without retraining.
+    job.checkpoint.unlink(missing_ok=True)
+    io.write_json(job.folder / METRICS_FILE, metrics)
+    raise SourceModelError(
+        f"{_below_bar_message(job, verdict)}, so it is not saved as a source model and no "
+        f"transfer run can start from it. {_what_to_try(job)}. The trained state stays in "
+        f"{job.folder / CHECKPOINT}: a rerun with a lower bar judges it without retraining."
     )
 
 
@@ -256,6 +358,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "code": codebase.fingerprint(job.code_files),
     }
     if job.pretrain is not None:
+        check_source(job.pretrain)
         identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
     if spec.init == "source":
         initialise_from_source(network, job.pretrain.checkpoint)

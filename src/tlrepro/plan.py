@@ -100,6 +100,9 @@ class PretrainJob:
     training: dict[str, Any]
     weights: str | None = None
     """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
+    min_accuracy: float = 0.0
+    """The quality bar on the source validation split; not part of `identity`, so changing
+    it never retrains a model (see tlrepro.experiment.judge_source)."""
 
     @property
     def folder(self) -> Path:
@@ -403,6 +406,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                                 **per_model.get("training", {}),
                             },
                             per_model.get("weights"),
+                            per_model.get("min_accuracy", pretrain_cfg["min_accuracy"]),
                         ),
                     )
                 for seed in group["seeds"]:

@@ -17,10 +17,24 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tlrepro.models.base import BlockClassifier
+from tlrepro.models.small import standardize_images
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+
+
+class Stem(nn.Sequential):
+    """conv-BN; with `standardize_input`, on images standardised one by one first (the
+    quick profile's rendered characters, see tlrepro.models.small). In the stem, not in
+    `features`, because SpotTune runs the stem and the blocks itself."""
+
+    def __init__(self, width: int, standardize_input: bool):
+        super().__init__(conv3x3(3, width), nn.BatchNorm2d(width))
+        self.standardize_input = standardize_input
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(standardize_images(x) if self.standardize_input else x)
 
 
 class ResidualBranch(nn.Module):
@@ -55,9 +69,10 @@ class ResNet26(BlockClassifier):
         widths: tuple[int, ...] = (64, 128, 256),
         stem_width: int = 32,
         blocks_per_stage: int = 4,
+        standardize_input: bool = False,
     ):
         super().__init__()
-        self.stem = nn.Sequential(conv3x3(3, stem_width), nn.BatchNorm2d(stem_width))
+        self.stem = Stem(stem_width, standardize_input)
         branches, self.strides, self.widths = [], [], []
         c_in = stem_width
         for width in widths:
@@ -83,5 +98,6 @@ def resnet26(num_classes: int) -> ResNet26:
 
 
 def resnet26_narrow(num_classes: int) -> ResNet26:
-    """The same 26 layers at 1/8 of the width, for 32 px images on the CPU (quick profile)."""
-    return ResNet26(num_classes, widths=(8, 16, 32), stem_width=8)
+    """The same 26 layers at 1/8 of the width, for 32 px images on the CPU (quick profile),
+    on inputs standardised image by image."""
+    return ResNet26(num_classes, widths=(8, 16, 32), stem_width=8, standardize_input=True)
