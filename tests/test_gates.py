@@ -20,7 +20,8 @@ from tlrepro.experiment import (
     run_transfer,
 )
 from tlrepro.io import read_json
-from tlrepro.plan import METRICS_FILE, build_plan, fingerprint, prepared_dir
+from tlrepro.layout import METRICS_FILE, prepared_dir
+from tlrepro.plan import build_plan, fingerprint
 from tlrepro.train import CHECKPOINT
 
 from .conftest import REPO, tiny_config
