@@ -178,7 +178,9 @@ def judge_source(
     never retrains a model that passes. It is judged again wherever it matters: by the
     pretraining (a failed one keeps its resume state, so a rerun with a lower bar judges
     the same trained weights without training again) and, against the current config, by
-    every transfer run that loads the source model (`check_source`)."""
+    every transfer run that loads the source model (`check_source`). A raised bar does not
+    make the runners redo finished transfer runs either: whatever reports them must compare
+    the recorded accuracy with the current bar."""
     last = history[-1]
     return {
         "split": "val",
