@@ -24,7 +24,7 @@ from tlrepro.layout import METRICS_FILE, prepared_dir
 from tlrepro.plan import build_plan, fingerprint
 from tlrepro.train import CHECKPOINT
 
-from .conftest import REPO, tiny_config
+from .conftest import BIN, REPO, make_workspace, run, tiny_config
 
 SCHEMA = REPO / "config" / "schema.yaml"
 
@@ -111,7 +111,10 @@ def test_a_transfer_run_refuses_a_source_model_that_failed_its_bar(workdir):
     with pytest.raises(SourceModelError):
         run_pretrain(plan, job, progress=False)
     finetune = plan.run("baselines", "finetune", "digits_syn-to-digits_uci", 0)
-    with pytest.raises(SourceModelError, match=r"refusing to start from .*small_vgg on digits_syn"):
+    with pytest.raises(
+        SourceModelError,
+        match=r"refusing to start from .* failed its bar .*small_vgg on digits_syn reached",
+    ):
         run_transfer(plan, finetune, progress=False)
     assert not finetune.metrics.exists()
 
@@ -120,7 +123,9 @@ def test_a_transfer_run_judges_its_source_by_the_current_bar(workdir):
     job = gated_plan(0.0).pretrain("small_vgg", "digits_syn")
     run_pretrain(gated_plan(0.0), job, progress=False)
     check_source(job)
-    with pytest.raises(SourceModelError, match=r"below its bar min_accuracy 100\.0%"):
+    with pytest.raises(
+        SourceModelError, match=r"below its bar min_accuracy 100\.0% .*it passed the bar of 0\.0%"
+    ):
         check_source(replace(job, min_accuracy=1.0))  # the bar was raised since
     (job.folder / METRICS_FILE).unlink()
     with pytest.raises(SourceModelError, match="did not finish"):
@@ -164,3 +169,23 @@ def test_every_pretraining_of_the_repository_config_has_a_meaningful_bar():
         plan = build_plan(load_config(REPO / "config" / "config.yaml", profile))
         for job in plan.pretrains.values():
             assert job.min_accuracy > 0, (profile, job.model)
+
+
+@pytest.mark.slow
+def test_snakemake_runs_nothing_on_a_source_model_below_its_bar(tmp_path):
+    """Even with --keep-going, the runs that need the failed source model never start; the
+    others do (slow: Snakemake end to end, about a minute)."""
+    root = make_workspace(tmp_path / "repo", gated_config(1.0))
+    result = run(
+        [str(BIN / "snakemake"), "--cores", "2", "--keep-going", "results/tables.md"],
+        root,
+        check=False,
+    )
+    assert result.returncode != 0
+    log = (root / "logs/quick/pretrain/small_vgg/digits_syn.log").read_text()
+    assert "source model small_vgg on digits_syn reached" in log and "below its bar" in log
+    folder = root / "results/runs/quick/baselines"
+    assert (folder / "scratch/digits_syn-to-digits_uci/seed0/metrics.json").exists()
+    assert not (folder / "finetune").exists()
+    assert not (root / "results/pretrained/quick/small_vgg/digits_syn/model.safetensors").exists()
+    assert not (root / "results/tables.md").exists()

@@ -183,7 +183,9 @@ def judge_source(
     never retrains a model that passes. It is judged again wherever it matters: by the
     pretraining (a failed one keeps its resume state, so a rerun with a lower bar judges
     the same trained weights without training again) and, against the current config, by
-    every transfer run that loads the source model (`check_source`)."""
+    every transfer run that loads the source model (`check_source`). A raised bar does not
+    make the runners redo finished transfer runs either: whatever reports them must compare
+    the recorded accuracy with the current bar."""
     last = history[-1]
     return {
         "split": "val",
@@ -218,12 +220,18 @@ def check_source(job: PretrainJob) -> None:
             f"{metrics_file} records no source accuracy (pretrained before quality bars "
             f"existed); run {rerun} again"
         )
-    if not verdict["passed"] or verdict["accuracy"] < job.min_accuracy:
+    if not verdict["passed"]:
         raise SourceModelError(
-            f"refusing to start from {job.checkpoint}: "
-            f"{_below_bar_message(job, verdict)} ({metrics_file}). {_what_to_try(job)}; "
-            f"then run {rerun}, which judges an already trained model again without "
-            "retraining it."
+            f"refusing to start from {job.checkpoint}: its pretraining failed its bar "
+            f"({metrics_file}): {_below_bar_message(job, verdict)}. {_what_to_try(job)}; "
+            f"then run {rerun} (with a lower bar it judges the trained model again "
+            "without retraining it)."
+        )
+    if verdict["accuracy"] < job.min_accuracy:
+        raise SourceModelError(
+            f"refusing to start from {job.checkpoint}: {_below_bar_message(job, verdict)} "
+            f"({metrics_file}); it passed the bar of {verdict['min_accuracy']:.1%} it was "
+            f"trained under, the config's is higher now. {_what_to_try(job)}."
         )
     if not job.checkpoint.exists():
         raise SourceModelError(f"{job.checkpoint} is missing; run {rerun}")
@@ -334,6 +342,8 @@ def build_method(
 
 
 def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, Any]:
+    if job.pretrain is not None:
+        check_source(job.pretrain)
     device = configure_torch(plan)
     spec = method_spec(job.method)
     target = load_prepared(prepared_dir(plan.profile_name, job.task.target))
@@ -358,7 +368,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "code": codebase.fingerprint(job.code_files),
     }
     if job.pretrain is not None:
-        check_source(job.pretrain)
         identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
     if spec.init == "source":
         initialise_from_source(network, job.pretrain.checkpoint)
