@@ -19,7 +19,7 @@ import yaml
 
 from tlrepro import claims as claims_module
 from tlrepro.claims import Claim
-from tlrepro.plan import LOG_COLUMNS
+from tlrepro.layout import LOG_COLUMNS
 from tlrepro.results import LOG_TAGS, GroupTable
 from tlrepro.selection import PROTOCOLS
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import io
+from tlrepro.layout import LOG_FILE
 
 PREFIX = "usage_block"
 FIGURE = "spottune-usage.png"
@@ -27,7 +28,7 @@ FIGURE = "spottune-usage.png"
 
 def has_usage(run_dir: Path) -> bool:
     """Whether a run logged per-block usage (its log.csv header names usage_block columns)."""
-    with open(Path(run_dir) / "log.csv") as handle:
+    with open(Path(run_dir) / LOG_FILE) as handle:
         return PREFIX in handle.readline()
 
 
@@ -35,7 +36,7 @@ def last_epoch_usage(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """One row per run: its group (the folder 4 levels up from seed<k>) and last-epoch usage."""
     rows = []
     for run_dir in map(Path, run_dirs):
-        log = pd.read_csv(run_dir / "log.csv")
+        log = pd.read_csv(run_dir / LOG_FILE)
         columns = [c for c in log.columns if c.startswith(PREFIX)]
         if not columns:
             raise ValueError(f"{run_dir}/log.csv has no {PREFIX}* columns (not a SpotTune run?)")

@@ -20,6 +20,19 @@ SPLIT_FILES = ("train.safetensors", "val.safetensors", "test.safetensors")
 MODEL_FILE = "model.safetensors"
 METRICS_FILE = "metrics.json"
 LOG_FILE = "log.csv"
+LOG_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "seconds",
+    "images_per_second",
+)
+"""log.csv's fixed columns; a method's `extra_stats` follow them."""
 CHECKPOINT = "checkpoints/last.pt"
 """Resume state inside a run folder, removed once metrics.json is written."""
 TRANSFER_REPORT = "transfer_report.json"

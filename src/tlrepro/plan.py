@@ -30,19 +30,6 @@ TASK_SEPARATOR = "-to-"
 RUN_MACHINERY = "tlrepro.experiment"
 """The shared run code (data loading, model building, trainer, selection) of every
 training job; its imports bring in the rest."""
-LOG_COLUMNS = (
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "lr",
-    "seconds",
-    "images_per_second",
-)
-"""log.csv's fixed columns; a method's `extra_stats` follow them."""
 
 TRAINING_DEFAULTS: dict[str, Any] = {
     "epochs": 10,

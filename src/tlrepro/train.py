@@ -42,9 +42,8 @@ from tlrepro.augment import (
     resize,
     strong_view,
 )
-from tlrepro.layout import CHECKPOINT, LOG_FILE
+from tlrepro.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
 from tlrepro.methods.base import Method
-from tlrepro.plan import LOG_COLUMNS
 
 
 class NonFiniteLossError(RuntimeError):
