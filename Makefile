@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps $(IATRANSFER)
 	touch $@
 
-## results/tables.md for the config's profile (quick by default)
+## results/tables.md for the config's profile (quick by default), and the pages of
+## the HTML report (`snakemake --report results/report.html`)
 tables: setup
-	snakemake --cores $(CORES) results/tables.md
+	snakemake --cores $(CORES)
 
 ## the test suite (unit tests and the end-to-end pipeline tests)
 test: setup
