@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from tlrepro import io
-from tlrepro.data.registry import dataset_spec
+from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.layout import MANIFEST
 from tlrepro.registry import load_object
 
@@ -97,7 +97,7 @@ def prepare_dataset(
     """Build, split, and write one dataset; return its manifest."""
     spec = dataset_spec(name)
     size = options.get("image_size", image_size)
-    builder = load_object(spec.builder)
+    builder = load_object(builder_for(name, options))
     raw: RawSplits = builder(options=options, image_size=size, raw_root=raw_root, **spec.kwargs)
     if spec.class_range is not None:
         raw = keep_class_range(raw, *spec.class_range)
