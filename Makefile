@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup tables test lint dry-run dvc-plan pull
+.PHONY: setup tables test test-rehearsal lint dry-run dvc-plan pull
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ tables: setup
 ## the test suite (unit tests and the end-to-end pipeline tests)
 test: setup
 	pytest -q
+
+## the paper profile's rehearsal (tlrepro.rehearsal) through Snakemake in a scratch copy;
+## a part of it: make test-rehearsal REHEARSAL_TARGET=group_cmkd_office31_vit
+test-rehearsal: setup
+	TLREPRO_REHEARSAL_TARGET=$(REHEARSAL_TARGET) pytest -q -m rehearsal
 
 lint: setup
 	ruff check src tests bench
