@@ -58,6 +58,7 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS, resolve_settings
     from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
+    from tlrepro.plan import weights_file
 
     profiles = config["profiles"]
     if profile_name not in profiles:
@@ -74,11 +75,17 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
                 f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
                 f"known datasets: {', '.join(sorted(DATASETS))}"
             )
-    for name in profile["pretrain"].get("models", {}):
+    for name, entry in profile["pretrain"].get("models", {}).items():
         if name not in MODELS:
             problems.append(
                 f"at '{base}.pretrain.models.{name}': unknown model {name!r}; "
                 f"known models: {', '.join(sorted(MODELS))}"
+            )
+        path = entry.get("weights") and weights_file(entry["weights"])
+        if path and not path.is_file():
+            problems.append(
+                f"at '{base}.pretrain.models.{name}.weights': no file {str(path)!r} (relative "
+                "paths start at the repository root; a tag such as 'openai' has no suffix)"
             )
     for name, options in profile.get("model_options", {}).items():
         if name not in MODELS:

@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tlrepro import codebase
+from tlrepro import codebase, io
 from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.layout import (
     LOG_FILE,
@@ -88,6 +88,13 @@ def fingerprint(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
+def weights_file(weights: str) -> Path | None:
+    """The file a `weights` value names, or None for a tag its library resolves ("openai"):
+    a value with a folder or a suffix is a path."""
+    path = Path(weights)
+    return path if path.suffix or len(path.parts) > 1 else None
+
+
 @dataclass
 class PretrainJob:
     """Training the group's model on a source dataset, once per profile, model and dataset."""
@@ -136,6 +143,8 @@ class PretrainJob:
         }
         if self.weights is not None:  # only then: existing pretrainings keep their identity
             identity["weights"] = self.weights
+            if weights_file(self.weights) is not None:  # new weights at the same path
+                identity["weights_sha256"] = io.sha256_file(self.weights)
         if self.options:  # likewise
             identity["model_options"] = self.options
         return identity
