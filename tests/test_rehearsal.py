@@ -161,6 +161,15 @@ def test_standin_class_counts_and_domains():
     assert not torch.equal(art.splits["train"][0], clipart.splits["train"][0])
 
 
+def test_standin_official_eval_splits_take_the_classes_in_turn():
+    options = {"seed": 0, "standin": {"train_per_class": 1, "eval_images": 5}}
+    raw = standin.build(options, 8, None, name="FGVCAircraft")
+    assert raw.splits["val"][1].tolist() == [0, 1, 2, 3, 4]
+    options["standin"]["eval_images"] = 150
+    labels = standin.build(options, 8, None, name="FGVCAircraft").splits["test"][1]
+    assert torch.bincount(labels).tolist() == [2] * 50 + [1] * 50
+
+
 def test_standin_classes_differ_more_than_images_of_a_class():
     """The stand-in carries a learnable class signal (a class's images share a grating)."""
     images, labels = standin.render(4, 6, 32, 3, torch.Generator().manual_seed(0))
@@ -240,4 +249,27 @@ def test_rehearsal_runs_every_paper_group_through_snakemake(tmp_path):
     assert "TLVFC README" in tables  # a reported table beside ours
     assert all((root / r.metrics).is_file() for r in plan.runs)
     rst = [r for r in plan.runs if r.settings.get("rst_tau")]
-    assert rst and all((root / r.folder / RST_FILE).is_file() for r in rst)
+    assert {r.model for r in rst} == {"clip_rn50", "clip_vit_b16"}
+    for model in ("clip_rn50", "clip_vit_b16"):  # one reload per tower
+        assert_rst_reloads(root, next(r for r in rst if r.model == model))
+
+
+def assert_rst_reloads(root, run) -> None:
+    """The run's sparse RST file on its source checkpoint predicts as its saved model."""
+    from tlrepro import io
+    from tlrepro.layout import MODEL_FILE
+    from tlrepro.methods.cmkd import load_rst
+    from tlrepro.models.registry import build_model
+
+    options = run.options_for(run.model)
+    source = io.load_tensors(root / run.pretrain.checkpoint)
+    pretrained = build_model(run.model, source["head.weight"].shape[0], **options)
+    pretrained.load_state_dict(source)
+    rebuilt = load_rst(pretrained, root / run.folder / RST_FILE).eval()
+    state = io.load_tensors(root / run.folder / MODEL_FILE)
+    trained = build_model(run.model, source["head.weight"].shape[0], **options)
+    trained.head = type(rebuilt.head)(trained.feature_dim, state["head.2.weight"].shape[0])
+    trained.load_state_dict(state)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), trained.eval()(x), rtol=0, atol=0)
