@@ -209,13 +209,29 @@ def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     return pd.concat([stats, avg.assign(task=AVG)], ignore_index=True)
 
 
+def _column(task: str, group: GroupTable) -> str | None:
+    """Where a reported value goes in the group's table: its task's column, or the avg
+    column for `<label space>-avg` (a paper's average over all of a dataset's tasks) when
+    the group runs every task between that label space's datasets; else nowhere."""
+    if task in group.tasks:
+        return task
+    space, _, suffix = task.rpartition("-")
+    if suffix != AVG:
+        return None
+    from tlrepro.data.registry import DATASETS
+
+    domains = [name for name, spec in DATASETS.items() if spec.label_space == space]
+    every = {f"{a}-to-{b}" for a in domains for b in domains if a != b}
+    return AVG if every and set(group.tasks) == every else None
+
+
 def _reported(table: dict[str, Any], key: str, group: GroupTable) -> pd.DataFrame:
-    """The reported values for the group's tasks; rows with none of them are dropped."""
+    """The reported values for the group's tasks and average; rows with none are dropped."""
     records = [
-        {"method_key": None, "label": label, "task": task, "mean": float(value)}
+        {"method_key": None, "label": label, "task": _column(task, group), "mean": float(value)}
         for label, cells in table["rows"].items()
         for task, value in cells.items()
-        if task in group.tasks
+        if _column(task, group) is not None
     ]
     frame = pd.DataFrame(records, columns=["method_key", "label", "task", "mean"])
     return frame.assign(
@@ -368,14 +384,15 @@ def _selection_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
     )
 
 
-def _reported_line(table: dict[str, Any], shown: bool) -> str:
+def _reported_line(table: dict[str, Any], theirs: pd.DataFrame) -> str:
     note = f" Note: {table['note']}" if table.get("note") else ""
-    if not shown:
+    if theirs.empty:
         return f"No paper-reported numbers for these tasks in {table['source']}.{note}"
+    avg = "their avg is the paper's own" if (theirs["task"] == AVG).any() else "have no avg"
     return (
         f"Rows marked `reported:` are copied from {table['source']} "
         f"({table['metric']}; selection: {table['protocol']}). They are reported, "
-        f"not computed here, and have no avg.{note}"
+        f"not computed here, and {avg}.{note}"
     )
 
 
@@ -480,7 +497,7 @@ def _group_section(
             body = _with_dsp(body, frame, group)
         lines.append(_markdown_table(body))
         if protocol == "best_val" and table is not None:
-            lines += ["", _reported_line(table, shown=not theirs.empty)]
+            lines += ["", _reported_line(table, theirs)]
     lines += _claims_lines(tested[tested["group"] == group.name], reported)
     return "\n".join(lines)
 
