@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup tables test test-cluster lint dry-run dvc-plan pull
+.PHONY: setup tables test test-cluster test-rehearsal lint dry-run dvc-plan pull
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ test: setup
 ## slurm-client munge installed; .ci/run installs them)
 test-cluster: setup
 	pytest -q -m cluster
+
+## the paper profile's rehearsal (tlrepro.rehearsal) through Snakemake in a scratch copy;
+## a part of it: make test-rehearsal REHEARSAL_TARGET=group_cmkd_office31_vit
+test-rehearsal: setup
+	TLREPRO_REHEARSAL_TARGET=$(REHEARSAL_TARGET) pytest -q -m rehearsal
 
 ## ruff, snakefmt and snakemake's linter; of the latter's lints only the two justified in
 ## the Snakefile and rules/common.smk are accepted (no conda env per rule, CLI not a param)

@@ -112,3 +112,16 @@ def test_fashion_mnist_rejects_a_corrupt_file_naming_it(tmp_path, damage):
         build_fashion_mnist({"root": str(tmp_path)}, 28, tmp_path / "raw")
     assert str(victim) in str(error.value)
     assert PAYLOAD_SHA256["train-labels-idx1-ubyte"] in str(error.value)
+
+
+def test_channel_statistics_in_chunks_equal_the_whole_split_at_once(monkeypatch):
+    """Chunked float64 sums (no float copy of the split, which is 45 GB for Food-101 at
+    224 px) give the mean and sample std of the whole split."""
+    from tlrepro.data import prepare
+
+    images = torch.randint(0, 256, (37, 3, 11, 13), dtype=torch.uint8)
+    monkeypatch.setattr(prepare, "STATISTICS_CHUNK", 3 * 11 * 13 * 4)  # 4 images a chunk
+    mean, std = prepare.channel_statistics(images)
+    pixels = images.double() / 255
+    torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), pixels.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), pixels.std(dim=(0, 2, 3)))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from tests.conftest import REPO
 from tlrepro.augment import per_image, strong_view
-from tlrepro.config import load_config
+from tlrepro.config import ConfigError, load_config, validate
 from tlrepro.experiment import pretraining_settings
 from tlrepro.methods.base import Method
 from tlrepro.models.registry import build_model
@@ -305,6 +306,23 @@ def test_given_weights_are_kept_by_the_source_pretraining():
     assert pretraining_settings(job) == {}
     clip = PretrainJob("paper", "clip_rn50", "office31_amazon", 0, training, "openai")
     assert pretraining_settings(clip) == {}  # zero-shot: nothing trains anyway
+
+
+def test_a_weights_file_is_part_of_the_pretrainings_identity(tmp_path, monkeypatch):
+    """New weights exported to the same path make the source pretraining (and so its runs)
+    stale in both runners; a missing file is a config error; a tag is no file."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "resnet26_imagenet.pt"
+    path.write_bytes(b"first export")
+    job = PretrainJob("paper", "resnet26", "caltech256_decathlon", 0, {}, str(path))
+    before = job.identity
+    path.write_bytes(b"second export")
+    assert job.identity != before and job.identity["weights"] == before["weights"]
+    assert "weights_sha256" not in PretrainJob("p", "clip_rn50", "d", 0, {}, "openai").identity
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["profiles"]["paper"]["pretrain"]["models"]["resnet26"]["weights"] = "missing.pt"
+    with pytest.raises(ConfigError, match=r"weights': no file 'missing\.pt'"):
+        validate(config, REPO / "config" / "schema.yaml", "paper")
 
 
 # --------------------------------------------------------------------------- the paper profile

@@ -19,6 +19,7 @@ import yaml
 
 from tlrepro import claims as claims_module
 from tlrepro.claims import Claim
+from tlrepro.data.registry import DATASETS
 from tlrepro.layout import LOG_COLUMNS
 from tlrepro.results import LOG_TAGS, GroupTable
 from tlrepro.selection import PROTOCOLS
@@ -108,13 +109,27 @@ def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     return pd.concat([stats, avg.assign(task=AVG)], ignore_index=True)
 
 
+def _column(task: str, group: GroupTable) -> str | None:
+    """Where a reported value goes in the group's table: its task's column, or the avg
+    column for `<label space>-avg` (a paper's average over all of a dataset's tasks) when
+    the group runs every task between that label space's datasets; else nowhere."""
+    if task in group.tasks:
+        return task
+    space, _, suffix = task.rpartition("-")
+    if suffix != AVG:
+        return None
+    domains = [name for name, spec in DATASETS.items() if spec.label_space == space]
+    every = {f"{a}-to-{b}" for a in domains for b in domains if a != b}
+    return AVG if every and set(group.tasks) == every else None
+
+
 def _reported(table: dict[str, Any], group: GroupTable) -> pd.DataFrame:
-    """The reported values for the group's tasks; rows with none of them are dropped."""
+    """The reported values for the group's tasks and average; rows with none are dropped."""
     records = [
-        {"method_key": None, "label": label, "task": task, "mean": float(value)}
+        {"method_key": None, "label": label, "task": _column(task, group), "mean": float(value)}
         for label, cells in table["rows"].items()
         for task, value in cells.items()
-        if task in group.tasks
+        if _column(task, group) is not None
     ]
     frame = pd.DataFrame(records, columns=["method_key", "label", "task", "mean"])
     return frame.assign(protocol=table["protocol"], source=table["source"])

@@ -58,7 +58,8 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
     """Everything the profile names must exist in a registry, and tasks use configured datasets."""
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS, resolve_settings
-    from tlrepro.models.registry import MODELS, PRETRAINED_MODELS
+    from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
+    from tlrepro.plan import weights_file
 
     profiles = config["profiles"]
     if profile_name not in profiles:
@@ -75,11 +76,30 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
                 f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
                 f"known datasets: {', '.join(sorted(DATASETS))}"
             )
-    for name in profile["pretrain"].get("models", {}):
+    for name, entry in profile["pretrain"].get("models", {}).items():
         if name not in MODELS:
             problems.append(
                 f"at '{base}.pretrain.models.{name}': unknown model {name!r}; "
                 f"known models: {', '.join(sorted(MODELS))}"
+            )
+        path = entry.get("weights") and weights_file(entry["weights"])
+        if path and not path.is_file():
+            problems.append(
+                f"at '{base}.pretrain.models.{name}.weights': no file {str(path)!r} (relative "
+                "paths start at the repository root; a tag such as 'openai' has no suffix)"
+            )
+    for name, options in profile.get("model_options", {}).items():
+        if name not in MODELS:
+            problems.append(
+                f"at '{base}.model_options.{name}': unknown model {name!r}; "
+                f"known models: {', '.join(sorted(MODELS))}"
+            )
+            continue
+        accepted = MODEL_OPTIONS.get(name, ())
+        for option in sorted(set(options) - set(accepted)):
+            problems.append(
+                f"at '{base}.model_options.{name}': model {name!r} takes no option {option!r}"
+                + (f" (it takes: {', '.join(accepted)})" if accepted else " (it takes none)")
             )
     for group_name, group in profile["groups"].items():
         where = f"{base}.groups.{group_name}"
@@ -142,9 +162,14 @@ def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -
 def validate(
     config: dict[str, Any], schema_file: Path, profile: str | None = None
 ) -> dict[str, Any]:
+    from tlrepro.rehearsal import with_rehearsal
+
     config = copy.deepcopy(config)
     if profile is not None:
         config["profile"] = profile
     check_schema(config, schema_file)
-    check_names(config, config["profile"])
-    return config
+    derived = with_rehearsal(config)
+    if derived is not config:
+        check_schema(derived, schema_file)
+    check_names(derived, derived["profile"])
+    return derived

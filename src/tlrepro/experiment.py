@@ -243,7 +243,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     device = configure_torch(plan)
     data = load_prepared(prepared_dir(plan.profile_name, job.dataset))
     torch.manual_seed(job.seed)
-    options = {} if job.weights is None else {"weights": job.weights}
+    options = job.options if job.weights is None else {**job.options, "weights": job.weights}
     network = build_model(job.model, len(data.classes), **options)
     network.set_class_names(data.classes)
     method = load_object(pretraining_method(job.model))(
@@ -313,10 +313,11 @@ def load_source_model(job: RunJob, device: torch.device) -> Classifier:
     """The source network with its own head: as the pretraining run left it, or as the
     model zoo ships it (`source_weights: model`)."""
     if job.zoo_source_model is not None:
-        return build_model(job.zoo_source_model, None).to(device, memory_format=CHANNELS_LAST)
+        network = build_model(job.zoo_source_model, None, **job.options_for(job.zoo_source_model))
+        return network.to(device, memory_format=CHANNELS_LAST)
     assert job.pretrain is not None
     state = io.load_tensors(job.pretrain.checkpoint)
-    network = build_model(job.pretrain.model, state["head.weight"].shape[0])
+    network = build_model(job.pretrain.model, state["head.weight"].shape[0], **job.pretrain.options)
     network.load_state_dict(state)
     return network.to(device, memory_format=CHANNELS_LAST)
 
@@ -361,7 +362,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         )
 
     torch.manual_seed(job.seed)
-    network = build_model(job.model, len(target.classes))
+    network = build_model(job.model, len(target.classes), **job.options_for(job.model))
     identity: dict[str, Any] = {
         **job.identity,
         "data": _data_hashes(plan, job.datasets),

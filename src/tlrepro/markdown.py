@@ -105,14 +105,15 @@ def _selection_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
     )
 
 
-def _reported_line(table: dict[str, Any], shown: bool) -> str:
+def _reported_line(table: dict[str, Any], theirs: pd.DataFrame) -> str:
     note = f" Note: {table['note']}" if table.get("note") else ""
-    if not shown:
+    if theirs.empty:
         return f"No paper-reported numbers for these tasks in {table['source']}.{note}"
+    avg = "their avg is the paper's own" if (theirs["task"] == AVG).any() else "have no avg"
     return (
         f"Rows marked `reported:` are copied from {table['source']} "
         f"({table['metric']}; selection: {table['protocol']}). They are reported, "
-        f"not computed here, and have no avg.{note}"
+        f"not computed here, and {avg}.{note}"
     )
 
 
@@ -234,7 +235,7 @@ def _group_section(
             body = _with_dsp(body, frame, group)
         lines.append(_markdown_table(body))
         if protocol == "best_val" and table is not None:
-            lines += ["", _reported_line(table, shown=not theirs.empty)]
+            lines += ["", _reported_line(table, theirs)]
     lines += _claims_lines(tested[tested["group"] == group.name], reported)
     return "\n".join(lines)
 

@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tlrepro import codebase
-from tlrepro.data.registry import dataset_spec
+from tlrepro import codebase, io
+from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.layout import (
     LOG_FILE,
     METRICS_FILE,
@@ -76,6 +76,13 @@ def fingerprint(payload: dict[str, Any]) -> str:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
 
 
+def weights_file(weights: str) -> Path | None:
+    """The file a `weights` value names, or None for a tag its library resolves ("openai"):
+    a value with a folder or a suffix is a path."""
+    path = Path(weights)
+    return path if path.suffix or len(path.parts) > 1 else None
+
+
 @dataclass
 class PretrainJob:
     """Training the group's model on a source dataset, once per profile, model and dataset."""
@@ -90,6 +97,8 @@ class PretrainJob:
     min_accuracy: float = 0.0
     """The quality bar on the source validation split; not part of `identity`, so changing
     it never retrains a model (see tlrepro.experiment.judge_source)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """The model's construction options (the profile's `model_options` for it)."""
 
     @property
     def folder(self) -> Path:
@@ -125,6 +134,10 @@ class PretrainJob:
         }
         if self.weights is not None:  # only then: existing pretrainings keep their identity
             identity["weights"] = self.weights
+            if weights_file(self.weights) is not None:  # new weights at the same path
+                identity["weights_sha256"] = io.sha256_file(self.weights)
+        if self.options:  # likewise
+            identity["model_options"] = self.options
         return identity
 
 
@@ -147,6 +160,12 @@ class RunJob:
     pretrain: PretrainJob | None = None
     zoo_source_model: str | None = None
     """The source net when it comes with its own weights (`source_weights: model`)."""
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Construction options of the models the run builds, by model name (from the
+    profile's `model_options`; a model without options is absent)."""
+
+    def options_for(self, model: str) -> dict[str, Any]:
+        return self.model_options.get(model, {})
 
     @property
     def spec(self) -> MethodSpec:
@@ -182,7 +201,7 @@ class RunJob:
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "kind": "run",
             "profile": self.profile,
             "group": self.group,
@@ -197,6 +216,9 @@ class RunJob:
             "target_train_fraction": self.target_train_fraction,
             "zoo_source_model": self.zoo_source_model,
         }
+        if self.model_options:  # only then: runs without options keep their identity
+            identity["model_options"] = self.model_options
+        return identity
 
 
 @dataclass
@@ -278,7 +300,7 @@ class Plan:
         return files
 
     def prepare_code_files(self, dataset: str) -> tuple[Path, ...]:
-        builder = codebase.module_of(dataset_spec(dataset).builder)
+        builder = codebase.module_of(builder_for(dataset, self.dataset_options(dataset)))
         return codebase.closure([PREPARE_MACHINERY, builder])
 
 
@@ -358,6 +380,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
     plan = Plan(config, profile_name)
     profile_cfg = plan.profile
     pretrain_cfg = profile_cfg["pretrain"]
+    model_options = profile_cfg.get("model_options", {})
     for group_name, group in profile_cfg["groups"].items():
         for method_key, entry in group["methods"].items():
             method = entry.get("method", method_key)
@@ -394,8 +417,10 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             },
                             per_model.get("weights"),
                             per_model.get("min_accuracy", pretrain_cfg["min_accuracy"]),
+                            model_options.get(source_model, {}),
                         ),
                     )
+                built = {group["model"], zoo_source_model, pretrain and pretrain.model}
                 for seed in group["seeds"]:
                     plan.runs.append(
                         RunJob(
@@ -413,6 +438,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             group.get("target_train_fraction"),
                             pretrain,
                             zoo_source_model,
+                            {m: model_options[m] for m in sorted(built & set(model_options))},
                         )
                     )
     return plan

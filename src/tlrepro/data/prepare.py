@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from tlrepro import io
-from tlrepro.data.registry import dataset_spec
+from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.layout import MANIFEST
 from tlrepro.registry import load_object
 
@@ -70,6 +70,27 @@ def keep_class_range(raw: RawSplits, start: int, stop: int) -> RawSplits:
     return RawSplits(tuple(raw.classes[start:stop]), splits, notes)
 
 
+STATISTICS_CHUNK = 1 << 24
+"""Values per channel statistics chunk (128 MB in float64)."""
+
+
+def channel_statistics(images: Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and sample std of uint8 images scaled to [0, 1], summed in float64
+    chunk by chunk: a float copy of Food-101's 224 px training split would take 45 GB."""
+    channels = images.shape[1]
+    per_chunk = max(1, STATISTICS_CHUNK // max(1, images[0].numel()))
+    total = torch.zeros(channels, dtype=torch.float64)
+    squares = torch.zeros(channels, dtype=torch.float64)
+    for start in range(0, len(images), per_chunk):
+        chunk = images[start : start + per_chunk].to(torch.float64).div_(255)
+        total += chunk.sum(dim=(0, 2, 3))
+        squares += chunk.square_().sum(dim=(0, 2, 3))
+    count = images.numel() // channels
+    mean = total / count
+    variance = (squares - count * mean.square()) / max(1, count - 1)
+    return mean.tolist(), variance.clamp_min(0).sqrt().tolist()
+
+
 def carve_missing_splits(
     raw: RawSplits, options: dict[str, Any]
 ) -> dict[str, tuple[Tensor, Tensor]]:
@@ -97,7 +118,7 @@ def prepare_dataset(
     """Build, split, and write one dataset; return its manifest."""
     spec = dataset_spec(name)
     size = options.get("image_size", image_size)
-    builder = load_object(spec.builder)
+    builder = load_object(builder_for(name, options))
     raw: RawSplits = builder(options=options, image_size=size, raw_root=raw_root, **spec.kwargs)
     if spec.class_range is not None:
         raw = keep_class_range(raw, *spec.class_range)
@@ -132,9 +153,7 @@ def prepare_dataset(
             "sha256": io.sha256_file(path),
         }
         if split == "train":
-            pixels = images.float().div_(255)
-            manifest["mean"] = pixels.mean(dim=(0, 2, 3)).tolist()
-            manifest["std"] = pixels.std(dim=(0, 2, 3)).tolist()
+            manifest["mean"], manifest["std"] = channel_statistics(images)
     io.write_json(out_dir / MANIFEST, manifest)
     return manifest
 

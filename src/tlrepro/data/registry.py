@@ -185,3 +185,14 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def dataset_spec(name: str) -> DatasetSpec:
     return lookup(DATASETS, "dataset", name)
+
+
+STANDIN_BUILDER = "tlrepro.data.standin:build"
+"""Generated images in place of a dataset's files, when its config entry has `standin`
+(the rehearsal profile): same classes, channels and official splits, few images."""
+
+
+def builder_for(name: str, options: dict[str, Any]) -> str:
+    """The builder that prepares dataset `name` under these config options."""
+    spec = dataset_spec(name)
+    return STANDIN_BUILDER if options.get("standin") is not None else spec.builder

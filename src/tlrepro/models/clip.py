@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -114,14 +115,27 @@ def tiny_clip(num_classes: int) -> ClipClassifier:
     )
 
 
-def pretrained_clip(arch: str, num_classes: int, weights: str | None = None) -> ClipClassifier:
+def pretrained_clip(
+    arch: str,
+    num_classes: int,
+    weights: str | None = None,
+    download: bool = True,
+    image_size: int | None = None,
+) -> ClipClassifier:
     """An open_clip architecture; `weights` a tag ("openai", downloaded and cached by
     open_clip) or the path of a local weights file (offline machines). Only the source
     "pretraining" job loads them (config `pretrain.models.<model>.weights`); runs start
-    from its checkpoint, so they build the architecture alone (None: no download)."""
+    from its checkpoint, so they build the architecture alone (None: no download).
+
+    A profile's `model_options` (the rehearsal's) may set `download=False`: a tag then
+    builds random weights instead (a local file is still read); and `image_size`: the
+    image tower's input side (positional embeddings sized for it), which `features`
+    resizes every view to, so CLIP's 224 px preprocessing runs unchanged before it."""
     import open_clip
 
-    clip = open_clip.create_model(arch, pretrained=weights)
+    if not download and weights is not None and not Path(weights).is_file():
+        weights = None
+    clip = open_clip.create_model(arch, pretrained=weights, force_image_size=image_size)
     return ClipClassifier(num_classes, clip, open_clip.get_tokenizer(arch))
 
 

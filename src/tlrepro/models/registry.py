@@ -70,6 +70,16 @@ PRETRAINED_MODELS: dict[str, str] = {
 MODELS.update(PRETRAINED_MODELS)
 
 
+MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
+    **{name: ("download",) for name in PRETRAINED_MODELS},
+    "clip_rn50": ("download", "image_size"),
+    "clip_vit_b16": ("download", "image_size"),
+}
+"""The construction options a profile's `model_options` may give each model: `download`
+(False: random weights where published ones would be downloaded) and `image_size` (a CLIP
+image tower's input side)."""
+
+
 def model_module(name: str) -> str:
     """The module that defines model `name` (planning needs it without importing torch)."""
     return lookup(MODELS, "model", name).partition(":")[0]

@@ -2,6 +2,8 @@
 
 `weights` takes a torchvision weights name (e.g. "IMAGENET1K_V1"); torchvision
 downloads and verifies them, so the paper profile needs a network the first time.
+`download=False` builds the same architecture with random weights instead (a
+profile's `model_options`: the rehearsal of the paper profile, offline).
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ def _head(last: nn.Linear, num_classes: int | None) -> nn.Linear:
     return last if num_classes is None else nn.Linear(last.in_features, num_classes)
 
 
+def _torchvision_net(arch: str, weights: str | None, download: bool) -> nn.Module:
+    return getattr(torchvision.models, arch)(weights=weights if download else None)
+
+
 class TorchvisionResNet(Classifier):
-    def __init__(self, arch: str, num_classes: int | None, weights: str | None = None):
+    def __init__(
+        self, arch: str, num_classes: int | None, weights: str | None = None, download: bool = True
+    ):
         super().__init__()
-        net = getattr(torchvision.models, arch)(weights=weights)
+        net = _torchvision_net(arch, weights, download)
         self.feature_dim = net.fc.in_features
         self.head = _head(net.fc, num_classes)
         net.fc = nn.Identity()
@@ -35,9 +43,11 @@ class TorchvisionResNet(Classifier):
 class TorchvisionVGG(Classifier):
     """VGG with its two hidden fully connected layers kept in `features`."""
 
-    def __init__(self, arch: str, num_classes: int | None, weights: str | None = None):
+    def __init__(
+        self, arch: str, num_classes: int | None, weights: str | None = None, download: bool = True
+    ):
         super().__init__()
-        net = getattr(torchvision.models, arch)(weights=weights)
+        net = _torchvision_net(arch, weights, download)
         last = net.classifier[-1]
         self.feature_dim = last.in_features
         self.head = _head(last, num_classes)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The first thing to run on a GPU machine, before queueing the paper profile:
+#   1. the trainer's CUDA path (bf16 autocast, channels_last, device-resident batches)
+#   2. the trainer's images/s against a bare PyTorch loop, ResNet-18 and ResNet-50 at 224 px
+#   3. each paper group's methods: step time relative to fine-tuning, at the paper's batch
+#      and image sizes (plus the SpotTune/MultiTune and GradMF/PCGrad benchmarks)
+#   4. the rehearsal profile end to end on CUDA (results/tables-rehearsal.md)
+# then one summary. Every model is built with random weights: nothing is downloaded.
+# Without a CUDA device it says so and skips parts 1-4 (exit 0); the rehearsal on the
+# CPU is `make test-rehearsal`.
+#
+# Usage: bench/gpu_check.sh           (with the project's environment on PATH, e.g. .venv/bin)
+#   GPU_CHECK_STEPS=10   timed steps per method in part 3
+#   GPU_CHECK_SKIP="3"   parts to skip (e.g. "3 4")
+#   CORES=$(nproc)       Snakemake's cores for the rehearsal
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+STEPS=${GPU_CHECK_STEPS:-10}
+SKIP=${GPU_CHECK_SKIP:-}
+CORES=${CORES:-$(nproc)}
+LOGS=logs/gpu_check
+mkdir -p "$LOGS"
+SUMMARY=()
+FAILED=0
+
+# part NUMBER NAME COMMAND...: run it into its log, and note its status and duration
+part() {
+  local number=$1 name=$2 status
+  shift 2
+  local log="$LOGS/$number-$name.log" began=$SECONDS
+  if [[ " $SKIP " == *" $number "* ]]; then
+    SUMMARY+=("$(printf '%s %-28s skipped (GPU_CHECK_SKIP)' "$number" "$name")")
+    return
+  fi
+  echo "== $number $name: $*" | tee "$log"
+  if "$@" >>"$log" 2>&1; then status=ok; else status="FAILED ($?)"; FAILED=1; fi
+  SUMMARY+=("$(printf '%s %-28s %-11s %5ds  %s' "$number" "$name" "$status" $((SECONDS - began)) "$log")")
+}
+
+if ! python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" 2>/dev/null; then
+  python bench/gpu_check.py paths  # says why
+  echo "gpu_check: no CUDA device, parts 1-4 skipped; on the CPU run 'make test-rehearsal'"
+  exit 0
+fi
+
+part 1 cuda-paths python bench/gpu_check.py paths
+part 2 trainer-vs-bare-resnet18 python bench/trainer_overhead.py --model resnet18 --device cuda \
+  --batch-size 256 --image-size 224 --threads 4
+part 2 trainer-vs-bare-resnet50 python bench/trainer_overhead.py --model resnet50 --device cuda \
+  --batch-size 128 --image-size 224 --threads 4
+part 3 method-step-ratios python bench/gpu_check.py methods --steps "$STEPS"
+part 3 adaptive-step-time python bench/adaptive_step_time.py --model resnet26 --size 64 \
+  --batch-size 128 --device cuda
+part 3 gradient-combination python bench/gradient_combination.py --model resnet50 --size 224 \
+  --batch-size 32 --device cuda
+part 4 rehearsal-on-cuda snakemake --cores "$CORES" results/tables-rehearsal.md \
+  --config profile=rehearsal
+
+echo
+echo "===================== gpu_check summary ====================="
+python -c "import torch; p = torch.cuda.get_device_properties(0); \
+print(f'{p.name}, {p.total_memory / 2**30:.0f} GiB, torch {torch.__version__}, CUDA {torch.version.cuda}')"
+printf '%s\n' "${SUMMARY[@]}"
+for log in "$LOGS"/[123]-*.log; do
+  [[ -f $log ]] || continue
+  echo "--- $(basename "$log" .log)"
+  grep -vE '^== |WARNING|[Ww]arning' "$log"  # the findings, not the library warnings
+done
+if [[ -f results/tables-rehearsal.md ]]; then
+  echo "--- 4-rehearsal-on-cuda: results/tables-rehearsal.md, $(grep -c '^## ' results/tables-rehearsal.md) sections"
+fi
+exit $FAILED
