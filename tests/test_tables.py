@@ -381,14 +381,14 @@ def test_real_reported_config_loads() -> None:
 def test_a_papers_average_over_all_of_a_datasets_tasks_stands_in_the_avg_column() -> None:
     """`office31-avg` (the CMKD paper's average over the 6 Office-31 tasks) is shown in the
     avg column of a group that runs those 6 tasks, and nowhere for a group with fewer."""
-    from tlrepro.tables import _reported
+    from tlrepro.aggregate import _reported
 
     domains = ("amazon", "webcam", "dslr")
     every = [f"office31_{a}-to-office31_{b}" for a in domains for b in domains if a != b]
     table = {"protocol": "oracle", "source": "CMKD", "rows": {"CMKD": {"office31-avg": 88.5}}}
     full = GroupTable("g", "G", every, [("cmkd", "CMKD")], [0], "cmkd_office31_rn50")
-    assert _reported(table, "k", full)[["label", "task", "mean"]].values.tolist() == [
+    assert _reported(table, full)[["label", "task", "mean"]].values.tolist() == [
         ["CMKD", "avg", 88.5]
     ]
     part = GroupTable("g", "G", every[:3], [("cmkd", "CMKD")], [0], "cmkd_office31_rn50")
-    assert _reported(table, "k", part).empty
+    assert _reported(table, part).empty

@@ -162,13 +162,16 @@ def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -
 def validate(
     config: dict[str, Any], schema_file: Path, profile: str | None = None
 ) -> dict[str, Any]:
-    from tlrepro.rehearsal import with_rehearsal
+    from tlrepro.rehearsal import NoBaseProfileError, with_rehearsal
 
     config = copy.deepcopy(config)
     if profile is not None:
         config["profile"] = profile
     check_schema(config, schema_file)
-    derived = with_rehearsal(config)
+    try:
+        derived = with_rehearsal(config)
+    except NoBaseProfileError as error:
+        raise ConfigError(str(error)) from None
     if derived is not config:
         check_schema(derived, schema_file)
     check_names(derived, derived["profile"])

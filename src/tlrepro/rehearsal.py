@@ -16,6 +16,13 @@ from typing import Any
 from tlrepro.models.registry import MODEL_OPTIONS
 
 NAME = "rehearsal"
+
+
+class NoBaseProfileError(ValueError):
+    """The rehearsal was asked for, but the config has no paper profile to derive it from
+    (tlrepro.config reports it as a ConfigError)."""
+
+
 BASE = "paper"
 
 # --- the shrink rules -----------------------------------------------------------------
@@ -184,9 +191,7 @@ def with_rehearsal(config: dict[str, Any]) -> dict[str, Any]:
     if config["profile"] != NAME or NAME in profiles:
         return config
     if BASE not in profiles:
-        from tlrepro.config import ConfigError
-
-        raise ConfigError(
+        raise NoBaseProfileError(
             f"at 'profile': the {NAME!r} profile is derived from the {BASE!r} profile, which "
             f"this config does not define (its profiles: {', '.join(sorted(profiles))})"
         )
