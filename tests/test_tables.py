@@ -225,7 +225,8 @@ def test_reported_rows_are_labelled(markdown: str) -> None:
     assert "a→b" in markdown and "a-to-b" not in markdown
 
 
-def test_write_tables_outputs(tmp_path, run_dirs, reported_path, claims_path, groups) -> None:
+def write_all(tmp_path, run_dirs, reported_path, claims_path, groups) -> Path:
+    """`write_tables` into tmp_path/results, the names a profile's tables use."""
     out = tmp_path / "results"
     write_tables(
         groups,
@@ -238,6 +239,11 @@ def test_write_tables_outputs(tmp_path, run_dirs, reported_path, claims_path, gr
         out / "claims.csv",
         out / "figures",
     )
+    return out
+
+
+def test_write_tables_outputs(tmp_path, run_dirs, reported_path, claims_path, groups) -> None:
+    out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
     assert "[figures/alpha.png](figures/alpha.png)" in (out / "tables.md").read_text()
     for name in ("alpha", "beta"):
         assert (out / "figures" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -258,18 +264,7 @@ def test_write_tables_outputs(tmp_path, run_dirs, reported_path, claims_path, gr
 def test_claims_csv_matches_the_claims_sections(
     tmp_path, run_dirs, reported_path, claims_path, groups
 ):
-    out = tmp_path / "results"
-    write_tables(
-        groups,
-        run_dirs,
-        reported_path,
-        claims_path,
-        HEADER,
-        out / "tables.md",
-        out / "tables.csv",
-        out / "claims.csv",
-        out / "figures",
-    )
+    out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
     claims = pd.read_csv(out / "claims.csv")
     # alpha: 4 claims (one only for few target labels), beta: 3; each for 3 protocols
     assert len(claims) == (4 + 3) * 3

@@ -3,14 +3,9 @@ source of SpotTune's and MultiTune's groups, converted to this project's layout.
 
 The published checkpoint (`resnet26_pretrained.t7`, which SpotTune's release loads too) is a
 pickled dict whose "net" is the authors' whole `models.ResNet` object: unpickling it runs
-their code, so this module never does. Export its state dict once, beside their `models.py`
-and `config_task.py`:
-
-    python -c "import torch; c = torch.load('resnet26_pretrained.t7', weights_only=False);
-               torch.save(c['net'].state_dict(), 'resnet26_imagenet.pt')"
-
-and name that file in the config (`pretrain.models.resnet26.weights`); it is read with
-`weights_only=True`. The published parameter names (their models.py, plain mode, one task)
+their code, so this module never does. Export its state dict once, with their code, as
+docs/adaptive.md ("Pretrained weights") shows, and name that file in the config
+(`pretrain.models.resnet26.weights`); it is read with `weights_only=True`. The published parameter names (their models.py, plain mode, one task)
 and ours (`tlrepro.models.resnet26`, block i = 4 * (stage - 1) + b):
 
     pre_layers_conv.conv.weight          stem.0.weight
@@ -92,8 +87,9 @@ def load_rebuffi_state(path: str | Path) -> dict[str, Tensor]:
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"{path} holds pickled objects, not a state dict (the published .t7 pickles the "
-            "whole network). Export its state dict first, beside the authors' models.py: "
-            "torch.save(torch.load(t7, weights_only=False)['net'].state_dict(), out_file)"
+            "whole network). Export its state dict first, with the authors' code: "
+            "torch.save(<its 'net'>.state_dict(), out_file), as docs/adaptive.md "
+            "(\"Pretrained weights\") shows"
         ) from error
     if isinstance(state, Mapping) and isinstance(state.get("net"), Mapping):
         state = state["net"]
