@@ -5,7 +5,8 @@ The published checkpoint (`resnet26_pretrained.t7`, which SpotTune's release loa
 pickled dict whose "net" is the authors' whole `models.ResNet` object: unpickling it runs
 their code, so this module never does. Export its state dict once, with their code, as
 docs/adaptive.md ("Pretrained weights") shows, and name that file in the config
-(`pretrain.models.resnet26.weights`); it is read with `weights_only=True`. The published parameter names (their models.py, plain mode, one task)
+(`pretrain.models.resnet26.weights`); it is read with `weights_only=True`. The published
+parameter names (their models.py, plain mode, one task)
 and ours (`tlrepro.models.resnet26`, block i = 4 * (stage - 1) + b):
 
     pre_layers_conv.conv.weight          stem.0.weight
