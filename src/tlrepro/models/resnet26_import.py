@@ -90,7 +90,7 @@ def load_rebuffi_state(path: str | Path) -> dict[str, Tensor]:
             f"{path} holds pickled objects, not a state dict (the published .t7 pickles the "
             "whole network). Export its state dict first, with the authors' code: "
             "torch.save(<its 'net'>.state_dict(), out_file), as docs/adaptive.md "
-            "(\"Pretrained weights\") shows"
+            '("Pretrained weights") shows'
         ) from error
     if isinstance(state, Mapping) and isinstance(state.get("net"), Mapping):
         state = state["net"]
