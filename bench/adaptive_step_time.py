@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.methods.registry import method_spec, resolve_settings
 from tlrepro.models.registry import build_model
 from tlrepro.registry import load_object
@@ -80,7 +80,7 @@ def quick_profile_times() -> dict[str, dict[str, list[float]]]:
     """{group: {method: [train_seconds per run]}} from results/runs/quick/adaptive_*."""
     found: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for path in sorted(Path("results/runs/quick").glob("adaptive_*/*/*/seed*/metrics.json")):
-        metrics = io.read_json(path)
+        metrics = storage.read_json(path)
         run = metrics["run"]
         found[run["group"]][run["method_key"]].append(metrics["timing"]["train_seconds"])
     return found

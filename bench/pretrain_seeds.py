@@ -34,9 +34,9 @@ import torch
 from tlrepro.config import DEFAULT_CONFIG, load_config
 from tlrepro.data.prepare import MANIFEST, prepare_dataset
 from tlrepro.experiment import SOURCE_ACCURACY, SourceModelError, run_pretrain
-from tlrepro.io import read_json
 from tlrepro.layout import METRICS_FILE, prepared_dir, raw_dir
 from tlrepro.plan import Plan, PretrainJob, build_plan
+from tlrepro.storage import read_json
 
 
 def cpu_model() -> str:

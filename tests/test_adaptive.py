@@ -10,7 +10,7 @@ from torch import nn
 
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.multitune import MultiTune
-from tlrepro.methods.registry import method_spec, resolve_settings
+from tlrepro.methods.registry import SettingError, method_spec, resolve_settings
 from tlrepro.methods.spottune import POLICIES, SpotTune, budget_loss
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.small import SmallVGG
@@ -225,7 +225,7 @@ def test_budget_loss_pulls_the_global_policy_towards_k_blocks():
 def test_spottune_checks_its_policy_and_budget():
     assert resolve_settings("spottune", {})["policy"] == "per_image"
     assert method_spec("spottune").choices["policy"] == POLICIES
-    with pytest.raises(KeyError, match="choose one of"):
+    with pytest.raises(SettingError, match="choose one of"):
         resolve_settings("spottune", {"policy": "blockwise"})
     for bad in (13, -1, 2.5, True, "6"):
         with pytest.raises(ValueError, match="budget_blocks"):

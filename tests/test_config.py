@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tlrepro.config import ConfigError, load_config, validate
-from tlrepro.plan import build_plan
+from tlrepro.plan import PlanError, build_plan
 
 from .conftest import BIN, REPO, make_workspace, run, tiny_config
 
@@ -135,5 +135,5 @@ def test_a_model_zoo_source_refuses_what_it_cannot_provide():
     with pytest.raises(ConfigError, match="brings its own weights"):
         check(config)
     for method in ("finetune", "joint"):
-        with pytest.raises(KeyError, match="source_weights: model"):
+        with pytest.raises(PlanError, match="source_weights: model"):
             build_plan(zoo_group({method: {}}))

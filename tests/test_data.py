@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.data import synthetic
 from tlrepro.data.fetch import ChecksumError
 from tlrepro.data.prepare import load_prepared, prepare_dataset
@@ -28,7 +28,8 @@ def test_same_seed_same_sha256_and_another_seed_differs(tmp_path):
     assert split_hashes(first) == split_hashes(again)
     assert all(split_hashes(first)[s] != split_hashes(other)[s] for s in first["splits"])
     assert (
-        io.sha256_file(tmp_path / "a" / "train.safetensors") == first["splits"]["train"]["sha256"]
+        storage.sha256_file(tmp_path / "a" / "train.safetensors")
+        == first["splits"]["train"]["sha256"]
     )
 
 
@@ -67,7 +68,7 @@ def test_a_split_file_that_changed_after_preparation_is_refused(tmp_path):
     prepare_dataset("digits_syn", SYN, 16, tmp_path, tmp_path / "raw")
     data = load_prepared(tmp_path)
     images, labels = data.splits["val"]
-    io.save_tensors(tmp_path / "val.safetensors", {"images": images, "labels": labels.flip(0)})
+    storage.save_tensors(tmp_path / "val.safetensors", {"images": images, "labels": labels.flip(0)})
     with pytest.raises(ValueError, match="sha256 differs"):
         load_prepared(tmp_path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import socket
 import threading
 import zipfile
 from pathlib import Path
@@ -13,7 +14,13 @@ import pytest
 import torch
 
 from tlrepro.data import archives, torchvision_sets
-from tlrepro.data.fetch import ChecksumError, extract, fetch
+from tlrepro.data.fetch import (
+    ChecksumError,
+    DownloadError,
+    UnpinnedDownloadError,
+    extract,
+    fetch,
+)
 from tlrepro.data.prepare import load_prepared, prepare_dataset
 
 PAYLOAD = b"tlrepro test archive " * 1000
@@ -78,8 +85,18 @@ def test_wrong_checksum_is_rejected_and_leaves_nothing(server, tmp_path):
 
 def test_truncated_download_is_rejected_and_leaves_nothing(server, tmp_path):
     dest = tmp_path / "dl" / "truncated.bin"
-    with pytest.raises(ChecksumError, match=r"truncated|failed"):
+    with pytest.raises(DownloadError, match="truncated"):
         fetch(f"{server}/truncated.bin", dest, GOOD_SHA, progress=False)
+    assert leftovers(dest.parent) == []
+
+
+def test_unreachable_server_is_a_download_error_not_a_checksum_error(tmp_path):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dest = tmp_path / "dl" / "good.bin"
+    with pytest.raises(DownloadError, match=r"failed.*Check the network"):
+        fetch(f"http://127.0.0.1:{port}/good.bin", dest, GOOD_SHA, progress=False)
     assert leftovers(dest.parent) == []
 
 
@@ -88,7 +105,7 @@ def test_file_urls_and_unpinned_refusal(tmp_path):
     source.write_bytes(PAYLOAD)
     dest = tmp_path / "dl" / "copy.bin"
     assert fetch(source.as_uri(), dest, GOOD_SHA, progress=False).read_bytes() == PAYLOAD
-    with pytest.raises(ChecksumError, match="pinned sha256"):
+    with pytest.raises(UnpinnedDownloadError, match="pinned sha256"):
         fetch(source.as_uri(), tmp_path / "dl" / "other.bin", None, progress=False)
 
 

@@ -19,9 +19,9 @@ from tlrepro.experiment import (
     run_pretrain,
     run_transfer,
 )
-from tlrepro.io import read_json
 from tlrepro.layout import METRICS_FILE, prepared_dir
 from tlrepro.plan import build_plan, fingerprint
+from tlrepro.storage import read_json
 from tlrepro.train import CHECKPOINT
 
 from .conftest import BIN, REPO, make_workspace, run, tiny_config

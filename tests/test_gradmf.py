@@ -15,7 +15,7 @@ from tlrepro.methods import gradient_algebra
 from tlrepro.methods.gradient_algebra import EPS
 from tlrepro.methods.gradmf import GradMF
 from tlrepro.methods.pcgrad import PCGrad
-from tlrepro.methods.registry import resolve_settings
+from tlrepro.methods.registry import SettingError, resolve_settings
 from tlrepro.methods.two_stream import Joint, gradient_buffer
 from tlrepro.models.small import SmallVGG
 from tlrepro.plan import TRAINING_DEFAULTS
@@ -326,8 +326,8 @@ def test_the_trainer_logs_the_cosines(tmp_path):
 
 
 def test_settings_are_checked_against_the_registry():
-    with pytest.raises(KeyError, match="choose one of coded, drawn"):
+    with pytest.raises(SettingError, match="choose one of coded, drawn"):
         resolve_settings("gradmf", {"variant": "codded"})
-    with pytest.raises(KeyError, match="must be a bool"):
+    with pytest.raises(SettingError, match="must be a bool"):
         resolve_settings("gradmf", {"project": 1})
     assert resolve_settings("gradmf", {"tau": 1})["tau"] == 1

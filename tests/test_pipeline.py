@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tlrepro import io
+from tlrepro import storage
 
 from .conftest import BIN, built_config, make_workspace, run, tiny_config
 
@@ -29,7 +29,7 @@ def outputs(root: Path) -> dict[str, float]:
 
 def accuracies(root: Path) -> dict[str, dict]:
     return {
-        str(p.relative_to(root)): io.read_json(p)["protocols"]
+        str(p.relative_to(root)): storage.read_json(p)["protocols"]
         for p in sorted((root / "results" / "runs").rglob("metrics.json"))
     }
 

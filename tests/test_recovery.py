@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tlrepro import io
+from tlrepro import storage
 
 from .conftest import BIN, built_config, dvc_workspace, make_workspace, run
 
@@ -24,7 +24,7 @@ COMMANDS = {
 
 
 def without_timing(metrics_file: Path) -> dict:
-    metrics = io.read_json(metrics_file)
+    metrics = storage.read_json(metrics_file)
     metrics.pop("timing")
     return metrics
 

@@ -256,17 +256,17 @@ def test_rehearsal_runs_every_paper_group_through_snakemake(tmp_path):
 
 def assert_rst_reloads(root, run) -> None:
     """The run's sparse RST file on its source checkpoint predicts as its saved model."""
-    from tlrepro import io
+    from tlrepro import storage
     from tlrepro.layout import MODEL_FILE
     from tlrepro.methods.cmkd import load_rst
     from tlrepro.models.registry import build_model
 
     options = run.options_for(run.model)
-    source = io.load_tensors(root / run.pretrain.checkpoint)
+    source = storage.load_tensors(root / run.pretrain.checkpoint)
     pretrained = build_model(run.model, source["head.weight"].shape[0], **options)
     pretrained.load_state_dict(source)
     rebuilt = load_rst(pretrained, root / run.folder / RST_FILE).eval()
-    state = io.load_tensors(root / run.folder / MODEL_FILE)
+    state = storage.load_tensors(root / run.folder / MODEL_FILE)
     trained = build_model(run.model, source["head.weight"].shape[0], **options)
     trained.head = type(rebuilt.head)(trained.feature_dim, state["head.2.weight"].shape[0])
     trained.load_state_dict(state)

@@ -13,8 +13,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlrepro import io
-from tlrepro.aggregate import ReportedFormatError, curves, frame_for_csv, load_reported
+from tlrepro import storage
+from tlrepro.aggregate import (
+    ReportedFormatError,
+    UnknownReportedTableError,
+    curves,
+    frame_for_csv,
+    load_reported,
+)
 from tlrepro.claims import load_claims
 from tlrepro.figures import learning_curves
 from tlrepro.markdown import Header, render_markdown
@@ -96,7 +102,7 @@ def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc
         "last": {"epoch": 3, "val_acc": acc, "test_acc": acc - 0.01},
         "oracle_test": {"epoch": 1, "val_acc": acc - 0.02, "test_acc": acc + 0.01},
     }
-    io.write_json(
+    storage.write_json(
         run_dir / "metrics.json",
         {
             "run": {"group": group, "method_key": method, "task": task, "seed": seed},
@@ -155,7 +161,7 @@ def groups(tmp_path: Path) -> list[GroupTable]:
     for (model, dataset), (val, test) in SOURCES.items():
         path = tmp_path / "pretrained" / "quick" / model / dataset / "metrics.json"
         best = {"epoch": 3, "val_acc": val, "test_acc": test, "selection_split": "source_val"}
-        io.write_json(
+        storage.write_json(
             path,
             {"protocols": dict.fromkeys(("best_val", "last", "oracle_test"), best), "epochs": 5},
         )
@@ -188,7 +194,7 @@ def _row(markdown: str, section: str, heading: str, label: str) -> list[str]:
 
 def test_markdown_matches_golden(markdown: str) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
-        io.write_text(GOLDEN, markdown)
+        storage.write_text(GOLDEN, markdown)
     assert markdown == GOLDEN.read_text(encoding="utf-8")
 
 
@@ -353,7 +359,7 @@ def test_load_reported_rejects_malformed(tmp_path, text: str, message: str) -> N
 
 def test_unknown_reported_key_is_an_error(run_dirs, reported_path) -> None:
     group = GroupTable("alpha", "Alpha", ["a-to-b"], METHODS, [0], "paper_q")
-    with pytest.raises(KeyError, match="paper_q"):
+    with pytest.raises(UnknownReportedTableError, match="paper_q"):
         render_markdown(collect([group], run_dirs), [group], load_reported(reported_path), HEADER)
 
 

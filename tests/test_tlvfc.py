@@ -7,14 +7,14 @@ import torch
 import torchvision
 from torch import nn
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.models.small import SmallVGG, small_resnet_deep
 from tlrepro.transfer.layer_transfer import (
     SELECTIONS,
+    pick_indices,
     rank_positions,
     resize_kernel,
-    select,
     variance_transfer,
 )
 from tlrepro.transfer.match import dp_match, index_match, shape_score
@@ -85,7 +85,7 @@ def test_selection_modes_pick_distinct_indices_of_the_right_ranks(mode):
         rank = torch.randperm(length, generator=generator)
         variances = rank.float() * 0.5 + 1.0  # index i has variance rank rank[i]
         for n in range(1, length + 1):
-            chosen = select(variances, n, mode, generator)
+            chosen = pick_indices(variances, n, mode, generator)
             assert len(chosen) == n and len(set(chosen.tolist())) == n
             assert chosen.min() >= 0 and chosen.max() < length
             assert torch.equal(chosen, chosen.sort().values)
@@ -104,15 +104,15 @@ def test_selection_modes_pick_distinct_indices_of_the_right_ranks(mode):
                 }[mode]
             )
     # Row-wise selection, as for the input slices of every kept filter.
-    rows = select(torch.randn(4, 9), 3, mode, generator)
+    rows = pick_indices(torch.randn(4, 9), 3, mode, generator)
     assert rows.shape == (4, 3)
     with pytest.raises(ValueError):
-        select(torch.randn(3), 4, mode)
+        pick_indices(torch.randn(3), 4, mode)
 
 
 def test_random_selection_can_pick_the_last_index():
     generator = torch.Generator().manual_seed(0)
-    picks = {int(select(torch.zeros(3), 1, "random", generator)) for _ in range(60)}
+    picks = {int(pick_indices(torch.zeros(3), 1, "random", generator)) for _ in range(60)}
     assert picks == {0, 1, 2}  # the release's randint(0, len - 1) never returns 2
     assert rank_positions(4, 4, "interLeaved").tolist() == [0, 1, 2, 3]
 
@@ -294,7 +294,7 @@ def test_crossover_only_in_training_and_no_gradient_to_the_support_net(tmp_path)
 def test_variants_and_bad_settings(tmp_path):
     no_cross, _ = _method(0.0)
     assert no_cross._support == () and no_cross.export(tmp_path)["transferred_fraction"] > 0
-    report = io.read_json(tmp_path / "transfer_report.json")
+    report = storage.read_json(tmp_path / "transfer_report.json")
     assert report["fraction"] == no_cross.export(tmp_path)["transferred_fraction"]
     he, _ = _method(0.0, transfer="none")
     assert he.export(tmp_path / "he") == {}
@@ -305,9 +305,9 @@ def test_variants_and_bad_settings(tmp_path):
 
 
 def test_the_registry_offers_exactly_the_toolkit_selection_modes():
-    from tlrepro.methods.registry import TLVFC_CHOICES, resolve_settings
+    from tlrepro.methods.registry import TLVFC_CHOICES, SettingError, resolve_settings
     from tlrepro.transfer.layer_transfer import SELECTIONS
 
     assert TLVFC_CHOICES["keep"] == TLVFC_CHOICES["overwrite"] == SELECTIONS
-    with pytest.raises(KeyError, match="choose one of"):
+    with pytest.raises(SettingError, match="choose one of"):
         resolve_settings("tlvfc", {"keep": "maxvar"})

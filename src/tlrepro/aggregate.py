@@ -79,13 +79,17 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return data
 
 
+class UnknownReportedTableError(ValueError):
+    """A group names a paper-reported table that config/reported.yaml does not hold."""
+
+
 def reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str, Any] | None:
     """The paper-reported table the group names, if any."""
     if group.reported is None:
         return None
     if group.reported not in reported:
         known = ", ".join(sorted(reported))
-        raise KeyError(
+        raise UnknownReportedTableError(
             f"group {group.name!r} names reported table {group.reported!r}, "
             f"which config/reported.yaml lacks; known: {known}"
         )

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.config import DEFAULT_CONFIG, ConfigError, load_config
 from tlrepro.layout import (
     active_tables,
@@ -72,8 +72,8 @@ def cmd_dvc_plan(args: argparse.Namespace) -> None:
     from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
 
     dvc_text, params_text = render(_plan(args), args.config)
-    io.write_text(DVC_FILE, dvc_text)
-    io.write_text(PARAMS_FILE, params_text)
+    storage.write_text(DVC_FILE, dvc_text)
+    storage.write_text(PARAMS_FILE, params_text)
     print(f"wrote {DVC_FILE} and {PARAMS_FILE}")
 
 
@@ -122,7 +122,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
     plan = _plan(args)
     job = plan.pretrain(args.model, args.dataset)
-    with io.exclusive(job.folder):
+    with storage.exclusive(job.folder):
         _report("pretraining", run_pretrain(plan, job, _progress(args, plan)))
 
 
@@ -135,7 +135,7 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     # One process for all seeds: torch's start-up (~6 s of CPU with its first optimiser
     # step) is paid once per (method, task), not once per seed.
     for job in jobs:
-        with io.exclusive(job.folder):
+        with storage.exclusive(job.folder):
             _report("run", run_transfer(plan, job, _progress(args, plan)))
 
 
@@ -236,7 +236,7 @@ def cmd_publish_tables(args: argparse.Namespace) -> None:
                 f"{sources[kind]} does not exist: build the tables of profile "
                 f"{plan.profile_name!r} first (`tlrepro tables` or snakemake)"
             )
-        with io.atomic_output(target) as tmp:
+        with storage.atomic_output(target) as tmp:
             shutil.copyfile(sources[kind], tmp)
         print(f"{sources[kind]} -> {target}")
 

@@ -57,7 +57,7 @@ def check_schema(config: dict[str, Any], schema_file: Path) -> None:
 def check_names(config: dict[str, Any], profile_name: str) -> None:
     """Everything the profile names must exist in a registry, and tasks use configured datasets."""
     from tlrepro.data.registry import DATASETS
-    from tlrepro.methods.registry import METHODS, resolve_settings
+    from tlrepro.methods.registry import METHODS, SettingError, resolve_settings
     from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
     from tlrepro.plan import weights_file
 
@@ -140,7 +140,7 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
                 continue
             try:
                 resolve_settings(method, entry.get("settings", {}))
-            except KeyError as error:
+            except SettingError as error:
                 problems.append(f"at '{where}.methods.{key}.settings': {error.args[0]}")
     if problems:
         raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))

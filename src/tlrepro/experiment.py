@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from tlrepro import codebase, io
+from tlrepro import codebase, storage
 from tlrepro.data.prepare import PreparedDataset, load_prepared
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method
@@ -22,7 +22,7 @@ from tlrepro.models.base import Classifier
 from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
 from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, shares_labels
 from tlrepro.registry import load_object
-from tlrepro.selection import select
+from tlrepro.selection import select_epochs
 from tlrepro.train import CHECKPOINT, TensorSet, fit
 
 CHANNELS_LAST = torch.channels_last
@@ -87,7 +87,7 @@ def _tensor_set(
 
 def _data_hashes(plan: Plan, names: list[str]) -> dict[str, Any]:
     return {
-        name: io.read_json(prepared_dir(plan.profile_name, name) / MANIFEST)["splits"]
+        name: storage.read_json(prepared_dir(plan.profile_name, name) / MANIFEST)["splits"]
         for name in names
     }
 
@@ -103,7 +103,7 @@ def _metrics(
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
     return {
         "run": run_info,
-        "protocols": select(history, selection_split),
+        "protocols": select_epochs(history, selection_split),
         "epochs": len(history),
         "settings": settings,
         "timing": {
@@ -118,9 +118,9 @@ def _metrics(
 def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write the model, then the metrics (the completion marker), then drop the resume state."""
     state = method.network.state_dict()
-    io.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
+    storage.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
     metrics = {**metrics, **method.export(folder)}
-    io.write_json(folder / METRICS_FILE, metrics)
+    storage.write_json(folder / METRICS_FILE, metrics)
     (folder / CHECKPOINT).unlink(missing_ok=True)
     return metrics
 
@@ -214,7 +214,7 @@ def check_source(job: PretrainJob) -> None:
             f"{job.checkpoint}: no {METRICS_FILE} beside it, so its pretraining did not "
             f"finish; run {rerun} (Snakemake and DVC do so for you)"
         )
-    verdict = io.read_json(metrics_file).get(SOURCE_ACCURACY)
+    verdict = storage.read_json(metrics_file).get(SOURCE_ACCURACY)
     if verdict is None:
         raise SourceModelError(
             f"{metrics_file} records no source accuracy (pretrained before quality bars "
@@ -292,7 +292,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     # The record of the failure, and no model file beside it; the resume state stays, so
     # that a rerun with a lower bar judges these weights again without retraining.
     job.checkpoint.unlink(missing_ok=True)
-    io.write_json(job.folder / METRICS_FILE, metrics)
+    storage.write_json(job.folder / METRICS_FILE, metrics)
     raise SourceModelError(
         f"{_below_bar_message(job, verdict)}, so it is not saved as a source model and no "
         f"transfer run can start from it. {_what_to_try(job)}. The trained state stays in "
@@ -302,7 +302,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
 
 def initialise_from_source(network: Classifier, checkpoint: Path) -> None:
     """Every layer but the head from the source model (the head belongs to the source labels)."""
-    state = {k: v for k, v in io.load_tensors(checkpoint).items() if not k.startswith("head.")}
+    state = {k: v for k, v in storage.load_tensors(checkpoint).items() if not k.startswith("head.")}
     missing, unexpected = network.load_state_dict(state, strict=False)
     leftovers = [k for k in missing if not k.startswith("head.")] + list(unexpected)
     if leftovers:
@@ -316,7 +316,7 @@ def load_source_model(job: RunJob, device: torch.device) -> Classifier:
         network = build_model(job.zoo_source_model, None, **job.options_for(job.zoo_source_model))
         return network.to(device, memory_format=CHANNELS_LAST)
     assert job.pretrain is not None
-    state = io.load_tensors(job.pretrain.checkpoint)
+    state = storage.load_tensors(job.pretrain.checkpoint)
     network = build_model(job.pretrain.model, state["head.weight"].shape[0], **job.pretrain.options)
     network.load_state_dict(state)
     return network.to(device, memory_format=CHANNELS_LAST)
@@ -369,7 +369,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "code": codebase.fingerprint(job.code_files),
     }
     if job.pretrain is not None:
-        identity["source_checkpoint"] = io.sha256_file(job.pretrain.checkpoint)
+        identity["source_checkpoint"] = storage.sha256_file(job.pretrain.checkpoint)
     if spec.init == "source":
         initialise_from_source(network, job.pretrain.checkpoint)
     network.set_class_names(target.classes)

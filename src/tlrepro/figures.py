@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.results import GroupTable, display_task
 
 LINESTYLES = ("-", "--", ":", "-.")
@@ -55,7 +55,7 @@ def learning_curves(group: GroupTable, curves: pd.DataFrame, out_png: Path) -> N
     ]
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     fig.suptitle(group.title)
-    with io.atomic_output(out_png) as tmp:
+    with storage.atomic_output(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
 
@@ -100,5 +100,5 @@ def training_statistics(
     ]
     fig.legend(handles=handles, loc="outside right upper", fontsize="small")
     fig.suptitle(f"{group.title}: training statistics (epoch means over seeds)")
-    with io.atomic_output(out_png) as tmp:
+    with storage.atomic_output(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.layout import LOG_FILE
 
 PREFIX = "usage_block"
@@ -68,7 +68,7 @@ def usage_bars(run_dirs: Sequence[Path], out_png: Path) -> None:
     ax.set_ylim(0, 1)
     ax.legend(fontsize="small")
     ax.set_title("SpotTune block usage (last epoch, mean ± std over seeds)")
-    with io.atomic_output(Path(out_png)) as tmp:
+    with storage.atomic_output(Path(out_png)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
 

@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.data.fetch import ChecksumError
 
 
@@ -39,7 +39,7 @@ class PackagedFile:
         )
 
     def verify(self, path: Path) -> Path:
-        actual = io.sha256_file(path)
+        actual = storage.sha256_file(path)
         if actual != self.sha256:
             raise ChecksumError(
                 f"{path}: sha256 is {actual}, expected {self.sha256} (the file of "

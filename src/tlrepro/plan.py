@@ -13,7 +13,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tlrepro import codebase, io
+from tlrepro import codebase, storage
 from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.layout import (
     LOG_FILE,
@@ -49,9 +49,8 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
-class PlanError(KeyError):
-    def __str__(self) -> str:
-        return str(self.args[0])
+class PlanError(ValueError):
+    """The config asks for a job the plan does not have, or a combination it cannot run."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class PretrainJob:
         if self.weights is not None:  # only then: existing pretrainings keep their identity
             identity["weights"] = self.weights
             if weights_file(self.weights) is not None:  # new weights at the same path
-                identity["weights_sha256"] = io.sha256_file(self.weights)
+                identity["weights_sha256"] = storage.sha256_file(self.weights)
         if self.options:  # likewise
             identity["model_options"] = self.options
         return identity

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.layout import GROUP_FIGURES
 
 PROTOCOL = "best_val"
@@ -74,12 +74,12 @@ def write_report_pages(
             ),
         }
         for name, html in pages.items():
-            io.write_text(folder / name, html)
+            storage.write_text(folder / name, html)
             written.append(folder / name)
         for kind, name in PAGE_FIGURES.items():
             figure = Path(figures_dir) / GROUP_FIGURES[kind].format(group=group)
             if figure.exists():
-                with io.atomic_output(folder / name) as tmp:
+                with storage.atomic_output(folder / name) as tmp:
                     shutil.copyfile(figure, tmp)
                 written.append(folder / name)
     return written

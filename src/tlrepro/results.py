@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.layout import LOG_FILE, METRICS_FILE
 from tlrepro.selection import PROTOCOLS
 
@@ -102,7 +102,7 @@ def read_metrics(path: Path) -> dict[str, Any]:
     """A run's (or a pretraining's) metrics.json, which must hold every protocol."""
     if not path.is_file():
         raise FileNotFoundError(f"missing run output {path} (the runner should have produced it)")
-    metrics = io.read_json(path)
+    metrics = storage.read_json(path)
     missing = [p for p in PROTOCOLS if p not in metrics.get("protocols", {})]
     if missing:
         raise ValueError(f"{path}: protocols {missing} missing under 'protocols'")

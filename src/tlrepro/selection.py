@@ -14,7 +14,7 @@ PROTOCOLS: dict[str, str] = {
     "last": "last epoch",
     "oracle_test": "oracle: best test epoch (as in the papers)",
 }
-"""Protocol key in metrics.json -> its heading, in the order `select` computes them and the
+"""Protocol key in metrics.json -> its heading, in the order `select_epochs` computes them and the
 tables show them."""
 
 
@@ -22,7 +22,9 @@ def _pick(row: dict[str, float]) -> dict[str, Any]:
     return {"epoch": int(row["epoch"]), "val_acc": row["val_acc"], "test_acc": row["test_acc"]}
 
 
-def select(history: list[dict[str, float]], selection_split: str) -> dict[str, dict[str, Any]]:
+def select_epochs(
+    history: list[dict[str, float]], selection_split: str
+) -> dict[str, dict[str, Any]]:
     """Ties go to the earliest epoch, so the choice does not depend on float noise ordering."""
     if not history:
         raise ValueError("no epochs were trained: nothing to select from")

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tlrepro import aggregate, claims, figures, figures_blocks, io
+from tlrepro import aggregate, claims, figures, figures_blocks, storage
 from tlrepro.layout import GROUP_FIGURES
 from tlrepro.markdown import Header, render_markdown
 from tlrepro.results import GroupTable, RunKey, collect, load_logs
@@ -62,6 +62,6 @@ def write_tables(
         Path(out_claims): aggregate.claims_for_csv(frame, groups, tested_claims, reported),
     }
     for path, table in outputs.items():
-        with io.atomic_output(path) as tmp:
+        with storage.atomic_output(path) as tmp:
             table.to_csv(tmp, index=False, float_format="%.4f")
-    io.write_text(out_md, markdown)
+    storage.write_text(out_md, markdown)

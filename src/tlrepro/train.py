@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io as stdio
+import io
 import math
 import time
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.augment import (
     CLIP_MEAN,
     CLIP_SIZE,
@@ -213,11 +213,11 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
     columns = list(LOG_COLUMNS) + [
         k for k in (history[0] if history else {}) if k not in LOG_COLUMNS
     ]
-    buffer = stdio.StringIO()
+    buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
-    io.write_text(path, buffer.getvalue())
+    storage.write_text(path, buffer.getvalue())
 
 
 def _load_checkpoint(path: Path, fingerprint: str, log) -> dict[str, Any] | None:
@@ -330,7 +330,7 @@ def fit(
             row[name] = total / steps_per_epoch
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
-        with io.atomic_output(checkpoint_path) as tmp:
+        with storage.atomic_output(checkpoint_path) as tmp:
             torch.save(
                 {
                     "epoch": epoch,

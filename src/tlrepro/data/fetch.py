@@ -17,7 +17,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from tlrepro import io
+from tlrepro import storage
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +26,16 @@ class ChecksumError(ValueError):
     """A file is not what its pinned checksum says it must be."""
 
 
+class UnpinnedDownloadError(ValueError):
+    """A download was asked for without a sha256 to check it against."""
+
+
+class DownloadError(OSError):
+    """The network failed: the server is unreachable, refused, reset, or sent too little."""
+
+
 def verify_file(path: Path, sha256: str) -> None:
-    actual = io.sha256_file(path)
+    actual = storage.sha256_file(path)
     if actual != sha256.lower():
         raise ChecksumError(
             f"{path}: sha256 is {actual}, expected {sha256}. The file is corrupt or truncated; "
@@ -42,15 +50,15 @@ def fetch(
     dest = Path(dest)
     sha256 = sha256.lower() if sha256 is not None else None
     if sha256 is None and not allow_unpinned:
-        raise ChecksumError(
+        raise UnpinnedDownloadError(
             f"refusing to download {url} without a pinned sha256: set `sha256` in the dataset's "
             "config entry (or pass allow_unpinned=True once to learn it)"
         )
-    if dest.exists() and sha256 is not None and io.sha256_file(dest) == sha256:
+    if dest.exists() and sha256 is not None and storage.sha256_file(dest) == sha256:
         return dest
     from tqdm.auto import tqdm
 
-    with io.atomic_output(dest) as tmp:
+    with storage.atomic_output(dest) as tmp:
         try:
             with urllib.request.urlopen(url) as response, open(tmp, "wb") as out:
                 expected_size = int(response.headers.get("Content-Length") or 0) or None
@@ -66,13 +74,16 @@ def fetch(
                         out.write(chunk)
                         bar.update(len(chunk))
         except (OSError, http.client.HTTPException) as error:  # URLError, resets, IncompleteRead
-            raise ChecksumError(f"download of {url} failed: {error}") from error
+            raise DownloadError(
+                f"download of {url} failed: {error}. Check the network (or the URL); "
+                "nothing was written."
+            ) from error
         received = tmp.stat().st_size
         if expected_size is not None and received != expected_size:
-            raise ChecksumError(
+            raise DownloadError(
                 f"download of {url} is truncated: {received} of {expected_size} bytes"
             )
-        actual = io.sha256_file(tmp)
+        actual = storage.sha256_file(tmp)
         if sha256 is None:
             log.warning("%s has sha256 %s: pin it in the config", url, actual)
         elif actual != sha256:

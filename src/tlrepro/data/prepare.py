@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.layout import MANIFEST
 from tlrepro.registry import load_object
@@ -145,16 +145,16 @@ def prepare_dataset(
         if images.dtype != torch.uint8 or labels.dtype != torch.int64:
             raise TypeError(f"{name}/{split}: expected uint8 images and int64 labels")
         path = out_dir / f"{split}.safetensors"
-        io.save_tensors(path, {"images": images, "labels": labels})
+        storage.save_tensors(path, {"images": images, "labels": labels})
         manifest["splits"][split] = {
             "file": path.name,
             "n": len(labels),
             "per_class": torch.bincount(labels, minlength=len(raw.classes)).tolist(),
-            "sha256": io.sha256_file(path),
+            "sha256": storage.sha256_file(path),
         }
         if split == "train":
             manifest["mean"], manifest["std"] = channel_statistics(images)
-    io.write_json(out_dir / MANIFEST, manifest)
+    storage.write_json(out_dir / MANIFEST, manifest)
     return manifest
 
 
@@ -177,13 +177,13 @@ def load_prepared(folder: Path, verify: bool = True) -> PreparedDataset:
             f"{folder} is not a prepared dataset (no {MANIFEST}); "
             "run `tlrepro prepare` for it first"
         )
-    manifest = io.read_json(manifest_path)
+    manifest = storage.read_json(manifest_path)
     splits = {}
     for split, entry in manifest["splits"].items():
         path = folder / entry["file"]
-        if verify and io.sha256_file(path) != entry["sha256"]:
+        if verify and storage.sha256_file(path) != entry["sha256"]:
             raise ValueError(f"{path}: sha256 differs from {manifest_path}; prepare it again")
-        tensors = io.load_tensors(path)
+        tensors = storage.load_tensors(path)
         splits[split] = (tensors["images"], tensors["labels"])
     return PreparedDataset(
         manifest["dataset"],

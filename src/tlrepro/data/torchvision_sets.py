@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.data.prepare import RawSplits
 from tlrepro.data.registry import DIGITS
 
@@ -57,7 +57,7 @@ def build(options: dict[str, Any], image_size: int, raw_root: Path, name: str) -
     splits, classes = {}, None
     for split, kwargs in SPLITS[name].items():
         # Several registry entries may share one download (mnist_0to4, mnist_5to9).
-        with io.exclusive(root, wait=True):
+        with storage.exclusive(root, wait=True):
             dataset = construct(name, root, **kwargs)
         splits[split] = to_tensors(dataset, image_size)
         classes = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)

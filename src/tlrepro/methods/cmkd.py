@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.methods.base import Batches, Method, step_statistics
 from tlrepro.models.base import parameter_count
 from tlrepro.models.clip import ClipClassifier
@@ -200,7 +200,7 @@ class ClipAdaptation(Method):
         if self.tau is None:
             return {"dsp_millions": (parameter_count(self.network.encoder) + head) / 1e6}
         tensors = rst_state(self.network, self._initial_weights())
-        io.save_tensors(folder / RST_FILE, tensors)
+        storage.save_tensors(folder / RST_FILE, tensors)
         changed = sum(v.numel() for k, v in tensors.items() if k.endswith(".index"))
         return {
             "dsp_millions": (changed + head) / 1e6,
@@ -302,14 +302,17 @@ def load_rst(pretrained: ClipClassifier, path: Path) -> ClipClassifier:
     """Rebuild a CMKD+RST model: the pretrained CLIP (as loaded from its checkpoint) with the
     sparse residual written into its encoder and the stored task head. Modifies and returns
     `pretrained`."""
-    tensors = io.load_tensors(path)
+    tensors = storage.load_tensors(path)
     parameters = dict(pretrained.encoder.named_parameters())
     with torch.no_grad():
         for key, index in tensors.items():
             if key.startswith("residual.") and key.endswith(".index"):
                 name = key[len("residual.") : -len(".index")]
                 if name not in parameters:
-                    raise KeyError(f"{path}: encoder has no parameter {name!r}")
+                    raise ValueError(
+                        f"{path}: encoder has no parameter {name!r}; this RST file was "
+                        "written for another CLIP model"
+                    )
                 parameter = parameters[name]
                 flat = parameter.detach().reshape(-1).clone()
                 flat[index.long()] = tensors[f"residual.{name}.value"].to(flat.dtype)

@@ -224,6 +224,10 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+class SettingError(ValueError):
+    """A method setting the config names does not exist, has the wrong type or value."""
+
+
 def method_spec(name: str) -> MethodSpec:
     return lookup(METHODS, "method", name)
 
@@ -245,16 +249,18 @@ def resolve_settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(overrides) - set(spec.settings))
     if unknown:
         allowed = ", ".join(sorted(spec.settings)) or "none"
-        raise KeyError(f"method {name!r} has no setting {unknown[0]!r} (its settings: {allowed})")
+        raise SettingError(
+            f"method {name!r} has no setting {unknown[0]!r} (its settings: {allowed})"
+        )
     for key, value in overrides.items():
         default = spec.settings[key]
         if not _same_kind(value, default):
-            raise KeyError(
+            raise SettingError(
                 f"method {name!r}: setting {key!r} must be a {type(default).__name__}, "
                 f"got {value!r}"
             )
         if key in spec.choices and value not in spec.choices[key]:
-            raise KeyError(
+            raise SettingError(
                 f"method {name!r}: setting {key!r} is {value!r}; choose one of "
                 f"{', '.join(map(str, spec.choices[key]))}"
             )

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from tlrepro import io
+from tlrepro import storage
 from tlrepro.methods.base import Batches, Method
 from tlrepro.methods.registry import TLVFC_CHOICES
 from tlrepro.models.base import Classifier
@@ -80,7 +80,7 @@ class TLVFC(Method):
         if self.report is None:
             return {}
         report = self.report.to_json()
-        io.write_json(folder / REPORT_FILE, report)
+        storage.write_json(folder / REPORT_FILE, report)
         return {"transferred_fraction": report["fraction"]}
 
     def crossed_features(self, x: Tensor) -> Tensor:

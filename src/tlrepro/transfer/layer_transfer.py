@@ -42,7 +42,7 @@ def rank_positions(length: int, n: int, mode: Selection) -> Tensor:
     raise ValueError(f"unknown selection mode {mode!r}; choose one of {', '.join(SELECTIONS)}")
 
 
-def select(
+def pick_indices(
     variances: Tensor, n: int, mode: Selection, generator: torch.Generator | None = None
 ) -> Tensor:
     """Indices (along the last dim, ascending) of n entries of each row chosen by `mode`.
@@ -115,9 +115,9 @@ def variance_transfer(
     src = resize_kernel(source.to(target.device, target.dtype), tuple(target.shape[2:]))
     size = target.shape[2:]
     if out_s > out_t:
-        src = src[select(_variance(src, 3), out_t, keep, generator)]
+        src = src[pick_indices(_variance(src, 3), out_t, keep, generator)]
     if in_s > in_t:
-        cols = select(_variance(src, 2), in_t, keep, generator)
+        cols = pick_indices(_variance(src, 2), in_t, keep, generator)
         src = src.gather(1, cols[:, :, None, None].expand(-1, -1, *size))
     if out_s >= out_t and in_s >= in_t:  # every target kernel comes from the source
         return src, torch.ones(out_t, in_t, dtype=torch.bool, device=target.device)
@@ -125,12 +125,12 @@ def variance_transfer(
     written = torch.zeros(out_t, in_t, dtype=torch.bool, device=target.device)
     rows = torch.arange(out_t, device=target.device)
     if out_s < out_t:
-        rows = select(_variance(target, 3), out_s, overwrite, generator)
+        rows = pick_indices(_variance(target, 3), out_s, overwrite, generator)
     if in_s >= in_t:
         new[rows] = src
         written[rows] = True
     else:
-        cols = select(_variance(new[rows], 2), in_s, overwrite, generator)
+        cols = pick_indices(_variance(new[rows], 2), in_s, overwrite, generator)
         new[rows] = new[rows].scatter(1, cols[:, :, None, None].expand(-1, -1, *size), src)
         written[rows[:, None], cols] = True
     return new, written
