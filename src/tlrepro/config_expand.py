@@ -14,8 +14,11 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-SHORT_FORM_KEYS = ("group_defaults", "recipes", "method_sets", "task_sets")
-"""Profile keys that only the short form has; the full form drops them."""
+SHARED_KEYS = ("recipes", "method_sets", "task_sets")
+"""Named pieces: at the top level (every profile's) or in a profile (its own)."""
+SHORT_FORM_KEYS = ("group_defaults", *SHARED_KEYS)
+"""Profile keys that only the short form has; the full form drops them (and SHARED_KEYS
+at the top level)."""
 REQUIRED_GROUP_KEYS = ("model", "tasks", "seeds", "methods")
 FULL = "full"
 """The `target_train_per_class` value for the whole labelled training split."""
@@ -40,29 +43,35 @@ def expand_config(
 ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
     """The full form of every profile, and where each expanded group was written
     (profile -> group -> its short-form key), for messages about a group."""
-    expanded = copy.deepcopy(dict(config))
+    expanded = {k: copy.deepcopy(v) for k, v in config.items() if k not in SHARED_KEYS}
     origins: dict[str, dict[str, str]] = {}
     for name, profile in config["profiles"].items():
+        pieces = _Pieces(config, profile, f"profiles.{name}")
         expanded["profiles"][name], origins[name] = _profile(
-            copy.deepcopy(profile), f"profiles.{name}", dict(defaults)
+            copy.deepcopy(profile), pieces, dict(defaults)
         )
     return expanded, origins
 
 
 class _Pieces:
-    """A profile's named pieces, looked up with messages that list what exists."""
+    """A profile's named pieces (its own over the config's shared top-level ones), looked
+    up with messages that list what exists."""
 
-    def __init__(self, profile: dict[str, Any], where: str) -> None:
+    def __init__(self, config: Mapping[str, Any], profile: dict[str, Any], where: str) -> None:
         self.where = where
-        self.named = {kind: profile.get(kind, {}) for kind in SHORT_FORM_KEYS[1:]}
+        self.own = {kind: profile.get(kind, {}) for kind in SHARED_KEYS}
+        self.named = {kind: {**config.get(kind, {}), **self.own[kind]} for kind in SHARED_KEYS}
+
+    def at(self, kind: str, name: str) -> str:
+        """Where a piece is written: in the profile, else at the top level."""
+        return f"{self.where}.{kind}.{name}" if name in self.own[kind] else f"{kind}.{name}"
 
     def get(self, kind: str, name: str, where: str) -> Any:
         known = self.named[kind]
         if name not in known:
-            listed = f"{', '.join(known)}" if known else "none"
             raise ExpandError(
                 f"at '{where}': unknown {kind[:-1].replace('_', ' ')} {name!r}; "
-                f"'{self.where}.{kind}' defines: {listed}"
+                f"'{kind}' and '{self.where}.{kind}' define: {', '.join(known) or 'none'}"
             )
         return copy.deepcopy(known[name])
 
@@ -70,7 +79,7 @@ class _Pieces:
         """A recipe with the recipes it extends (`recipe: OTHER`) resolved beneath it."""
         if name in seen:
             raise ExpandError(
-                f"at '{self.where}.recipes.{name}': recipes extend each other in a cycle "
+                f"at '{self.at('recipes', name)}': recipes extend each other in a cycle "
                 f"({' -> '.join([*seen, name])})"
             )
         body = self.get("recipes", name, where)
@@ -78,7 +87,7 @@ class _Pieces:
         base = own.pop("recipe", None)
         if base is None:
             return own
-        return {**self.recipe(base, f"{self.where}.recipes.{name}.recipe", (*seen, name)), **own}
+        return {**self.recipe(base, f"{self.at('recipes', name)}.recipe", (*seen, name)), **own}
 
     def training(
         self, block: str | dict[str, Any], above: dict[str, Any], base: dict[str, Any], where: str
@@ -105,7 +114,7 @@ class _Pieces:
         if name in seen:
             raise ExpandError(f"at '{at}': method sets include each other in a cycle")
         included = self.methods(
-            self.get("method_sets", name, at), f"{self.where}.method_sets.{name}", (*seen, name)
+            self.get("method_sets", name, at), self.at("method_sets", name), (*seen, name)
         )
         return {**included, **own}
 
@@ -114,9 +123,9 @@ class _Pieces:
 
 
 def _profile(
-    profile: dict[str, Any], where: str, defaults: dict[str, Any]
+    profile: dict[str, Any], pieces: _Pieces, defaults: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, str]]:
-    pieces = _Pieces(profile, where)
+    where = pieces.where
     full = {key: value for key, value in profile.items() if key not in SHORT_FORM_KEYS}
     pretrain = full["pretrain"]
     pretrain["training"] = pieces.training(
