@@ -32,7 +32,10 @@ if _overridden:
         f"--config may only set `profile`; put changes to {', '.join(_overridden)} in a "
         f"copy of {CONFIG_FILE} and pass it with --configfile"
     )
-validate(config, schema=str(schema_path(CONFIG_FILE).resolve()))
+# set_default=False: the schema's training defaults lie beneath a group's training only
+# (tlrepro.config_expand); filled into every block, they would override what a method's
+# training inherits from its group.
+validate(config, schema=str(schema_path(CONFIG_FILE).resolve()), set_default=False)
 
 PLAN = build_plan(check_config(config, schema_path(CONFIG_FILE)))
 PROFILE = PLAN.profile_name

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from tlrepro.config import default_training
 from tlrepro.methods import gradient_algebra
 from tlrepro.methods.gradient_algebra import EPS
 from tlrepro.methods.gradmf import GradMF
@@ -18,8 +19,9 @@ from tlrepro.methods.pcgrad import PCGrad
 from tlrepro.methods.registry import SettingError, resolve_settings
 from tlrepro.methods.two_stream import Joint, gradient_buffer
 from tlrepro.models.small import SmallVGG
-from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import TensorSet, fit
+
+TRAINING_DEFAULTS = default_training()
 
 STREAMS = ("target", "source")
 

@@ -13,13 +13,15 @@ from torchvision.transforms.v2 import functional as TF
 
 from tests.conftest import REPO
 from tlrepro.augment import per_image, strong_view
-from tlrepro.config import ConfigError, load_config, validate
+from tlrepro.config import ConfigError, default_training, load_config, validate
 from tlrepro.experiment import pretraining_settings
 from tlrepro.methods.base import Method
 from tlrepro.models.registry import build_model
 from tlrepro.models.resnet26_import import load_rebuffi_state, our_name
-from tlrepro.plan import TRAINING_DEFAULTS, PretrainJob, build_plan
+from tlrepro.plan import PretrainJob, build_plan
 from tlrepro.train import TensorSet, fit, lr_lambda
+
+TRAINING_DEFAULTS = default_training()
 
 CPU = torch.device("cpu")
 

@@ -17,14 +17,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tlrepro.config import default_training
 from tlrepro.experiment import build_method
 from tlrepro.methods.registry import METHODS, method_spec, resolve_settings
 from tlrepro.models.base import Classifier
 from tlrepro.models.clip import tiny_clip
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.small import SmallResNet, SmallVGG
-from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import TensorSet, build_optimizer
+
+TRAINING_DEFAULTS = default_training()
 
 CLASSES = ("0", "1", "2")
 SOURCE_CLASSES = ("a", "b", "c", "d")

@@ -114,7 +114,7 @@ def test_a_config_that_defines_a_rehearsal_profile_keeps_its_own():
     config = raw_config()
     config["profiles"]["rehearsal"] = copy.deepcopy(config["profiles"]["quick"])
     kept = validate(config, SCHEMA, "rehearsal")["profiles"]["rehearsal"]
-    assert kept == config["profiles"]["quick"]
+    assert kept == validate(config, SCHEMA, "quick")["profiles"]["quick"]
 
 
 def test_model_options_a_model_does_not_take_are_refused():

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from tlrepro.config import default_training
 from tlrepro.experiment import target_subset_index
 from tlrepro.methods.erm import ERM
 from tlrepro.models.registry import build_model
-from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import CHECKPOINT, NonFiniteLossError, StreamSampler, TensorSet, fit
+
+TRAINING_DEFAULTS = default_training()
 
 CPU = torch.device("cpu")
 

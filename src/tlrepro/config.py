@@ -1,4 +1,5 @@
-"""Load and check the pipeline config: the JSON schema first, then the registries.
+"""Load and check the pipeline config: the JSON schema first, then the short form's
+expansion (tlrepro.config_expand), then the registries.
 
 Snakemake validates the same file with `snakemake.utils.validate`; the CLI and
 the DVC stages call `load_config`, whose messages name the offending key and
@@ -13,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tlrepro.config_expand import ExpandError, expand_config, training_defaults
 from tlrepro.layout import REPO_ROOT
 
 DEFAULT_CONFIG = Path("config/config.yaml")
@@ -30,7 +32,14 @@ def schema_path(config_path: Path) -> Path:
 
 
 def _dotted(path: Any) -> str:
-    return ".".join(str(part) for part in path) or "<top level>"
+    """A key path as the config reads: `groups.x.tasks[2]`."""
+    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+    return text.lstrip(".") or "<top level>"
+
+
+def default_training(schema_file: Path = REPO_ROOT / "config" / SCHEMA_NAME) -> dict[str, Any]:
+    """Every training key with its default (the schema's), e.g. for a trainer built by hand."""
+    return training_defaults(yaml.safe_load(Path(schema_file).read_text()))
 
 
 def _format_schema_error(error: Any) -> str:
@@ -43,10 +52,9 @@ def _format_schema_error(error: Any) -> str:
     return f"at '{where}': {error.message}"
 
 
-def check_schema(config: dict[str, Any], schema_file: Path) -> None:
+def check_schema(config: dict[str, Any], schema: dict[str, Any], schema_file: Path) -> None:
     import jsonschema
 
-    schema = yaml.safe_load(Path(schema_file).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -54,8 +62,11 @@ def check_schema(config: dict[str, Any], schema_file: Path) -> None:
         raise ConfigError(f"config does not match {schema_file}:\n  {lines}")
 
 
-def check_names(config: dict[str, Any], profile_name: str) -> None:
-    """Everything the profile names must exist in a registry, and tasks use configured datasets."""
+def check_names(
+    config: dict[str, Any], profile_name: str, origins: dict[str, str] | None = None
+) -> None:
+    """Everything the profile names must exist in a registry, and tasks use configured datasets.
+    `origins` gives the short-form key each (expanded) group was written under."""
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS, SettingError, resolve_settings
     from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
@@ -102,7 +113,7 @@ def check_names(config: dict[str, Any], profile_name: str) -> None:
                 + (f" (it takes: {', '.join(accepted)})" if accepted else " (it takes none)")
             )
     for group_name, group in profile["groups"].items():
-        where = f"{base}.groups.{group_name}"
+        where = (origins or {}).get(group_name, f"{base}.groups.{group_name}")
         for model_key in ("model", "source_model"):
             if model_key in group and group[model_key] not in MODELS:
                 problems.append(
@@ -167,12 +178,15 @@ def validate(
     config = copy.deepcopy(config)
     if profile is not None:
         config["profile"] = profile
-    check_schema(config, schema_file)
+    schema = yaml.safe_load(Path(schema_file).read_text())
+    check_schema(config, schema, schema_file)
     try:
-        derived = with_rehearsal(config)
-    except NoBaseProfileError as error:
+        expanded, origins = expand_config(config, training_defaults(schema))
+        derived = with_rehearsal(expanded)
+    except (ExpandError, NoBaseProfileError) as error:
         raise ConfigError(str(error)) from None
-    if derived is not config:
-        check_schema(derived, schema_file)
-    check_names(derived, derived["profile"])
+    if derived is not expanded:
+        check_schema(derived, schema, schema_file)
+    active = derived["profile"]
+    check_names(derived, active, origins.get(active))
     return derived

@@ -31,23 +31,6 @@ RUN_MACHINERY = "tlrepro.experiment"
 """The shared run code (data loading, model building, trainer, selection) of every
 training job; its imports bring in the rest."""
 
-TRAINING_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "batch_size": 64,
-    "eval_batch_size": 512,
-    "steps_per_epoch": None,
-    "optimizer": "sgd",
-    "lr": 0.01,
-    "momentum": 0.9,
-    "nesterov": False,
-    "weight_decay": 0.0,
-    "schedule": "cosine",
-    "milestones": [],
-    "gamma": 0.1,
-    "label_smoothing": 0.0,
-    "augment": "none",
-}
-
 
 class PlanError(ValueError):
     """The config asks for a job the plan does not have, or a combination it cannot run."""
@@ -374,7 +357,8 @@ def _zoo_source_model(
 
 
 def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
-    """Enumerate every run of the active profile (config already validated)."""
+    """Enumerate every run of the active profile (config already validated and expanded by
+    tlrepro.config: training blocks of groups and of the pretraining are complete)."""
     profile_name = profile or config["profile"]
     plan = Plan(config, profile_name)
     profile_cfg = plan.profile
@@ -384,11 +368,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
         for method_key, entry in group["methods"].items():
             method = entry.get("method", method_key)
             spec = method_spec(method)
-            training = {
-                **TRAINING_DEFAULTS,
-                **group.get("training", {}),
-                **entry.get("training", {}),
-            }
+            training = {**group.get("training", {}), **entry.get("training", {})}
             settings = resolve_settings(method, entry.get("settings", {}))
             for task_name in group["tasks"]:
                 task = Task.parse(task_name)
@@ -409,11 +389,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             source_model,
                             task.source,
                             pretrain_cfg.get("seed", 0),
-                            {
-                                **TRAINING_DEFAULTS,
-                                **pretrain_cfg["training"],
-                                **per_model.get("training", {}),
-                            },
+                            {**pretrain_cfg["training"], **per_model.get("training", {})},
                             per_model.get("weights"),
                             per_model.get("min_accuracy", pretrain_cfg["min_accuracy"]),
                             model_options.get(source_model, {}),
