@@ -1,9 +1,11 @@
 """Every registered method, built the way a transfer run builds it, takes one training step.
 
 The parametrisation reads `METHODS`, so a method cannot be registered without
-passing: it is built by `experiment.build_method` on a tiny model of the kind it
-needs, given one step of batches as the trainer makes them (strong views
-included), stepped by the trainer's optimiser, and asked to predict. Its
+passing: its default settings must round-trip through their record (what runs
+record is a config that rebuilds them), and it is built by `experiment.build_method`
+from a `MethodContext` on a tiny model of the kind it needs, given one step of
+batches as the trainer makes them (strong views included), stepped by the
+trainer's optimiser, and asked to predict. Its
 statistics must be the ones the trainer sums (loss, correct, count and its
 declared `extra_stats`), each a finite scalar; the files its `export` writes must
 be the ones its registry entry declares as outputs. Seconds on a CPU.
@@ -19,7 +21,8 @@ import torch
 
 from tlrepro.config import default_training
 from tlrepro.experiment import build_method
-from tlrepro.methods.registry import METHODS, method_spec, resolve_settings
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.registry import METHODS, method_spec
 from tlrepro.models.base import Classifier
 from tlrepro.models.clip import tiny_clip
 from tlrepro.models.resnet26 import ResNet26
@@ -80,7 +83,8 @@ def batches(streams: tuple[str, ...], strong: tuple[str, ...], source_classes: i
 def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path: Path):
     spec = method_spec(name)
     module = spec.cls.partition(":")[0]
-    settings = resolve_settings(name, {})
+    settings = spec.settings.from_config({})
+    assert spec.settings.from_config(settings.record()) == settings, name
     shared_labels = spec.needs_shared_labels
     torch.manual_seed(0)
     network = TARGET_MODELS.get(module, tiny_vgg)(len(CLASSES))
@@ -91,14 +95,15 @@ def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path
         builder = SOURCE_MODELS.get(module, TARGET_MODELS.get(module, tiny_vgg))
         source_model = builder(len(source_classes))
         source_model.set_class_names(source_classes)
-    method = build_method(
-        spec,
+    context = MethodContext(
         network,
+        spec.streams,
         settings,
         TRAINING_DEFAULTS["label_smoothing"],
         source_model=source_model,
         shared_labels=shared_labels,
-    ).to(torch.device("cpu"), memory_format=torch.channels_last)
+    )
+    method = build_method(spec.cls, context, torch.device("cpu"))
 
     optimizer = build_optimizer(method, TRAINING_DEFAULTS)
     method.train()
