@@ -13,12 +13,16 @@ be the ones its registry entry declares as outputs. Seconds on a CPU.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import REPO
 from tlrepro.config import default_training
 from tlrepro.experiment import build_method
 from tlrepro.methods.base import MethodContext
@@ -127,3 +131,15 @@ def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path
     method.export(tmp_path)
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(spec.exports(settings)), name
+
+
+def test_checking_settings_and_planning_import_no_torch():
+    """The settings dataclasses live in torch-free modules: building the plan (which checks
+    every method's settings) stays fast for Snakemake and DVC."""
+    code = (
+        "import sys; from tlrepro.config import load_config; from tlrepro.plan import build_plan; "
+        "assert build_plan(load_config('.test/config.yaml')).runs; "
+        "assert 'torch' not in sys.modules, 'planning imported torch'"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)

@@ -99,9 +99,6 @@ def _nested(value: Any, hint: Any, key: str) -> Any:
     origin = get_origin(hint)
     if origin is list and isinstance(value, list):
         return [_nested(v, get_args(hint)[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin in (Union, types.UnionType):
-        nested = [a for a in get_args(hint) if isinstance(a, type) and issubclass(a, Settings)]
-        return _nested(value, nested[0], key) if nested else value
     if isinstance(hint, type) and issubclass(hint, Settings) and isinstance(value, Mapping):
         try:
             return hint.from_config(value)
