@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 
 from tlrepro import storage
-from tlrepro.methods.registry import method_spec, resolve_settings
+from tlrepro.experiment import build_method
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
-from tlrepro.registry import load_object
 from tlrepro.train import build_optimizer
 
 METHODS = ("finetune", "linear_probe", "spottune", "multitune")
@@ -37,8 +38,7 @@ def make_step(name: str, args: argparse.Namespace, device: torch.device) -> Call
     torch.manual_seed(0)
     spec = method_spec(name)
     network = build_model(args.model, 10)
-    method = load_object(spec.cls)(network, spec.streams, resolve_settings(name, {}), 0.0)
-    method = method.to(device, memory_format=torch.channels_last)
+    method = build_method(spec.cls, MethodContext(network, spec.streams, spec.settings()), device)
     training = {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "nesterov": False}
     optimizer = build_optimizer(method, {**training, "weight_decay": 5e-4})
     generator = torch.Generator().manual_seed(0)

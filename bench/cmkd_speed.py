@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
+from tlrepro.experiment import build_method
+from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import RST_FILE
-from tlrepro.methods.registry import method_spec, resolve_settings
+from tlrepro.methods.registry import method_spec
 from tlrepro.models.clip import tiny_clip
 from tlrepro.plan import TRAINING_DEFAULTS
-from tlrepro.registry import load_object
 from tlrepro.train import build_optimizer
 
 RUNS = Path("results/runs/quick/clip_uda/cmkd_rst")
@@ -37,7 +38,8 @@ def step_seconds(name: str, settings: dict, batches: dict, steps: int) -> float:
     network = tiny_clip(10)
     network.set_class_names([str(d) for d in range(10)])
     spec = method_spec(name)
-    method = load_object(spec.cls)(network, spec.streams, resolve_settings(name, settings), 0.1)
+    context = MethodContext(network, spec.streams, spec.settings.from_config(settings), 0.1)
+    method = build_method(spec.cls, context, torch.device("cpu"))
     training = {**TRAINING_DEFAULTS, "lr": 0.003, "nesterov": True, "weight_decay": 5e-4}
     optimizer = build_optimizer(method, training)
     method.train()

@@ -23,11 +23,11 @@ import torch
 from tlrepro.config import load_config
 from tlrepro.data import standin
 from tlrepro.data.registry import dataset_spec
-from tlrepro.methods.base import Method
+from tlrepro.experiment import build_method
+from tlrepro.methods.base import Method, MethodContext
 from tlrepro.models.base import Classifier
 from tlrepro.models.registry import MODEL_OPTIONS, build_model
 from tlrepro.plan import RunJob, build_plan, shares_labels
-from tlrepro.registry import load_object
 from tlrepro.train import TensorSet, fit
 
 CHANNELS_LAST = torch.channels_last
@@ -62,7 +62,7 @@ def build_network(model: str, names: tuple[str, ...] | None, n_classes: int | No
     return network
 
 
-def build_method(run: RunJob, device: torch.device) -> Method:
+def run_method(run: RunJob, device: torch.device) -> Method:
     """The run's method as `tlrepro.experiment.run_transfer` builds it, random weights."""
     target = classes(run.task.target)
     network = build_network(run.model, target, len(target))
@@ -74,7 +74,7 @@ def build_method(run: RunJob, device: torch.device) -> Method:
             source = classes(run.task.source)
             source_model = build_network(run.pretrain.model, source, len(source))
         source_model = source_model.to(device, memory_format=CHANNELS_LAST)
-    method = load_object(run.spec.cls)(
+    context = MethodContext(
         network,
         run.spec.streams,
         run.settings,
@@ -82,13 +82,13 @@ def build_method(run: RunJob, device: torch.device) -> Method:
         source_model=source_model,
         shared_labels=shares_labels(run.task),
     )
-    return method.to(device, memory_format=CHANNELS_LAST)
+    return build_method(run.spec.cls, context, device)
 
 
 def step_seconds(run: RunJob, plan, device: torch.device, steps: int) -> float:
     """Seconds per trainer step (the second of two epochs, after warm-up)."""
     torch.manual_seed(0)
-    method = build_method(run, device)
+    method = run_method(run, device)
     augment = run.training["augment"]
     batch = run.training["batch_size"]
     streams = {}
@@ -117,7 +117,8 @@ def cmd_methods(args: argparse.Namespace, device: torch.device) -> None:
         seconds = {}
         for run in runs:
             key = json.dumps(
-                [run.model, run.method, run.settings, run.training, run.task.name], sort_keys=True
+                [run.model, run.method, run.settings.record(), run.training, run.task.name],
+                sort_keys=True,
             )
             if key not in timed:
                 timed[key] = step_seconds(run, plan, device, args.steps)
@@ -140,7 +141,7 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
     """The trainer's CUDA path: data and batches stay on the device in channels_last, steps
     run under bf16 autocast (float32 on the CPU), evaluation returns float32 logits, and a
     run resumes from its checkpoint."""
-    from tlrepro.methods.erm import ERM
+    from tlrepro.methods.erm_settings import ERMSettings
     from tlrepro.plan import TRAINING_DEFAULTS
     from tlrepro.train import _autocast_for, evaluate
 
@@ -162,7 +163,9 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
     results.append(check("FixMatch strong view on the device", strong.device.type == device.type))
 
     network = build_model("resnet18", 10)
-    method = ERM(network, ("target",), {}).to(device, memory_format=CHANNELS_LAST)
+    method = build_method(
+        "tlrepro.methods.erm:ERM", MethodContext(network, ("target",), ERMSettings()), device
+    )
     conv = network.body.conv1
     results.append(
         check(

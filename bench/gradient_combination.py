@@ -18,17 +18,16 @@ import time
 
 import torch
 
-from tlrepro.methods.gradmf import GradMF
-from tlrepro.methods.pcgrad import PCGrad
-from tlrepro.methods.registry import resolve_settings
-from tlrepro.methods.two_stream import Joint
+from tlrepro.experiment import build_method
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
 
 METHODS = {
-    "joint": (Joint, {}),
-    "pcgrad": (PCGrad, {}),
-    "gradmf (coded)": (GradMF, {"variant": "coded"}),
-    "gradmf (drawn, K=5)": (GradMF, {"variant": "drawn", "max_steps": 5}),
+    "joint": ("joint", {}),
+    "pcgrad": ("pcgrad", {}),
+    "gradmf (coded)": ("gradmf", {"variant": "coded"}),
+    "gradmf (drawn, K=5)": ("gradmf", {"variant": "drawn", "max_steps": 5}),
 }
 
 
@@ -69,16 +68,17 @@ def main() -> None:
         for _ in range(args.steps)
     ]
     runners = {}
-    for name, (cls, overrides) in METHODS.items():
+    for name, (method_name, overrides) in METHODS.items():
         torch.manual_seed(0)
-        settings = resolve_settings("gradmf", overrides) if cls is GradMF else {}
-        method = cls(
+        spec = method_spec(method_name)
+        context = MethodContext(
             build_model(args.model, 10),
             ("target", "source"),
-            settings,
+            spec.settings.from_config(overrides),
             source_model=build_model(args.model, 10),
             shared_labels=True,
-        ).to(device, memory_format=torch.channels_last)
+        )
+        method = build_method(spec.cls, context, device)
         method.train()
         optimizer = torch.optim.SGD(method.parameters(), lr=1e-3, momentum=0.9)
         runners[name] = (method, optimizer)

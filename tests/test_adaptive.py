@@ -8,10 +8,15 @@ import pytest
 import torch
 from torch import nn
 
+from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
+from tlrepro.methods.erm_settings import LinearProbeSettings
 from tlrepro.methods.multitune import MultiTune
-from tlrepro.methods.registry import SettingError, method_spec, resolve_settings
-from tlrepro.methods.spottune import POLICIES, SpotTune, budget_loss
+from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
+from tlrepro.methods.registry import method_spec
+from tlrepro.methods.settings import SettingError
+from tlrepro.methods.spottune import SpotTune, budget_loss
+from tlrepro.methods.spottune_settings import SpotTuneSettings
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.small import SmallVGG
 from tlrepro.train import TensorSet, random_crop
@@ -39,8 +44,8 @@ def batch(n: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def spottune(net: ResNet26 | None = None, **overrides) -> SpotTune:
-    settings = resolve_settings("spottune", overrides)
-    return SpotTune(net or tiny_resnet26(), ("target",), settings)
+    settings = SpotTuneSettings.from_config(overrides)
+    return SpotTune(MethodContext(net or tiny_resnet26(), ("target",), settings))
 
 
 def sgd(method: nn.Module) -> torch.optim.Optimizer:
@@ -152,7 +157,7 @@ def test_usage_statistics_are_per_block_fractions():
 
 def test_spottune_rejects_other_architectures():
     with pytest.raises(TypeError, match="network of blocks"):
-        SpotTune(SmallVGG(CLASSES), ("target",), resolve_settings("spottune", {}))
+        SpotTune(MethodContext(SmallVGG(CLASSES), ("target",), SpotTuneSettings()))
 
 
 def test_spottune_global_routes_every_image_alike_whatever_the_input():
@@ -223,15 +228,17 @@ def test_budget_loss_pulls_the_global_policy_towards_k_blocks():
 
 
 def test_spottune_checks_its_policy_and_budget():
-    assert resolve_settings("spottune", {})["policy"] == "per_image"
-    assert method_spec("spottune").choices["policy"] == POLICIES
-    with pytest.raises(SettingError, match="choose one of"):
-        resolve_settings("spottune", {"policy": "blockwise"})
-    for bad in (13, -1, 2.5, True, "6"):
-        with pytest.raises(ValueError, match="budget_blocks"):
-            spottune(budget_blocks=bad)
-    with pytest.raises(ValueError, match="budget_weight"):
-        spottune(budget_blocks=3, budget_weight=-1.0)
+    assert method_spec("spottune").settings is SpotTuneSettings
+    assert SpotTuneSettings().policy == "per_image"
+    with pytest.raises(SettingError, match="choose one of per_image, global"):
+        SpotTuneSettings.from_config({"policy": "blockwise"})
+    for bad in (-1, 2.5, True, "6"):  # checked with the settings, when the plan is built
+        with pytest.raises(SettingError, match="budget_blocks"):
+            SpotTuneSettings.from_config({"budget_blocks": bad})
+    with pytest.raises(ValueError, match="budget_blocks is 13, more than the network's 12"):
+        spottune(budget_blocks=13)  # depends on the network: checked when the method is built
+    with pytest.raises(SettingError, match="budget_weight"):
+        SpotTuneSettings(budget_blocks=3, budget_weight=-1.0)
 
 
 def test_policy_has_its_own_lr_and_weight_decay():
@@ -243,7 +250,7 @@ def test_policy_has_its_own_lr_and_weight_decay():
 
 def test_linear_probe_trains_the_head_only():
     net = tiny_resnet26()
-    method = ERM(net, ("target",), resolve_settings("linear_probe", {}))
+    method = ERM(MethodContext(net, ("target",), LinearProbeSettings()))
     body = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("head.")}
     head = net.head.weight.clone()
     train_steps(method)
@@ -253,15 +260,16 @@ def test_linear_probe_trains_the_head_only():
 
 
 def multitune(net: ResNet26 | None = None, **overrides) -> MultiTune:
-    return MultiTune(net or tiny_resnet26(), ("target",), resolve_settings("multitune", overrides))
+    settings = MultiTuneSettings.from_config(overrides)
+    return MultiTune(MethodContext(net or tiny_resnet26(), ("target",), settings))
 
 
 def test_multitune_branches_differ_in_the_named_settings():
     pretrained = tiny_resnet26()
     method = multitune(copy.deepcopy(pretrained))
     finetune, l2sp_reinit = method.branch_settings
-    assert (finetune["lr_scale"], finetune["l2sp"], finetune["reinit_blocks"]) == (1.0, 0.0, 0)
-    assert (l2sp_reinit["l2sp"], l2sp_reinit["reinit_blocks"]) == (0.01, 1)
+    assert finetune == Branch("finetune", lr_scale=1.0, l2sp=0.0, reinit_blocks=0)
+    assert (l2sp_reinit.l2sp, l2sp_reinit.reinit_blocks) == (0.01, 1)
     plain_branch, special = method.network.branches
     reference = pretrained.state_dict()
     # Branch 0 starts exactly at the pretrained weights; branch 1 too, except its last block.
@@ -301,10 +309,24 @@ def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
 def test_multitune_trains_and_checks_its_settings():
     stats = train_steps(multitune(), steps=2)
     assert torch.isfinite(stats["loss"]) and float(stats["l2sp"]) > 0
-    with pytest.raises(ValueError, match="at least two"):
-        multitune(branches=[{"name": "a", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 0}])
-    with pytest.raises(ValueError, match="exactly the keys"):
+    good = {"name": "a", "lr_scale": 1, "l2sp": 0.0, "reinit_blocks": 0}  # an int for a float
+    assert MultiTuneSettings.from_config({"branches": [good, good]}).record() == {
+        "branches": [good, good]
+    }
+    with pytest.raises(SettingError, match="at least two"):
+        multitune(branches=[good])
+    with pytest.raises(SettingError, match=r"'branches\[0\]': setting 'lr_scale' is required"):
         multitune(branches=[{"name": "a"}, {"name": "b"}])
+    with pytest.raises(SettingError, match=r"'branches\[1\]': no setting 'lr'"):
+        multitune(branches=[{**good, "name": "b"}, {**good, "lr": 0.1}])
+    with pytest.raises(
+        SettingError, match=r"'branches\[1\]': setting 'l2sp' is -0.1; it must be >= 0"
+    ):
+        multitune(branches=[good, {**good, "l2sp": -0.1}])
+    with pytest.raises(SettingError, match="'reinit_blocks' must be an int, got True"):
+        multitune(branches=[good, {**good, "reinit_blocks": True}])
+    with pytest.raises(SettingError, match="'branches' must be a list of Branch entries"):
+        multitune(branches={"name": "a"})
     bad = {"name": "a", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 13}
     with pytest.raises(ValueError, match="re-initialises 13 blocks"):
         multitune(branches=[bad, bad])

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import (
     CMKD,
     RST_FILE,
@@ -19,7 +20,8 @@ from tlrepro.methods.cmkd import (
     load_rst,
     ramp,
 )
-from tlrepro.methods.registry import resolve_settings
+from tlrepro.methods.cmkd_settings import CMKDSettings
+from tlrepro.methods.settings import SettingError
 from tlrepro.models.clip import ClipClassifier, tiny_clip
 from tlrepro.train import TensorSet
 
@@ -141,16 +143,14 @@ def test_prompts_follow_the_datasets_label_order():
     assert not torch.allclose(network.head.weight[0], network.head.weight[1])
 
 
-SETTINGS = resolve_settings(
-    "cmkd", {"rst_tau": 1e-3, "fixmatch": True, "ramp_steps": 5, "head_lr_scale": 10.0}
-)
+SETTINGS = CMKDSettings(rst_tau=1e-3, fixmatch=True, ramp_steps=5, head_lr_scale=10.0)
 
 
 def _rst_method(seed: int = 0) -> CMKD:
     torch.manual_seed(seed)
     network = tiny_clip(3)
     network.set_class_names(("0", "1", "2"))
-    return CMKD(network, ("source", "target"), SETTINGS, 0.1)
+    return CMKD(MethodContext(network, ("source", "target"), SETTINGS, 0.1))
 
 
 def _stream(seed: int, labels: torch.Tensor) -> TensorSet:
@@ -238,8 +238,20 @@ def test_clip_methods_refuse_a_non_clip_network():
     from tlrepro.models.small import SmallVGG
 
     with pytest.raises(TypeError, match="CLIP model"):
-        ClipAdaptation(SmallVGG(3), ("source",), SETTINGS)
+        ClipAdaptation(MethodContext(SmallVGG(3), ("source",), SETTINGS))
     assert isinstance(tiny_clip(2), ClipClassifier)
+
+
+def test_clip_settings_are_checked_when_built():
+    for bad, message in (
+        ({"rst_tau": 0.0}, "'rst_tau' is 0.0; it must be > 0"),
+        ({"fixmatch_threshold": 1.5}, r"'fixmatch_threshold' is 1.5; it must be in \[0, 1\]"),
+        ({"ramp_steps": 0}, "'ramp_steps' is 0; it must be >= 1"),
+        ({"fixmatch": "yes"}, "'fixmatch' must be a bool"),
+    ):
+        with pytest.raises(SettingError, match=message):
+            CMKDSettings.from_config(bad)
+    assert CMKDSettings.from_config({"rst_tau": None}).rst_tau is None
 
 
 def test_zeroshot_changes_nothing():
@@ -248,7 +260,7 @@ def test_zeroshot_changes_nothing():
     network = tiny_clip(3)
     network.set_class_names(("0", "1", "2"))
     before = {k: v.clone() for k, v in network.state_dict().items()}
-    method = ZeroShot(network, ("source",), {})
+    method = ZeroShot(MethodContext(network, ("source",)))
     method.train()
     method.update(_batches(0), 0)
     for key, value in network.state_dict().items():

@@ -71,6 +71,26 @@ def test_unknown_method_setting_is_reported():
         check(config)
 
 
+def test_method_settings_are_checked_against_their_dataclass_with_the_key_named():
+    """Every wrong setting of the profile is reported at once, each at its own key."""
+    config = tiny_config()
+    methods = config["profiles"]["quick"]["groups"]["baselines"]["methods"]
+    methods["gradmf_drawn"] = {"method": "gradmf", "settings": {"variant": "drawn", "tau": 1.5}}
+    methods["multitune"] = {"settings": {"branches": [{"name": "a"}]}}
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    message = str(error.value)
+    where = "at 'profiles.quick.groups.baselines.methods"
+    assert (
+        f"{where}.gradmf_drawn.settings': method 'gradmf': setting 'tau' is 1.5; it must be "
+        "in (0, 1]" in message
+    )
+    assert (
+        f"{where}.multitune.settings': method 'multitune': setting 'branches[0]': setting "
+        "'lr_scale' is required" in message
+    )
+
+
 def test_unknown_profile_is_reported():
     with pytest.raises(ConfigError, match="unknown profile 'papre'"):
         check({**copy.deepcopy(tiny_config()), "profile": "papre"})

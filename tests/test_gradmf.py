@@ -13,10 +13,12 @@ from torch import nn
 
 from tlrepro.config import default_training
 from tlrepro.methods import gradient_algebra
+from tlrepro.methods.base import MethodContext
 from tlrepro.methods.gradient_algebra import EPS
 from tlrepro.methods.gradmf import GradMF
+from tlrepro.methods.gradmf_settings import GradMFSettings
 from tlrepro.methods.pcgrad import PCGrad
-from tlrepro.methods.registry import SettingError, resolve_settings
+from tlrepro.methods.settings import SettingError, Settings
 from tlrepro.methods.two_stream import Joint, gradient_buffer
 from tlrepro.models.small import SmallVGG
 from tlrepro.train import TensorSet, fit
@@ -224,11 +226,13 @@ def test_every_parameter_of_every_group_receives_its_part_of_the_update(
     torch.manual_seed(0)
     source_model = tiny_net(3)
     method = TwoGroupGradMF(
-        tiny_net(3),
-        STREAMS,
-        resolve_settings("gradmf", {}),
-        source_model=source_model,
-        shared_labels=shared_labels,
+        MethodContext(
+            tiny_net(3),
+            STREAMS,
+            GradMFSettings(),
+            source_model=source_model,
+            shared_labels=shared_labels,
+        )
     ).to(memory_format=memory_format)
     assert (method.source_head is None) == shared_labels
     if shared_labels:
@@ -253,18 +257,15 @@ def test_every_parameter_of_every_group_receives_its_part_of_the_update(
 
 
 @pytest.mark.parametrize(
-    ("method_class", "name", "settings"),
-    [(GradMF, "gradmf", {}), (GradMF, "gradmf", {"variant": "drawn"}), (PCGrad, "pcgrad", {})],
+    ("method_class", "settings"),
+    [(GradMF, GradMFSettings()), (GradMF, GradMFSettings(variant="drawn")), (PCGrad, Settings())],
 )
-def test_a_float64_model_gets_a_float64_update(method_class, name: str, settings: dict):
+def test_a_float64_model_gets_a_float64_update(method_class, settings: Settings):
     torch.manual_seed(0)
-    method = method_class(
-        tiny_net(3),
-        STREAMS,
-        resolve_settings(name, settings),
-        source_model=tiny_net(3),
-        shared_labels=True,
-    ).double()
+    context = MethodContext(
+        tiny_net(3), STREAMS, settings, source_model=tiny_net(3), shared_labels=True
+    )
+    method = method_class(context).double()
     batches = {key: (x.double(), y) for key, (x, y) in make_batches(3).items()}
     stats = method.update(batches, step=0)
     assert all(p.grad.dtype == torch.float64 for p in method.trainable())
@@ -279,7 +280,7 @@ def test_mixed_parameter_dtypes_are_refused_with_a_remedy():
 
 def test_source_forward_leaves_the_running_statistics_to_the_target():
     torch.manual_seed(0)
-    method = Joint(tiny_net(3), STREAMS, {}, source_model=tiny_net(5), shared_labels=False)
+    method = Joint(MethodContext(tiny_net(3), STREAMS, source_model=tiny_net(5)))
     target_only = copy.deepcopy(method.network)
     batches = make_batches(2)
     method.update(batches, step=0)
@@ -295,11 +296,13 @@ def test_source_forward_leaves_the_running_statistics_to_the_target():
 def test_the_trainer_logs_the_cosines(tmp_path):
     torch.manual_seed(0)
     method = GradMF(
-        tiny_net(2),
-        STREAMS,
-        resolve_settings("gradmf", {"variant": "drawn"}),
-        source_model=tiny_net(2),
-        shared_labels=True,
+        MethodContext(
+            tiny_net(2),
+            STREAMS,
+            GradMFSettings(variant="drawn"),
+            source_model=tiny_net(2),
+            shared_labels=True,
+        )
     )
 
     def data(seed: int) -> TensorSet:
@@ -327,9 +330,21 @@ def test_the_trainer_logs_the_cosines(tmp_path):
         assert -1 <= float(row["cos_source_target"]) <= 1
 
 
-def test_settings_are_checked_against_the_registry():
+def test_settings_are_checked_against_their_dataclass():
     with pytest.raises(SettingError, match="choose one of coded, drawn"):
-        resolve_settings("gradmf", {"variant": "codded"})
+        GradMFSettings.from_config({"variant": "codded"})
     with pytest.raises(SettingError, match="must be a bool"):
-        resolve_settings("gradmf", {"project": 1})
-    assert resolve_settings("gradmf", {"tau": 1})["tau"] == 1
+        GradMFSettings.from_config({"project": 1})
+    with pytest.raises(SettingError, match=r"'tau' is 0; it must be in \(0, 1\]"):
+        GradMFSettings.from_config({"tau": 0})
+    with pytest.raises(SettingError, match=r"'max_steps' must be an int, got 2\.0"):
+        GradMFSettings.from_config({"max_steps": 2.0})
+    with pytest.raises(SettingError, match="no setting 'steps'"):
+        GradMFSettings.from_config({"steps": 2})
+    # YAML's int for a float is kept as written: the recorded settings are the config's.
+    assert GradMFSettings.from_config({"tau": 1}).record() == {
+        "variant": "coded",
+        "tau": 1,
+        "max_steps": 5,
+        "project": True,
+    }

@@ -15,7 +15,9 @@ from tests.conftest import REPO
 from tlrepro.augment import per_image, strong_view
 from tlrepro.config import ConfigError, default_training, load_config, validate
 from tlrepro.experiment import pretraining_settings
-from tlrepro.methods.base import Method
+from tlrepro.methods.base import Method, MethodContext
+from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
+from tlrepro.methods.settings import Settings
 from tlrepro.models.registry import build_model
 from tlrepro.models.resnet26_import import load_rebuffi_state, our_name
 from tlrepro.plan import PretrainJob, build_plan
@@ -165,8 +167,8 @@ class RecordingMethod(Method):
 
     strong_streams = ("target",)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
         self.seen: list[dict[str, tuple[torch.Tensor, torch.Tensor]]] = []
 
     def update(self, batches, step):
@@ -177,7 +179,9 @@ class RecordingMethod(Method):
 def test_the_trainer_gives_strong_views_of_the_same_images(tmp_path):
     images = torch.randint(0, 256, (32, 3, 16, 16), dtype=torch.uint8)
     data = TensorSet.create(images, torch.arange(32) % 4, [0.5] * 3, [0.25] * 3, CPU)
-    method = RecordingMethod(build_model("small_vgg", 4, widths=(8, 16)), ("target",), {})
+    method = RecordingMethod(
+        MethodContext(build_model("small_vgg", 4, widths=(8, 16)), ("target",))
+    )
     training = {**TRAINING_DEFAULTS, "epochs": 1, "steps_per_epoch": 2, "batch_size": 8}
     fit(method, {"target": data}, {"val": data, "test": data}, training, tmp_path, 0, "f", False)
     assert len(method.seen) == 2
@@ -296,18 +300,18 @@ def test_rebuffi_loader_refuses_other_files_with_a_way_out(tmp_path):
         load_rebuffi_state(tmp_path / "adapters.pt")
     narrow = {k: v[..., :1] if v.dim() == 4 else v for k, v in published_state(3).items()}
     torch.save(narrow, tmp_path / "narrow.pt")
-    with pytest.raises(ValueError, match="does not fit this ResNet-26"):
+    with pytest.raises(ValueError, match=r"narrow\.pt does not fit ResNet26"):
         build_model("resnet26", 3, weights=str(tmp_path / "narrow.pt"))
 
 
 def test_given_weights_are_kept_by_the_source_pretraining():
     training = dict(TRAINING_DEFAULTS)
     job = PretrainJob("paper", "resnet26", "caltech256_decathlon", 0, training, "w.pt")
-    assert pretraining_settings(job) == {"freeze_body": True}
+    assert pretraining_settings(job) == LinearProbeSettings(freeze_body=True)
     job.weights = None
-    assert pretraining_settings(job) == {}
+    assert pretraining_settings(job) == ERMSettings() and not ERMSettings().freeze_body
     clip = PretrainJob("paper", "clip_rn50", "office31_amazon", 0, training, "openai")
-    assert pretraining_settings(clip) == {}  # zero-shot: nothing trains anyway
+    assert pretraining_settings(clip) == Settings()  # zero-shot: nothing trains anyway
 
 
 def test_a_weights_file_is_part_of_the_pretrainings_identity(tmp_path, monkeypatch):
@@ -341,7 +345,7 @@ def test_paper_clip_groups_use_the_cmkd_recipe(paper_plan):
     for run in clip_runs:
         assert run.training["augment"] == "clip", run.group
         assert run.training["schedule"] == "inv", run.group
-    assert any(r.settings.get("fixmatch") for r in clip_runs)
+    assert any(r.settings.record().get("fixmatch") for r in clip_runs)
     for job in paper_plan.pretrains.values():
         if job.model.startswith("clip_"):
             assert job.training["augment"] == "clip"
@@ -354,7 +358,7 @@ def test_paper_adaptive_groups_name_rebuffis_weights_and_spottune_global(paper_p
     assert resnet26 and all(j.weights is None for j in resnet26)  # until a file is given
     assert "weights" in paper_plan.profile["pretrain"]["models"]["resnet26"]
     spottune = {
-        r.method_key: r.settings
+        r.method_key: r.settings.record()
         for r in paper_plan.runs
         if r.group == "adaptive_full" and r.method == "spottune"
     }

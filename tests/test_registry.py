@@ -1,9 +1,11 @@
 """Every registered method, built the way a transfer run builds it, takes one training step.
 
 The parametrisation reads `METHODS`, so a method cannot be registered without
-passing: it is built by `experiment.build_method` on a tiny model of the kind it
-needs, given one step of batches as the trainer makes them (strong views
-included), stepped by the trainer's optimiser, and asked to predict. Its
+passing: its default settings must round-trip through their record (what runs
+record is a config that rebuilds them), and it is built by `experiment.build_method`
+from a `MethodContext` on a tiny model of the kind it needs, given one step of
+batches as the trainer makes them (strong views included), stepped by the
+trainer's optimiser, and asked to predict. Its
 statistics must be the ones the trainer sums (loss, correct, count and its
 declared `extra_stats`), each a finite scalar; the files its `export` writes must
 be the ones its registry entry declares as outputs. Seconds on a CPU.
@@ -11,15 +13,20 @@ be the ones its registry entry declares as outputs. Seconds on a CPU.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.conftest import REPO
 from tlrepro.config import default_training
 from tlrepro.experiment import build_method
-from tlrepro.methods.registry import METHODS, method_spec, resolve_settings
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.registry import METHODS, method_spec
 from tlrepro.models.base import Classifier
 from tlrepro.models.clip import tiny_clip
 from tlrepro.models.resnet26 import ResNet26
@@ -80,7 +87,8 @@ def batches(streams: tuple[str, ...], strong: tuple[str, ...], source_classes: i
 def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path: Path):
     spec = method_spec(name)
     module = spec.cls.partition(":")[0]
-    settings = resolve_settings(name, {})
+    settings = spec.settings.from_config({})
+    assert spec.settings.from_config(settings.record()) == settings, name
     shared_labels = spec.needs_shared_labels
     torch.manual_seed(0)
     network = TARGET_MODELS.get(module, tiny_vgg)(len(CLASSES))
@@ -91,14 +99,15 @@ def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path
         builder = SOURCE_MODELS.get(module, TARGET_MODELS.get(module, tiny_vgg))
         source_model = builder(len(source_classes))
         source_model.set_class_names(source_classes)
-    method = build_method(
-        spec,
+    context = MethodContext(
         network,
+        spec.streams,
         settings,
         TRAINING_DEFAULTS["label_smoothing"],
         source_model=source_model,
         shared_labels=shared_labels,
-    ).to(torch.device("cpu"), memory_format=torch.channels_last)
+    )
+    method = build_method(spec.cls, context, torch.device("cpu"))
 
     optimizer = build_optimizer(method, TRAINING_DEFAULTS)
     method.train()
@@ -122,3 +131,15 @@ def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path
     method.export(tmp_path)
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == sorted(spec.exports(settings)), name
+
+
+def test_checking_settings_and_planning_import_no_torch():
+    """The settings dataclasses live in torch-free modules: building the plan (which checks
+    every method's settings) stays fast for Snakemake and DVC."""
+    code = (
+        "import sys; from tlrepro.config import load_config; from tlrepro.plan import build_plan; "
+        "assert build_plan(load_config('.test/config.yaml')).runs; "
+        "assert 'torch' not in sys.modules, 'planning imported torch'"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, check=True)

@@ -248,7 +248,7 @@ def test_rehearsal_runs_every_paper_group_through_snakemake(tmp_path):
         assert group["title"] in tables
     assert "TLVFC README" in tables  # a reported table beside ours
     assert all((root / r.metrics).is_file() for r in plan.runs)
-    rst = [r for r in plan.runs if r.settings.get("rst_tau")]
+    rst = [r for r in plan.runs if r.settings.record().get("rst_tau")]
     assert {r.model for r in rst} == {"clip_rn50", "clip_vit_b16"}
     for model in ("clip_rn50", "clip_vit_b16"):  # one reload per tower
         assert_rst_reloads(root, next(r for r in rst if r.model == model))
@@ -258,17 +258,19 @@ def assert_rst_reloads(root, run) -> None:
     """The run's sparse RST file on its source checkpoint predicts as its saved model."""
     from tlrepro import storage
     from tlrepro.layout import MODEL_FILE
-    from tlrepro.methods.cmkd import load_rst
+    from tlrepro.methods.cmkd import TaskHead, load_rst
+    from tlrepro.models.base import head_classes, split_head
     from tlrepro.models.registry import build_model
 
     options = run.options_for(run.model)
     source = storage.load_tensors(root / run.pretrain.checkpoint)
-    pretrained = build_model(run.model, source["head.weight"].shape[0], **options)
+    classes = head_classes(split_head(source)[1])
+    pretrained = build_model(run.model, classes, **options)
     pretrained.load_state_dict(source)
     rebuilt = load_rst(pretrained, root / run.folder / RST_FILE).eval()
     state = storage.load_tensors(root / run.folder / MODEL_FILE)
-    trained = build_model(run.model, source["head.weight"].shape[0], **options)
-    trained.head = type(rebuilt.head)(trained.feature_dim, state["head.2.weight"].shape[0])
+    trained = build_model(run.model, classes, **options)
+    trained.head = TaskHead(trained.feature_dim, head_classes(split_head(state)[1]))
     trained.load_state_dict(state)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

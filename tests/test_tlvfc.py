@@ -8,7 +8,10 @@ import torchvision
 from torch import nn
 
 from tlrepro import storage
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.settings import SettingError
 from tlrepro.methods.tlvfc import TLVFC
+from tlrepro.methods.tlvfc_settings import DPIATSettings, HeInitSettings, TLVFCSettings
 from tlrepro.models.small import SmallVGG, small_resnet_deep
 from tlrepro.transfer.layer_transfer import (
     SELECTIONS,
@@ -260,8 +263,9 @@ def test_block_standardization_groups_residual_blocks():
 def _method(p: float, transfer: str = "tlvfc") -> tuple[TLVFC, nn.Module]:
     torch.manual_seed(0)
     source = SmallVGG(10)
-    settings = {"transfer": transfer, "crossover_p": p}
-    return TLVFC(small_resnet_deep(10), ("target",), settings, source_model=source), source
+    settings = TLVFCSettings(transfer=transfer, crossover_p=p)
+    context = MethodContext(small_resnet_deep(10), ("target",), settings, source_model=source)
+    return TLVFC(context), source
 
 
 def test_crossover_only_in_training_and_no_gradient_to_the_support_net(tmp_path):
@@ -298,16 +302,24 @@ def test_variants_and_bad_settings(tmp_path):
     assert report["fraction"] == no_cross.export(tmp_path)["transferred_fraction"]
     he, _ = _method(0.0, transfer="none")
     assert he.export(tmp_path / "he") == {}
-    with pytest.raises(ValueError, match="transfer must be one of"):
+    with pytest.raises(SettingError, match="'transfer' is 'copy'; choose one of none, tlvfc"):
         _method(0.0, transfer="copy")
+    with pytest.raises(SettingError, match=r"'crossover_p' is 1; it must be in \[0, 1\)"):
+        _method(1)
     with pytest.raises(ValueError, match="need the source network"):
-        TLVFC(small_resnet_deep(10), ("target",), {"transfer": "dpiat", "crossover_p": 0.0})
+        TLVFC(MethodContext(small_resnet_deep(10), ("target",), DPIATSettings()))
 
 
-def test_the_registry_offers_exactly_the_toolkit_selection_modes():
-    from tlrepro.methods.registry import TLVFC_CHOICES, SettingError, resolve_settings
-    from tlrepro.transfer.layer_transfer import SELECTIONS
+def test_the_settings_offer_exactly_the_toolkit_selection_modes():
+    from typing import get_args, get_type_hints
 
-    assert TLVFC_CHOICES["keep"] == TLVFC_CHOICES["overwrite"] == SELECTIONS
+    hints = get_type_hints(TLVFCSettings)
+    assert get_args(hints["keep"]) == get_args(hints["overwrite"]) == SELECTIONS
     with pytest.raises(SettingError, match="choose one of"):
-        resolve_settings("tlvfc", {"keep": "maxvar"})
+        TLVFCSettings.from_config({"keep": "maxvar"})
+    # he_init and dpiat record no selection rules; they use TLVFC's defaults.
+    assert HeInitSettings().record() == {"transfer": "none", "crossover_p": 0.0}
+    assert (HeInitSettings.keep, HeInitSettings.overwrite) == (
+        TLVFCSettings().keep,
+        TLVFCSettings().overwrite,
+    )

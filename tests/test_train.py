@@ -9,7 +9,9 @@ import torch
 
 from tlrepro.config import default_training
 from tlrepro.experiment import target_subset_index
+from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
+from tlrepro.methods.erm_settings import ERMSettings
 from tlrepro.models.registry import build_model
 from tlrepro.train import CHECKPOINT, NonFiniteLossError, StreamSampler, TensorSet, fit
 
@@ -31,7 +33,8 @@ def train_with(
 ) -> tuple[list[dict], dict]:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
-    method = method_class(build_model("small_vgg", 4, widths=(8, 16)), ("target",), {})
+    network = build_model("small_vgg", 4, widths=(8, 16))
+    method = method_class(MethodContext(network, ("target",), ERMSettings()))
     training = {
         **TRAINING_DEFAULTS,
         "epochs": 2,

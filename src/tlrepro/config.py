@@ -68,7 +68,8 @@ def check_names(
     """Everything the profile names must exist in a registry, and tasks use configured datasets.
     `origins` gives the short-form key each (expanded) group was written under."""
     from tlrepro.data.registry import DATASETS
-    from tlrepro.methods.registry import METHODS, SettingError, resolve_settings
+    from tlrepro.methods.registry import METHODS, method_spec
+    from tlrepro.methods.settings import SettingError
     from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
     from tlrepro.plan import weights_file
 
@@ -150,9 +151,11 @@ def check_names(
                 )
                 continue
             try:
-                resolve_settings(method, entry.get("settings", {}))
+                method_spec(method).settings.from_config(entry.get("settings", {}))
             except SettingError as error:
-                problems.append(f"at '{where}.methods.{key}.settings': {error.args[0]}")
+                problems.append(
+                    f"at '{where}.methods.{key}.settings': method {method!r}: {error.args[0]}"
+                )
     if problems:
         raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))
 

@@ -16,9 +16,11 @@ import torch
 from tlrepro import codebase, storage
 from tlrepro.data.prepare import PreparedDataset, load_prepared
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
-from tlrepro.methods.base import Method
-from tlrepro.methods.registry import MethodSpec, method_spec
-from tlrepro.models.base import Classifier
+from tlrepro.methods.base import Method, MethodContext
+from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
+from tlrepro.methods.registry import method_spec
+from tlrepro.methods.settings import Settings
+from tlrepro.models.base import Classifier, head_classes, split_head
 from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
 from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, shares_labels
 from tlrepro.registry import load_object
@@ -146,12 +148,13 @@ def _digest(identity: dict[str, Any]) -> str:
     return hashlib.sha256(fingerprint(identity).encode()).hexdigest()[:16]
 
 
-def pretraining_settings(job: PretrainJob) -> dict[str, Any]:
+def pretraining_settings(job: PretrainJob) -> Settings:
     """A supervised pretraining that starts from given weights (Rebuffi's ImageNet ResNet-26)
     keeps their body and batch-norm statistics and fits only a source head: the runs then
-    start from exactly those weights, as in the papers."""
-    supervised = pretraining_method(job.model) == SUPERVISED_PRETRAINING
-    return {"freeze_body": True} if supervised and job.weights is not None else {}
+    start from exactly those weights, as in the papers. (CLIP's pretrainings have none.)"""
+    if pretraining_method(job.model) != SUPERVISED_PRETRAINING:
+        return Settings()
+    return LinearProbeSettings() if job.weights is not None else ERMSettings()
 
 
 SOURCE_ACCURACY = "source_accuracy"
@@ -246,12 +249,13 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     options = job.options if job.weights is None else {**job.options, "weights": job.weights}
     network = build_model(job.model, len(data.classes), **options)
     network.set_class_names(data.classes)
-    method = load_object(pretraining_method(job.model))(
-        network,
-        ("source",),
-        pretraining_settings(job),
-        job.training["label_smoothing"],
-    ).to(device, memory_format=CHANNELS_LAST)
+    method = build_method(
+        pretraining_method(job.model),
+        MethodContext(
+            network, ("source",), pretraining_settings(job), job.training["label_smoothing"]
+        ),
+        device,
+    )
     digest = _digest(
         {
             **job.identity,
@@ -300,15 +304,6 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     )
 
 
-def initialise_from_source(network: Classifier, checkpoint: Path) -> None:
-    """Every layer but the head from the source model (the head belongs to the source labels)."""
-    state = {k: v for k, v in storage.load_tensors(checkpoint).items() if not k.startswith("head.")}
-    missing, unexpected = network.load_state_dict(state, strict=False)
-    leftovers = [k for k in missing if not k.startswith("head.")] + list(unexpected)
-    if leftovers:
-        raise ValueError(f"{checkpoint} does not fit the network: {leftovers[:5]}")
-
-
 def load_source_model(job: RunJob, device: torch.device) -> Classifier:
     """The source network with its own head: as the pretraining run left it, or as the
     model zoo ships it (`source_weights: model`)."""
@@ -317,29 +312,18 @@ def load_source_model(job: RunJob, device: torch.device) -> Classifier:
         return network.to(device, memory_format=CHANNELS_LAST)
     assert job.pretrain is not None
     state = storage.load_tensors(job.pretrain.checkpoint)
-    network = build_model(job.pretrain.model, state["head.weight"].shape[0], **job.pretrain.options)
+    classes = head_classes(split_head(state)[1])
+    network = build_model(job.pretrain.model, classes, **job.pretrain.options)
     network.load_state_dict(state)
     return network.to(device, memory_format=CHANNELS_LAST)
 
 
-def build_method(
-    spec: MethodSpec,
-    network: Classifier,
-    settings: dict[str, Any],
-    label_smoothing: float,
-    source_model: Classifier | None = None,
-    shared_labels: bool = False,
-) -> Method:
-    """The registry's class of a transfer method around `network`, given the streams its
-    spec names (the one way transfer runs and the registry-wide test build a method)."""
-    return load_object(spec.cls)(
-        network,
-        spec.streams,
-        settings,
-        label_smoothing,
-        source_model=source_model,
-        shared_labels=shared_labels,
-    )
+def build_method(cls: str, context: MethodContext, device: torch.device) -> Method:
+    """The method `cls` (`module:Class`) built from `context`, on `device` in channels-last
+    layout: the one way source pretrainings, transfer runs and the registry-wide test build
+    a method."""
+    method = load_object(cls)(context)
+    return method.to(device, memory_format=CHANNELS_LAST)
 
 
 def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, Any]:
@@ -371,16 +355,18 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     if job.pretrain is not None:
         identity["source_checkpoint"] = storage.sha256_file(job.pretrain.checkpoint)
     if spec.init == "source":
-        initialise_from_source(network, job.pretrain.checkpoint)
+        checkpoint = job.pretrain.checkpoint
+        network.load_body(storage.load_tensors(checkpoint), checkpoint)
     network.set_class_names(target.classes)
-    method = build_method(
-        spec,
+    context = MethodContext(
         network,
+        spec.streams,
         job.settings,
         job.training["label_smoothing"],
         source_model=load_source_model(job, device) if spec.uses_source_model else None,
         shared_labels=shared_labels,
-    ).to(device, memory_format=CHANNELS_LAST)
+    )
+    method = build_method(spec.cls, context, device)
 
     target_index = None
     if job.target_train_per_class is not None or job.target_train_fraction is not None:
@@ -422,7 +408,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         info,
         {
             "training": job.training,
-            "settings": job.settings,
+            "settings": job.settings.record(),
             "target_train_per_class": job.target_train_per_class,
             "target_train_fraction": job.target_train_fraction,
         },

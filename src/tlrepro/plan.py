@@ -23,7 +23,8 @@ from tlrepro.layout import (
     pretrained_dir,
     run_dir,
 )
-from tlrepro.methods.registry import MethodSpec, method_spec, resolve_settings
+from tlrepro.methods.registry import MethodSpec, method_spec
+from tlrepro.methods.settings import Settings
 from tlrepro.models.registry import model_module, pretraining_method
 
 TASK_SEPARATOR = "-to-"
@@ -136,7 +137,8 @@ class RunJob:
     seed: int
     model: str
     training: dict[str, Any]
-    settings: dict[str, Any]
+    settings: Settings
+    """The method's typed settings; identities and metrics record `settings.record()`."""
     target_train_per_class: int | None
     target_train_fraction: float | None
     pretrain: PretrainJob | None = None
@@ -193,7 +195,7 @@ class RunJob:
             "seed": self.seed,
             "model": self.model,
             "training": self.training,
-            "settings": self.settings,
+            "settings": self.settings.record(),
             "target_train_per_class": self.target_train_per_class,
             "target_train_fraction": self.target_train_fraction,
             "zoo_source_model": self.zoo_source_model,
@@ -369,7 +371,7 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
             method = entry.get("method", method_key)
             spec = method_spec(method)
             training = {**group.get("training", {}), **entry.get("training", {})}
-            settings = resolve_settings(method, entry.get("settings", {}))
+            settings = spec.settings.from_config(entry.get("settings", {}))
             for task_name in group["tasks"]:
                 task = Task.parse(task_name)
                 if spec.needs_shared_labels and not shares_labels(task):

@@ -8,36 +8,49 @@ statistics; `predict` gives logits for evaluation.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from tlrepro.methods.settings import Settings
 from tlrepro.models.base import Classifier
 
 Batches = dict[str, tuple[Tensor, Tensor]]
 
 
+@dataclass(frozen=True)
+class MethodContext:
+    """Everything a method is built from: one object, so that a transfer run, a source
+    pretraining and the registry-wide test build every method alike (`build_method`)."""
+
+    network: Classifier
+    """The network to train (initialised from the source checkpoint where the registry
+    entry's `init` is "source"); a method may wrap it (`dataclasses.replace`)."""
+    streams: tuple[str, ...]
+    """The labelled streams `update` receives (the registry entry's `streams`)."""
+    settings: Settings = field(default_factory=Settings)
+    """The method's typed settings (the registry entry's `settings` class)."""
+    label_smoothing: float = 0.0
+    source_model: Classifier | None = None
+    """The source-pretrained net, head included: given to methods whose registry entry
+    sets `uses_source_model`."""
+    shared_labels: bool = False
+    """Whether the source model's head speaks the target's label space."""
+
+
 class Method(nn.Module):
-    def __init__(
-        self,
-        network: Classifier,
-        streams: tuple[str, ...],
-        settings: dict[str, Any],
-        label_smoothing: float = 0.0,
-        source_model: Classifier | None = None,
-        shared_labels: bool = False,
-    ):
-        """`source_model` (the source-pretrained net, head included) is given to methods whose
-        registry entry sets `uses_source_model`; `shared_labels` says whether its head
-        speaks the target's label space."""
+    settings: Settings
+
+    def __init__(self, context: MethodContext):
         super().__init__()
-        self.network = network
-        self.streams = streams
-        self.settings = settings
-        self.shared_labels = shared_labels
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+        self.network = context.network
+        self.streams = context.streams
+        self.settings = context.settings
+        self.shared_labels = context.shared_labels
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=context.label_smoothing)
 
     extra_stats: tuple[str, ...] = ()
     """Per-step scalars `update` also returns; the trainer logs their epoch means in log.csv."""

@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from tlrepro.methods.base import Batches, Method, step_statistics
+from tlrepro.methods.base import Batches, Method, MethodContext, step_statistics
 from tlrepro.models.clip import ClipClassifier
 
 MAX_LOGIT_SCALE = math.log(100)
@@ -40,8 +40,9 @@ TEXT_LR_SCALE = 0.03
 
 
 class ContrastivePretraining(Method):
-    def __init__(self, network: nn.Module, *args: Any, **kwargs: Any):
-        super().__init__(network, *args, **kwargs)
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
+        network = self.network
         if not isinstance(network, ClipClassifier) or not network.class_names:
             raise TypeError("contrastive pretraining needs a CLIP model given its class names")
         network.clip.requires_grad_(True)

@@ -25,8 +25,9 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tlrepro import storage
-from tlrepro.methods.base import Batches, Method, step_statistics
-from tlrepro.models.base import parameter_count
+from tlrepro.methods.base import Batches, Method, MethodContext, step_statistics
+from tlrepro.methods.cmkd_settings import ClipAdaptationSettings, CMKDSettings
+from tlrepro.models.base import HEAD_PREFIX, head_classes, parameter_count, split_head
 from tlrepro.models.clip import ClipClassifier
 
 RST_FILE = "rst.safetensors"
@@ -120,8 +121,9 @@ class ZeroShot(Method):
     filled, so the optimiser step changes nothing. Also the "source pretraining" of an
     externally pretrained CLIP (it records the weights and their source accuracy)."""
 
-    def __init__(self, network: nn.Module, *args: Any, **kwargs: Any):
-        super().__init__(_clip_network(network), *args, **kwargs)
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
+        _clip_network(self.network)
 
     def train(self, mode: bool = True) -> ZeroShot:
         """Always in eval mode: a forward pass in train mode would move BatchNorm statistics."""
@@ -141,21 +143,21 @@ class ClipAdaptation(Method):
     """What every trained CLIP method shares: the fixed zero-shot head g, the task head h,
     frozen BatchNorm statistics in the encoder, per-group learning rates, RST and DSP.
 
-    Settings: `head_lr_scale` (h's lr over the encoder's), `rst_tau` (None = dense
-    fine-tuning; else after every step encoder elements within tau of their pretrained
-    value are reset to it)."""
+    Settings (`ClipAdaptationSettings`): `head_lr_scale` (h's lr over the encoder's),
+    `rst_tau` (None = dense fine-tuning; else after every step encoder elements within tau
+    of their pretrained value are reset to it)."""
 
-    def __init__(self, network: nn.Module, *args: Any, **kwargs: Any):
-        super().__init__(_clip_network(network), *args, **kwargs)
-        net = self.network
+    settings: ClipAdaptationSettings
+
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
+        net = _clip_network(self.network)
         # g: the zero-shot head the model was given for the run's classes, fixed.
         self.register_buffer("zeroshot_weight", net.head.weight.detach().clone())
-        net.head = TaskHead(net.feature_dim, net.head.out_features)
-        self.tau: float | None = self.settings["rst_tau"]
+        net.head = TaskHead(net.feature_dim, net.num_classes)
+        self.tau: float | None = self.settings.rst_tau
         self._encoder_names = [name for name, _ in net.encoder.named_parameters()]
         if self.tau is not None:
-            if self.tau <= 0:
-                raise ValueError(f"rst_tau must be positive, not {self.tau}")
             for index, p in enumerate(net.encoder.parameters()):
                 # Rebuilt identically from the source checkpoint on resume: not persisted.
                 self.register_buffer(f"_w0_{index}", p.detach().clone(), persistent=False)
@@ -178,7 +180,7 @@ class ClipAdaptation(Method):
             {"params": encoder},
             {
                 "params": list(self.network.head.parameters()),
-                "lr_scale": self.settings["head_lr_scale"],
+                "lr_scale": self.settings.head_lr_scale,
             },
         ]
 
@@ -226,15 +228,18 @@ class ClipSourceOnly(ClipAdaptation):
 
 
 class CMKD(ClipAdaptation):
-    """CMKD (+ RST with `rst_tau`, + FixMatch with `fixmatch`). Settings `l1`, `l2`, `l3`
-    (loss weights), `ramp_steps` (T of r(t)), `fixmatch_threshold`, `fixmatch_weight`."""
+    """CMKD (+ RST with `rst_tau`, + FixMatch with `fixmatch`). Settings (`CMKDSettings`)
+    `l1`, `l2`, `l3` (loss weights), `ramp_steps` (T of r(t)), `fixmatch_threshold`,
+    `fixmatch_weight`."""
 
-    def __init__(self, network: nn.Module, *args: Any, **kwargs: Any):
-        super().__init__(network, *args, **kwargs)
+    settings: CMKDSettings
+
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
         if self.streams != ("source", "target"):
             raise ValueError(f"CMKD needs the streams ('source', 'target'), not {self.streams}")
         stats = ["ce_head", "ce_zeroshot", "gi_student", "gi_teacher", "ramp"]
-        if self.settings["fixmatch"]:
+        if self.settings.fixmatch:
             stats += ["fixmatch", "mask_rate"]
             # The trainer's strong view (tlrepro.augment.strong_view) of the target batch.
             self.strong_streams = ("target",)
@@ -244,11 +249,11 @@ class CMKD(ClipAdaptation):
         s = self.settings
         xs, ys = batches["source"]
         xt, _ = batches["target"]  # target labels are never read
-        views = [xs, xt] + ([batches["target_strong"][0]] if s["fixmatch"] else [])
+        views = [xs, xt] + ([batches["target_strong"][0]] if s.fixmatch else [])
         head, zeroshot = self.encode(torch.cat(views))
         sizes = [len(v) for v in views]
         heads, zeroshots = head.split(sizes), zeroshot.split(sizes)
-        r = ramp(step, s["ramp_steps"])
+        r = ramp(step, s.ramp_steps)
         terms = cmkd_loss(
             heads[0],
             zeroshots[0],
@@ -256,18 +261,18 @@ class CMKD(ClipAdaptation):
             heads[1],
             zeroshots[1],
             r,
-            s["l1"],
-            s["l2"],
-            s["l3"],
+            s.l1,
+            s.l2,
+            s.l3,
             self.criterion.label_smoothing,
         )
         loss = terms.pop("loss")
-        if s["fixmatch"]:
-            fm_head, mask = fixmatch_loss(heads[1], heads[2], s["fixmatch_threshold"])
-            fm_zeroshot, _ = fixmatch_loss(zeroshots[1], zeroshots[2], s["fixmatch_threshold"])
+        if s.fixmatch:
+            fm_head, mask = fixmatch_loss(heads[1], heads[2], s.fixmatch_threshold)
+            fm_zeroshot, _ = fixmatch_loss(zeroshots[1], zeroshots[2], s.fixmatch_threshold)
             terms["fixmatch"] = fm_head + fm_zeroshot
             terms["mask_rate"] = mask.mean()
-            loss = loss + s["fixmatch_weight"] * terms["fixmatch"]
+            loss = loss + s.fixmatch_weight * terms["fixmatch"]
         loss.backward()
         stats = {name: value.detach() for name, value in terms.items()}
         return {
@@ -294,7 +299,7 @@ def rst_state(network: ClipClassifier, initial: list[Tensor]) -> dict[str, Tenso
             tensors[f"residual.{name}.index"] = index.to(torch.int32).cpu()
             tensors[f"residual.{name}.value"] = flat[index].cpu()
     for name, value in network.head.state_dict().items():
-        tensors[f"head.{name}"] = value.detach().cpu()
+        tensors[f"{HEAD_PREFIX}{name}"] = value.detach().cpu()
     return tensors
 
 
@@ -317,8 +322,7 @@ def load_rst(pretrained: ClipClassifier, path: Path) -> ClipClassifier:
                 flat = parameter.detach().reshape(-1).clone()
                 flat[index.long()] = tensors[f"residual.{name}.value"].to(flat.dtype)
                 parameter.copy_(flat.view(parameter.shape))
-    head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-    weight = head_state["2.weight"]
-    pretrained.head = TaskHead(weight.shape[1], weight.shape[0])
+    _, head_state = split_head(tensors)
+    pretrained.head = TaskHead(pretrained.feature_dim, head_classes(head_state))
     pretrained.head.load_state_dict(head_state)
     return pretrained

@@ -6,30 +6,24 @@ initialisation, which validation split, whether the body is frozen), not in thei
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from tlrepro.methods.base import Batches, Method
-from tlrepro.models.base import Classifier
+from tlrepro.methods.base import Batches, Method, MethodContext
+from tlrepro.methods.erm_settings import ERMSettings
 
 
 class ERM(Method):
-    def __init__(
-        self,
-        network: Classifier,
-        streams: tuple[str, ...],
-        settings: dict[str, Any],
-        *args,
-        **kwargs,
-    ):
-        """`settings["freeze_body"]` trains the head alone on fixed features (feature extraction):
-        the body gets no gradient and its batch-norm statistics stay as pretrained."""
-        super().__init__(network, streams, settings, *args, **kwargs)
-        self.freeze_body = bool(settings.get("freeze_body", False))
+    settings: ERMSettings
+
+    def __init__(self, context: MethodContext):
+        """`freeze_body` (linear_probe's `LinearProbeSettings`) trains the head alone on fixed
+        features (feature extraction): the body gets no gradient and its batch-norm
+        statistics stay as pretrained."""
+        super().__init__(context)
+        self.freeze_body = self.settings.freeze_body
         if self.freeze_body:
-            network.requires_grad_(False)
-            network.head.requires_grad_(True)
+            self.network.requires_grad_(False)
+            self.network.head.requires_grad_(True)
 
     def train(self, mode: bool = True) -> ERM:
         super().train(mode)

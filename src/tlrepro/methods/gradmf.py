@@ -16,20 +16,22 @@ import torch
 from torch import Tensor
 
 from tlrepro.methods import gradient_algebra
+from tlrepro.methods.gradmf_settings import GradMFSettings
 from tlrepro.methods.two_stream import SeparateGradients
 
 
 class GradMF(SeparateGradients):
+    settings: GradMFSettings
     extra_stats = (*SeparateGradients.extra_stats, "altering_steps")
 
     def coefficients(self, gram_matrix: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        if self.settings["variant"] == "coded":
+        if self.settings.variant == "coded":
             coefficients = gradient_algebra.coded(gram_matrix)
             return coefficients, {"altering_steps": torch.ones_like(coefficients[0])}
         coefficients, steps = gradient_algebra.drawn(
             gram_matrix,
-            tau=self.settings["tau"],
-            max_steps=self.settings["max_steps"],
-            project=self.settings["project"],
+            tau=self.settings.tau,
+            max_steps=self.settings.max_steps,
+            project=self.settings.project,
         )
         return coefficients, {"altering_steps": steps.float()}

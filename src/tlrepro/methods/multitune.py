@@ -24,54 +24,32 @@ settings are applied and tested. That behaviour is not offered as a variant.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from tlrepro.methods.base import Batches, Method
+from tlrepro.methods.base import Batches, Method, MethodContext
+from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
 from tlrepro.models.base import Classifier
-
-BRANCH_KEYS = {"name": str, "lr_scale": float, "l2sp": float, "reinit_blocks": int}
-
-
-def check_branches(branches: Any) -> list[dict[str, Any]]:
-    """At least two branches, each with exactly BRANCH_KEYS; a clear error names the culprit."""
-    if not isinstance(branches, list) or len(branches) < 2:
-        raise ValueError(f"multitune: `branches` must be a list of at least two, got {branches!r}")
-    for index, branch in enumerate(branches):
-        if not isinstance(branch, dict) or set(branch) != set(BRANCH_KEYS):
-            raise ValueError(
-                f"multitune: branch {index} must have exactly the keys "
-                f"{', '.join(BRANCH_KEYS)}, got {branch!r}"
-            )
-        for key, kind in BRANCH_KEYS.items():
-            value = branch[key]
-            numeric = kind is float and isinstance(value, int | float)
-            if isinstance(value, bool) or not (isinstance(value, kind) or numeric):
-                raise ValueError(f"multitune: branch {index}: {key} must be {kind.__name__}")
-        if branch["lr_scale"] <= 0 or branch["l2sp"] < 0 or branch["reinit_blocks"] < 0:
-            raise ValueError(
-                f"multitune: branch {index}: lr_scale > 0, l2sp >= 0, reinit_blocks >= 0"
-            )
-    return branches
 
 
 class MultiTuneNet(Classifier):
     """Branches (copies of one pretrained net) -> concatenated features -> integration layer."""
 
-    def __init__(self, pretrained: Classifier, branches: list[dict[str, Any]]):
+    def __init__(self, pretrained: Classifier, branches: list[Branch]):
         super().__init__()
         blocks = getattr(pretrained, "blocks", None)
         nets = []
         for setting in branches:
             net = copy.deepcopy(pretrained)
             del net.head  # the integration layer classifies; a branch only gives features
-            count = setting["reinit_blocks"]
+            count = setting.reinit_blocks
             if count:
                 if blocks is None or count > len(blocks):
                     raise ValueError(
-                        f"multitune: branch {setting['name']!r} re-initialises {count} blocks; "
+                        f"multitune: branch {setting.name!r} re-initialises {count} blocks; "
                         f"the network has {0 if blocks is None else len(blocks)}"
                     )
                 for block in net.blocks[-count:]:
@@ -81,31 +59,30 @@ class MultiTuneNet(Classifier):
             nets.append(net)
         self.branches = nn.ModuleList(nets)
         self.feature_dim = pretrained.feature_dim * len(nets)
-        self.head = nn.Linear(self.feature_dim, pretrained.head.out_features)
+        self.head = nn.Linear(self.feature_dim, pretrained.num_classes)
 
     def features(self, x: Tensor) -> Tensor:
         return torch.cat([branch.features(x) for branch in self.branches], 1)
 
 
 class MultiTune(Method):
-    def __init__(
-        self,
-        network: Classifier,
-        streams: tuple[str, ...],
-        settings: dict[str, Any],
-        *args,
-        **kwargs,
-    ):
-        branches = check_branches(settings["branches"])
-        super().__init__(MultiTuneNet(network, branches), streams, settings, *args, **kwargs)
+    settings: MultiTuneSettings
+
+    def __init__(self, context: MethodContext):
+        settings = context.settings
+        assert isinstance(settings, MultiTuneSettings)
+        branches = settings.branches
+        super().__init__(
+            dataclasses.replace(context, network=MultiTuneNet(context.network, branches))
+        )
         # L2-SP's anchor: the pretrained weights, kept beside (not inside) the saved network.
-        self.anchor = copy.deepcopy(network).requires_grad_(False)
+        self.anchor = copy.deepcopy(context.network).requires_grad_(False)
         self.branch_settings = branches
         self.splits = [self._split(index) for index in range(len(branches))]
 
     def _split(self, index: int) -> tuple[list[nn.Parameter], list[nn.Parameter], list[Tensor]]:
         """Branch `index`'s (pretrained params, re-initialised params, anchors of the former)."""
-        count = self.branch_settings[index]["reinit_blocks"]
+        count = self.branch_settings[index].reinit_blocks
         branch = self.network.branches[index]
         anchors = dict(self.anchor.named_parameters())
         total = len(getattr(branch, "blocks", ()))
@@ -124,8 +101,8 @@ class MultiTune(Method):
         re-initialised blocks at the full lr; then the integration layer."""
         groups = []
         for setting, (kept, fresh, _) in zip(self.branch_settings, self.splits, strict=True):
-            group: dict[str, Any] = {"params": kept, "lr_scale": setting["lr_scale"]}
-            if setting["l2sp"] > 0:
+            group: dict[str, Any] = {"params": kept, "lr_scale": setting.lr_scale}
+            if setting.l2sp > 0:
                 group["weight_decay"] = 0.0
             groups.append(group)
             if fresh:
@@ -140,7 +117,7 @@ class MultiTune(Method):
         an autograd graph over every tensor); return the penalty's value."""
         total = self.network.head.weight.new_zeros(())
         for setting, (kept, _, targets) in zip(self.branch_settings, self.splits, strict=True):
-            alpha = setting["l2sp"]
+            alpha = setting.l2sp
             if alpha > 0:
                 diffs = torch._foreach_sub(kept, targets)
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in kept]

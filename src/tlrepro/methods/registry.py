@@ -1,20 +1,28 @@
 """The method registry: what each method consumes, where it starts, how it is selected.
 
 Kept free of torch so that planning a DAG (Snakemake, DVC) stays fast; the
-implementing class is imported when a run is built.
+implementing class is imported when a run is built. A method's settings are the
+dataclass its entry names (`tlrepro.methods.settings`), in a torch-free module beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 from tlrepro.layout import RST_FILE, TRANSFER_REPORT
+from tlrepro.methods.cmkd_settings import ClipAdaptationSettings, CMKDSettings
+from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
+from tlrepro.methods.gradmf_settings import GradMFSettings
+from tlrepro.methods.multitune_settings import MultiTuneSettings
+from tlrepro.methods.settings import Settings
+from tlrepro.methods.spottune_settings import SpotTuneSettings
+from tlrepro.methods.tlvfc_settings import DPIATSettings, HeInitSettings, TLVFCSettings
 from tlrepro.registry import lookup
 
 
-def no_exports(settings: Mapping[str, Any]) -> tuple[str, ...]:
+def no_exports(settings: Settings) -> tuple[str, ...]:
     return ()
 
 
@@ -35,51 +43,49 @@ class MethodSpec:
     """The split the honest protocol selects on (UDA methods may not see target labels)."""
     needs_shared_labels: bool = False
     """Only meaningful when source and target share a label space (tested on the target)."""
-    settings: dict[str, Any] = field(default_factory=dict)
-    """Default hyper-parameters; the config may override exactly these keys, with values
-    of the default's type."""
-    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    """Settings that take one of a few values (checked when the plan is built)."""
-    exports: Callable[[Mapping[str, Any]], tuple[str, ...]] = no_exports
+    settings: type[Settings] = Settings
+    """The method's settings: their defaults, types and ranges; the config may override
+    its fields (checked by `Settings.from_config` when the plan is built)."""
+    exports: Callable[[Settings], tuple[str, ...]] = no_exports
     """The files `Method.export` writes into the run folder, given the settings: outputs
     of the run for both runners."""
 
 
-def _transfer_report(settings: Mapping[str, Any]) -> tuple[str, ...]:
-    return (TRANSFER_REPORT,) if settings["transfer"] != "none" else ()
+def _transfer_report(settings: Settings) -> tuple[str, ...]:
+    assert isinstance(settings, HeInitSettings)
+    return (TRANSFER_REPORT,) if settings.transfer != "none" else ()
 
 
-def _rst_checkpoint(settings: Mapping[str, Any]) -> tuple[str, ...]:
-    return (RST_FILE,) if settings["rst_tau"] is not None else ()
+def _rst_checkpoint(settings: Settings) -> tuple[str, ...]:
+    assert isinstance(settings, ClipAdaptationSettings)
+    return (RST_FILE,) if settings.rst_tau is not None else ()
 
 
 ERM = "tlrepro.methods.erm:ERM"
 TLVFC = "tlrepro.methods.tlvfc:TLVFC"
-TLVFC_CHOICES: dict[str, tuple[str, ...]] = {
-    "transfer": ("none", "tlvfc", "dpiat"),
-    # tlrepro.transfer.layer_transfer.SELECTIONS (a test keeps the two equal; this module
-    # stays free of torch)
-    "keep": ("maxVar", "minVar", "twoTailed", "interLeaved", "random"),
-    "overwrite": ("maxVar", "minVar", "twoTailed", "interLeaved", "random"),
-}
 CLIP = "tlrepro.methods.cmkd"
-CLIP_ADAPTATION: dict[str, Any] = {"head_lr_scale": 10000.0, "rst_tau": None}
-"""RN50's recipe (docs/clip_uda.md, "Recipe"); ViT-B/16 uses head_lr_scale 1000."""
 
 METHODS: dict[str, MethodSpec] = {
-    "scratch": MethodSpec(ERM, "Target data only, random initialisation.", ("target",), "random"),
+    "scratch": MethodSpec(
+        ERM,
+        "Target data only, random initialisation.",
+        ("target",),
+        "random",
+        settings=ERMSettings,
+    ),
     "finetune": MethodSpec(
         ERM,
         "Source-pretrained network, new head, all layers trained on the target.",
         ("target",),
         "source",
+        settings=ERMSettings,
     ),
     "linear_probe": MethodSpec(
         ERM,
         "Feature extraction: the source-pretrained body frozen (BN statistics too), a new head.",
         ("target",),
         "source",
-        settings={"freeze_body": True},
+        settings=LinearProbeSettings,
     ),
     "spottune": MethodSpec(
         "tlrepro.methods.spottune:SpotTune",
@@ -88,27 +94,14 @@ METHODS: dict[str, MethodSpec] = {
         "adds the budget loss budget_weight * (blocks fine-tuned - k)^2).",
         ("target",),
         "source",
-        settings={
-            "tau": 5.0,
-            "policy_lr_scale": 0.1,
-            "policy_weight_decay": 0.001,
-            "policy": "per_image",
-            "budget_blocks": None,
-            "budget_weight": 0.1,
-        },
-        choices={"policy": ("per_image", "global")},
+        settings=SpotTuneSettings,
     ),
     "multitune": MethodSpec(
         "tlrepro.methods.multitune:MultiTune",
         "MultiTune: fine-tuned copies under different settings, integrated by a learned layer.",
         ("target",),
         "source",
-        settings={
-            "branches": [
-                {"name": "finetune", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 0},
-                {"name": "l2sp_reinit", "lr_scale": 0.1, "l2sp": 0.01, "reinit_blocks": 1},
-            ]
-        },
+        settings=MultiTuneSettings,
     ),
     "source_only": MethodSpec(
         ERM,
@@ -117,6 +110,7 @@ METHODS: dict[str, MethodSpec] = {
         "random",
         selection="source_val",
         needs_shared_labels=True,
+        settings=ERMSettings,
     ),
     # Two labelled streams on one shared model (docs/gradmf.md): GradMF and its peers.
     "joint": MethodSpec(
@@ -141,8 +135,7 @@ METHODS: dict[str, MethodSpec] = {
         ("target", "source"),
         "source",
         uses_source_model=True,
-        settings={"variant": "coded", "tau": 0.9, "max_steps": 5, "project": True},
-        choices={"variant": ("coded", "drawn")},
+        settings=GradMFSettings,
     ),
     # TLVFC (docs/tlvfc.md): the target network (the group's `model`) starts from He init,
     # then weights from the source network of another architecture (`source_model`).
@@ -151,8 +144,7 @@ METHODS: dict[str, MethodSpec] = {
         "He (Kaiming-normal) initialisation of the target network, trained on the target.",
         ("target",),
         "random",
-        settings={"transfer": "none", "crossover_p": 0.0},
-        choices=TLVFC_CHOICES,
+        settings=HeInitSettings,
         exports=_transfer_report,
     ),
     "dpiat": MethodSpec(
@@ -161,8 +153,7 @@ METHODS: dict[str, MethodSpec] = {
         ("target",),
         "random",
         uses_source_model=True,
-        settings={"transfer": "dpiat", "crossover_p": 0.0},
-        choices=TLVFC_CHOICES,
+        settings=DPIATSettings,
         exports=_transfer_report,
     ),
     "tlvfc": MethodSpec(
@@ -172,13 +163,7 @@ METHODS: dict[str, MethodSpec] = {
         ("target",),
         "random",
         uses_source_model=True,
-        settings={
-            "transfer": "tlvfc",
-            "crossover_p": 0.1,
-            "keep": "interLeaved",
-            "overwrite": "random",
-        },
-        choices=TLVFC_CHOICES,
+        settings=TLVFCSettings,
         exports=_transfer_report,
     ),
     # CLIP UDA (docs/clip_uda.md): start from the (pretrained) CLIP of the group's model,
@@ -198,7 +183,7 @@ METHODS: dict[str, MethodSpec] = {
         "source",
         selection="source_val",
         needs_shared_labels=True,
-        settings=CLIP_ADAPTATION,
+        settings=ClipAdaptationSettings,
         exports=_rst_checkpoint,
     ),
     "cmkd": MethodSpec(
@@ -209,59 +194,11 @@ METHODS: dict[str, MethodSpec] = {
         "source",
         selection="source_val",
         needs_shared_labels=True,
-        settings={
-            **CLIP_ADAPTATION,
-            "l1": 0.25,
-            "l2": 0.1,
-            "l3": 0.025,
-            "ramp_steps": 10000,
-            "fixmatch": False,
-            "fixmatch_threshold": 0.95,
-            "fixmatch_weight": 0.5,
-        },
+        settings=CMKDSettings,
         exports=_rst_checkpoint,
     ),
 }
 
 
-class SettingError(ValueError):
-    """A method setting the config names does not exist, has the wrong type or value."""
-
-
 def method_spec(name: str) -> MethodSpec:
     return lookup(METHODS, "method", name)
-
-
-def _same_kind(value: Any, default: Any) -> bool:
-    """YAML's types against the default's: an int may stand for a float, not for a bool."""
-    if default is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return type(value) is type(default)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    return isinstance(value, type(default))
-
-
-def resolve_settings(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Defaults updated with `overrides`; an unknown key is an error naming it."""
-    spec = method_spec(name)
-    unknown = sorted(set(overrides) - set(spec.settings))
-    if unknown:
-        allowed = ", ".join(sorted(spec.settings)) or "none"
-        raise SettingError(
-            f"method {name!r} has no setting {unknown[0]!r} (its settings: {allowed})"
-        )
-    for key, value in overrides.items():
-        default = spec.settings[key]
-        if not _same_kind(value, default):
-            raise SettingError(
-                f"method {name!r}: setting {key!r} must be a {type(default).__name__}, "
-                f"got {value!r}"
-            )
-        if key in spec.choices and value not in spec.choices[key]:
-            raise SettingError(
-                f"method {name!r}: setting {key!r} is {value!r}; choose one of "
-                f"{', '.join(map(str, spec.choices[key]))}"
-            )
-    return {**spec.settings, **overrides}

@@ -27,18 +27,17 @@ policy (v_l is 0 or 1) and is not built.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tlrepro.methods.base import Batches, Method
+from tlrepro.methods.base import Batches, Method, MethodContext
+from tlrepro.methods.spottune_settings import Policy, SpotTuneSettings
 from tlrepro.models.base import BlockClassifier, Classifier
 from tlrepro.models.resnet26 import ResNet26
-
-POLICIES = ("per_image", "global")
-"""The registry's choices for the `policy` setting (a test keeps the two equal)."""
 
 
 class GlobalPolicy(nn.Module):
@@ -59,27 +58,13 @@ def budget_loss(actions: Tensor, budget: int) -> Tensor:
     return (actions.float().mean(0).sum() - budget) ** 2
 
 
-def check_budget(settings: dict[str, Any], num_blocks: int) -> int | None:
-    """`budget_blocks` (None: no budget loss) after checking it and `budget_weight`."""
-    budget = settings["budget_blocks"]
-    whole = isinstance(budget, int) and not isinstance(budget, bool)
-    if budget is not None and not (whole and 0 <= budget <= num_blocks):
-        raise ValueError(
-            f"spottune: budget_blocks must be null or a whole number of blocks from 0 to "
-            f"{num_blocks}, not {budget!r}"
-        )
-    if settings["budget_weight"] < 0:
-        raise ValueError(f"spottune: budget_weight must be >= 0, not {settings['budget_weight']}")
-    return budget
-
-
 class SpotTuneNet(Classifier):
     """A network of blocks (ResNet-26, EfficientNet-Lite0) whose blocks each have a frozen
     twin, routed per image by a policy net (`policy` "per_image"), or for all images alike
     by learned logits ("global"): x <- (1 - a) frozen(x) + a tuned(x) holds for any blocks
     whose two copies have the same shapes."""
 
-    def __init__(self, backbone: BlockClassifier, tau: float, policy: str = "per_image"):
+    def __init__(self, backbone: BlockClassifier, tau: float, policy: Policy = "per_image"):
         super().__init__()
         if not isinstance(backbone, BlockClassifier):
             raise TypeError(
@@ -92,8 +77,6 @@ class SpotTuneNet(Classifier):
         stage_widths = tuple(
             w for w, s in zip(backbone.widths, backbone.strides, strict=True) if s == 2
         )
-        if policy not in POLICIES:
-            raise ValueError(f"spottune: policy must be one of {POLICIES}, not {policy!r}")
         self.policy = (
             GlobalPolicy(self.num_blocks)
             if policy == "global"
@@ -147,17 +130,19 @@ class SpotTuneNet(Classifier):
 
 
 class SpotTune(Method):
-    def __init__(
-        self,
-        network: Classifier,
-        streams: tuple[str, ...],
-        settings: dict[str, Any],
-        *args,
-        **kwargs,
-    ):
-        net = SpotTuneNet(network, settings["tau"], settings["policy"])
-        super().__init__(net, streams, settings, *args, **kwargs)
-        self.budget = check_budget(settings, net.num_blocks)
+    settings: SpotTuneSettings
+
+    def __init__(self, context: MethodContext):
+        settings = context.settings
+        assert isinstance(settings, SpotTuneSettings)
+        net = SpotTuneNet(context.network, settings.tau, settings.policy)
+        super().__init__(dataclasses.replace(context, network=net))
+        self.budget = settings.budget_blocks
+        if self.budget is not None and self.budget > net.num_blocks:
+            raise ValueError(
+                f"spottune: budget_blocks is {self.budget}, more than the network's "
+                f"{net.num_blocks} blocks"
+            )
         usage = tuple(f"usage_block{i}" for i in range(net.num_blocks))
         self.extra_stats = usage if self.budget is None else (*usage, "budget_loss")
 
@@ -170,8 +155,8 @@ class SpotTune(Method):
             {"params": rest},
             {
                 "params": policy,
-                "lr_scale": self.settings["policy_lr_scale"],
-                "weight_decay": self.settings["policy_weight_decay"],
+                "lr_scale": self.settings.policy_lr_scale,
+                "weight_decay": self.settings.policy_weight_decay,
             },
         ]
 
@@ -182,7 +167,7 @@ class SpotTune(Method):
         loss, stats = self.scored(self.network.head(features), y)
         if self.budget is not None:
             budget = budget_loss(actions, self.budget)
-            loss = loss + self.settings["budget_weight"] * budget
+            loss = loss + self.settings.budget_weight * budget
             stats["budget_loss"] = budget.detach()
         loss.backward()
         usage = actions.detach().float().mean(0)

@@ -17,13 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from tlrepro import storage
-from tlrepro.methods.base import Batches, Method
-from tlrepro.methods.registry import TLVFC_CHOICES
+from tlrepro.methods.base import Batches, Method, MethodContext
+from tlrepro.methods.tlvfc_settings import HeInitSettings
 from tlrepro.models.base import Classifier
-from tlrepro.transfer.layer_transfer import SELECTIONS
 from tlrepro.transfer.recipes import TransferReport, dpiat_transfer, tlvfc_transfer
 
-TRANSFERS = TLVFC_CHOICES["transfer"]
 REPORT_FILE = "transfer_report.json"
 
 
@@ -41,22 +39,15 @@ def he_init(network: nn.Module) -> None:
 
 
 class TLVFC(Method):
-    def __init__(
-        self, network: Classifier, *args: Any, source_model: Classifier | None = None, **kwargs: Any
-    ):
-        super().__init__(network, *args, **kwargs)
-        settings = self.settings
-        transfer = settings["transfer"]
-        self.p = float(settings["crossover_p"])
-        keep = settings.get("keep", "interLeaved")
-        overwrite = settings.get("overwrite", "random")
-        if transfer not in TRANSFERS:
-            raise ValueError(f"transfer must be one of {', '.join(TRANSFERS)}, not {transfer!r}")
-        if not 0.0 <= self.p < 1.0:
-            raise ValueError(f"crossover_p must be in [0, 1), not {self.p}")
-        for name, mode in (("keep", keep), ("overwrite", overwrite)):
-            if mode not in SELECTIONS:
-                raise ValueError(f"{name} must be one of {', '.join(SELECTIONS)}, not {mode!r}")
+    """Settings: `HeInitSettings` and its subclasses (the registry's he_init, dpiat, tlvfc)."""
+
+    settings: HeInitSettings
+
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
+        network, source_model = self.network, context.source_model
+        transfer = self.settings.transfer
+        self.p = float(self.settings.crossover_p)
         if (transfer != "none" or self.p > 0) and source_model is None:
             raise ValueError(
                 "transfer and crossover need the source network; register the method "
@@ -65,7 +56,9 @@ class TLVFC(Method):
         he_init(network)
         self.report: TransferReport | None = None
         if transfer == "tlvfc":
-            self.report = tlvfc_transfer(source_model, network, keep, overwrite)
+            self.report = tlvfc_transfer(
+                source_model, network, self.settings.keep, self.settings.overwrite
+            )
         elif transfer == "dpiat":
             self.report = dpiat_transfer(source_model, network)
         # Held outside the module tree: no optimiser group, no checkpoint copy, and the

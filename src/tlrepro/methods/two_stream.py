@@ -20,14 +20,12 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from tlrepro.methods import gradient_algebra
-from tlrepro.methods.base import Batches, Method
-from tlrepro.models.base import Classifier
+from tlrepro.methods.base import Batches, Method, MethodContext
 
 
 @contextlib.contextmanager
@@ -47,13 +45,12 @@ def running_stats_frozen(module: nn.Module) -> Iterator[None]:
 class Joint(Method):
     """Sum of the source and target cross-entropies, one backward."""
 
-    def __init__(
-        self, network: Classifier, *args: Any, source_model: Classifier | None = None, **kwargs: Any
-    ):
-        super().__init__(network, *args, **kwargs)
+    def __init__(self, context: MethodContext):
+        super().__init__(context)
+        source_model = context.source_model
         if source_model is None:
             raise ValueError(f"{type(self).__name__} needs the source model (uses_source_model)")
-        self.source_head: nn.Linear | None = None
+        self.source_head: nn.Module | None = None
         if self.shared_labels:
             self.network.head.load_state_dict(source_model.head.state_dict())
         else:

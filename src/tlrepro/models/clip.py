@@ -79,9 +79,9 @@ class ClipClassifier(Classifier):
     @torch.no_grad()
     def set_class_names(self, class_names: Sequence[str]) -> None:
         """Make `head` the zero-shot classifier of these classes (computed once, here)."""
-        if len(class_names) != self.head.out_features:
+        if len(class_names) != self.num_classes:
             raise ValueError(
-                f"{len(class_names)} class names for a head of {self.head.out_features} classes"
+                f"{len(class_names)} class names for a head of {self.num_classes} classes"
             )
         self.class_names = tuple(class_names)
         self.head.weight.copy_(self.logit_scale * self.text_embeddings(class_names))

@@ -99,22 +99,11 @@ def load_rebuffi_state(path: str | Path) -> dict[str, Tensor]:
     return convert_rebuffi_state(state)
 
 
-def load_body(network: ResNet26, state: Mapping[str, Tensor], source: str | Path) -> None:
-    """Everything but the head (which belongs to ImageNet's classes) into `network`."""
-    body = {k: v for k, v in state.items() if not k.startswith("head.")}
-    try:
-        missing, _ = network.load_state_dict(body, strict=False)
-    except RuntimeError as error:
-        raise ValueError(f"{source} does not fit this ResNet-26: {error}") from error
-    missing = [k for k in missing if not k.startswith("head.") and "num_batches_tracked" not in k]
-    if missing:
-        raise ValueError(f"{source} lacks parameters of the ResNet-26 body: {missing[:5]}")
-
-
 def resnet26_with_weights(num_classes: int, weights: str | None = None) -> ResNet26:
     """Rebuffi's ResNet-26 with a new head; `weights`, the exported ImageNet state dict, fills
     its body (None: random initialisation, as every run builds it before loading a source)."""
     network = build_resnet26(num_classes)
     if weights is not None:
-        load_body(network, load_rebuffi_state(weights), weights)
+        # Everything but the head, which belongs to ImageNet's classes.
+        network.load_body(load_rebuffi_state(weights), weights)
     return network

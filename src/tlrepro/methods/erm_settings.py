@@ -1,0 +1,23 @@
+"""ERM's settings (torch-free, for the registry): whether the body is frozen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from tlrepro.methods.settings import Settings
+
+
+@dataclass(frozen=True)
+class ERMSettings(Settings):
+    """scratch, finetune, source_only: every layer trains (no setting to give)."""
+
+    freeze_body: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class LinearProbeSettings(ERMSettings):
+    """linear_probe: the head alone trains on fixed features (the body gets no gradient and
+    its batch-norm statistics stay as pretrained)."""
+
+    freeze_body: bool = True
