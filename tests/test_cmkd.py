@@ -17,6 +17,7 @@ from tlrepro.methods.cmkd import (
     cmkd_loss,
     fixmatch_loss,
     gini_impurity,
+    load_adapted,
     load_rst,
     ramp,
 )
@@ -232,6 +233,26 @@ def test_rst_checkpoint_reloads_to_identical_predictions_and_is_small(tmp_path):
         metrics["rst"]["changed_encoder_elements"]
         + sum(p.numel() for p in method.network.head.parameters())
     )
+
+
+def test_a_clip_run_saves_its_image_tower_and_head_and_reloads_onto_its_source():
+    method = _rst_method()
+    pretrained_state = {k: v.clone() for k, v in method.network.state_dict().items()}
+    _train(method, 2)
+    saved = method.saved_state()
+    assert saved and all(k.startswith(("clip.visual.", "head.")) for k in saved)
+    assert any(k.startswith("clip.transformer.") for k in pretrained_state)  # left out
+    method.eval()
+    x = torch.randn(4, 3, 32, 32)
+
+    source = tiny_clip(3)  # the source model: CLIP with its zero-shot head
+    source.load_state_dict(
+        {k: v for k, v in pretrained_state.items() if not k.startswith("head.")}, strict=False
+    )
+    rebuilt = load_adapted(source, saved).eval()
+    torch.testing.assert_close(rebuilt(x), method.predict(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="does not fit"):
+        load_adapted(tiny_clip(3), {**saved, "clip.visual.nonsense": torch.zeros(1)})
 
 
 def test_clip_methods_refuse_a_non_clip_network():

@@ -258,7 +258,7 @@ def assert_rst_reloads(root, run) -> None:
     """The run's sparse RST file on its source checkpoint predicts as its saved model."""
     from tlrepro import storage
     from tlrepro.layout import MODEL_FILE
-    from tlrepro.methods.cmkd import TaskHead, load_rst
+    from tlrepro.methods.cmkd import load_adapted, load_rst
     from tlrepro.models.base import head_classes, split_head
     from tlrepro.models.registry import build_model
 
@@ -270,8 +270,8 @@ def assert_rst_reloads(root, run) -> None:
     rebuilt = load_rst(pretrained, root / run.folder / RST_FILE).eval()
     state = storage.load_tensors(root / run.folder / MODEL_FILE)
     trained = build_model(run.model, classes, **options)
-    trained.head = TaskHead(trained.feature_dim, head_classes(split_head(state)[1]))
-    trained.load_state_dict(state)
+    trained.load_state_dict(source)
+    trained = load_adapted(trained, state)
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), trained.eval()(x), rtol=0, atol=0)

@@ -119,7 +119,7 @@ def _metrics(
 
 def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, Any]:
     """Write the model, then the metrics (the completion marker), then drop the resume state."""
-    state = method.network.state_dict()
+    state = method.saved_state()
     storage.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
     metrics = {**metrics, **method.export(folder)}
     storage.write_json(folder / METRICS_FILE, metrics)

@@ -71,6 +71,11 @@ class Method(nn.Module):
     def after_step(self) -> None:
         """Called after every optimiser step (e.g. to project weights)."""
 
+    def saved_state(self) -> dict[str, Tensor]:
+        """What the run's model.safetensors holds: the whole network unless a method
+        trains only part of a large one."""
+        return self.network.state_dict()
+
     def export(self, folder: Path) -> dict[str, Any]:
         """Called once after training, beside the saved network: write any method-specific
         files into `folder` (a transfer report, a sparse checkpoint) and return extra fields

@@ -195,6 +195,17 @@ class ClipAdaptation(Method):
         for p, w0 in zip(self.network.encoder.parameters(), self._initial_weights(), strict=True):
             p.copy_(torch.where((p - w0).abs() > self.tau, p, w0))
 
+    def saved_state(self) -> dict[str, Tensor]:
+        """The image tower and the task head only: the text tower never trains and equals the
+        source checkpoint's, and it holds 62 % of RN50's parameters (63.7 of 102.0 M) and 42 %
+        of ViT-B/16's (63.4 of 149.6 M), in every run. `load_adapted` rebuilds a run's model
+        from its source checkpoint and this state."""
+        return {
+            key: value
+            for key, value in self.network.state_dict().items()
+            if key.startswith((ADAPTED_PREFIX, HEAD_PREFIX))
+        }
+
     def export(self, folder: Path) -> dict[str, Any]:
         """DSP (distinct stored parameters beyond the shared pretrained CLIP, millions); with
         RST also the sparse checkpoint `rst.safetensors`."""
@@ -218,6 +229,24 @@ class ClipAdaptation(Method):
         """(h logits, g logits) from one encoder pass."""
         features = self.network.features(x)
         return self.network.head(features), self.zeroshot(features)
+
+
+ADAPTED_PREFIX = "clip.visual."
+"""Keys of the image tower in a `ClipClassifier`'s state: what CLIP adaptation trains."""
+
+
+def load_adapted(pretrained: ClipClassifier, state: dict[str, Tensor]) -> ClipClassifier:
+    """A CLIP run's model from its source model and its saved state (`saved_state`):
+    the image tower and the task head replaced, everything else kept. Modifies and
+    returns `pretrained`."""
+    pretrained.head = TaskHead(pretrained.feature_dim, head_classes(split_head(state)[1]))
+    missing, unexpected = pretrained.load_state_dict(state, strict=False)
+    if unexpected or any(key.startswith((ADAPTED_PREFIX, HEAD_PREFIX)) for key in missing):
+        raise ValueError(
+            "this state does not fit the CLIP model: "
+            f"{(unexpected or [k for k in missing if k.startswith(ADAPTED_PREFIX)])[:5]}"
+        )
+    return pretrained
 
 
 class ClipSourceOnly(ClipAdaptation):
