@@ -86,6 +86,13 @@ DATASETS: dict[str, DatasetSpec] = {
             "Ankle boot",
         ),
     ),
+    # The tiny CLIP's contrastive pretraining set: the datasets its config entry names
+    # (`parts`), each image captioned with its class name (tlrepro.data.caption_mix).
+    "caption_mix": DatasetSpec(
+        "tlrepro.data.caption_mix:build_caption_mix",
+        "caption_mix",
+        "Training images of several datasets, classes = the union of their class names.",
+    ),
     # paper profile: downloaded (torchvision) or fetched by URL + sha256
     "imagenet": DatasetSpec(
         "tlrepro.data.torchvision_sets:imagenet_is_not_prepared",
