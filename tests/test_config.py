@@ -137,3 +137,18 @@ def test_a_model_zoo_source_refuses_what_it_cannot_provide():
     for method in ("finetune", "joint"):
         with pytest.raises(PlanError, match="source_weights: model"):
             build_plan(zoo_group({method: {}}))
+
+
+def test_zoo_weights_are_the_source_of_methods_that_start_from_source_weights():
+    """With the zoo entry as the group's model, fine-tuning and its kin start from its own
+    weights: no pretraining job, no source data, and the run records the zoo source."""
+    methods = {"finetune": {}, "linear_probe": {}, "spottune": {}, "multitune": {}}
+    config = zoo_group(methods)
+    group = config["profiles"]["quick"]["groups"]["zoo"]
+    group["model"] = group["source_model"] = "efficientnet_lite0_imagenet"
+    check(config)
+    plan = build_plan(config)
+    assert not plan.pretrains and plan.needed_datasets() == ["digits_uci"]
+    assert {run.method: run.zoo_source_model for run in plan.runs} == dict.fromkeys(
+        methods, "efficientnet_lite0_imagenet"
+    )
