@@ -152,3 +152,26 @@ def test_zoo_weights_are_the_source_of_methods_that_start_from_source_weights():
     assert {run.method: run.zoo_source_model for run in plan.runs} == dict.fromkeys(
         methods, "efficientnet_lite0_imagenet"
     )
+
+
+def test_a_mix_and_a_pretraining_dataset_must_be_configured_datasets():
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["datasets"]["caption_mix"] = {"parts": {"digits_syn": {}, "no_such_set": {}}}
+    quick["pretrain"]["models"] = {"small_vgg": {"dataset": "letters_syn"}}
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert "datasets.caption_mix.parts.no_such_set': unknown dataset" in str(error.value)
+    assert "pretrain.models.small_vgg.dataset': dataset 'letters_syn'" in str(error.value)
+
+
+def test_a_model_pretrained_on_its_own_dataset_is_one_job_for_every_task():
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["datasets"]["caption_mix"] = {"parts": {"digits_syn": {}}, "val_fraction": 0.2}
+    quick["pretrain"]["models"] = {"small_vgg": {"dataset": "caption_mix"}}
+    check(config)
+    plan = build_plan(config)
+    assert list(plan.pretrains) == [("small_vgg", "caption_mix")]
+    assert {run.pretrain.dataset for run in plan.runs if run.pretrain} == {"caption_mix"}
+    assert any(path.name == "synthetic.py" for path in plan.prepare_code_files("caption_mix"))

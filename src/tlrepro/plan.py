@@ -303,7 +303,8 @@ class Plan:
         (`parts`, which it loads by name)."""
         options = self.dataset_options(dataset)
         builders = [builder_for(dataset, options)]
-        builders += [builder_for(name, opts or {}) for name, opts in options.get("parts", {}).items()]
+        parts = options.get("parts", {})
+        builders += [builder_for(name, part or {}) for name, part in parts.items()]
         return codebase.closure([PREPARE_MACHINERY, *map(codebase.module_of, builders)])
 
 

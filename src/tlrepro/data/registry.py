@@ -194,6 +194,13 @@ def dataset_spec(name: str) -> DatasetSpec:
     return lookup(DATASETS, "dataset", name)
 
 
+def same_source_files(name: str) -> tuple[str, str]:
+    """What tells whether two datasets hold images of one collection: their builder and its
+    arguments (mnist_5k and its class ranges share them; digits_syn and letters_syn not)."""
+    spec = dataset_spec(name)
+    return spec.builder, repr(sorted(spec.kwargs.items()))
+
+
 STANDIN_BUILDER = "tlrepro.data.standin:build"
 """Generated images in place of a dataset's files, when its config entry has `standin`
 (the rehearsal profile): same classes, channels and official splits, few images."""
