@@ -227,8 +227,11 @@ def test_group_tables_name_source_models() -> None:
         for g in group_tables(build_plan(load_config(REPO / "config" / "config.yaml", "quick")))
     }
     clip = quick["clip_uda"].sources
-    assert [(s.model, s.dataset, s.zero_shot) for s in clip] == [("tiny_clip", "digits_syn", True)]
-    assert clip[0].metrics == Path("results/pretrained/quick/tiny_clip/digits_syn/metrics.json")
+    assert [(s.model, s.dataset, s.zero_shot) for s in clip] == [("tiny_clip", "caption_mix", True)]
+    assert clip[0].metrics == Path("results/pretrained/quick/tiny_clip/caption_mix/metrics.json")
+    # the mix holds real MNIST (the task's source), not the target's digits_uci
+    assert "mnist_5k" in clip[0].parts and clip[0].targets_seen == ()
+    assert quick["gradmf"].sources[0].targets_seen is None  # pretrained on no mix
     assert quick["gradmf"].few_target_labels and not quick["adaptive_full"].few_target_labels
     paper = group_tables(build_plan(load_config(REPO / "config" / "config.yaml", "paper")))
     zoo = {g.name: g for g in paper}["tlvfc_resnet18"].sources

@@ -157,3 +157,41 @@ def test_a_model_zoo_source_refuses_what_it_cannot_provide():
     for method in ("finetune", "joint"):
         with pytest.raises(PlanError, match="source_weights: model"):
             build_plan(zoo_group({method: {}}))
+
+
+def test_zoo_weights_are_the_source_of_methods_that_start_from_source_weights():
+    """With the zoo entry as the group's model, fine-tuning and its kin start from its own
+    weights: no pretraining job, no source data, and the run records the zoo source."""
+    methods = {"finetune": {}, "linear_probe": {}, "spottune": {}, "multitune": {}}
+    config = zoo_group(methods)
+    group = config["profiles"]["quick"]["groups"]["zoo"]
+    group["model"] = group["source_model"] = "efficientnet_lite0_imagenet"
+    check(config)
+    plan = build_plan(config)
+    assert not plan.pretrains and plan.needed_datasets() == ["digits_uci"]
+    assert {run.method: run.zoo_source_model for run in plan.runs} == dict.fromkeys(
+        methods, "efficientnet_lite0_imagenet"
+    )
+
+
+def test_a_mix_and_a_pretraining_dataset_must_be_configured_datasets():
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["datasets"]["caption_mix"] = {"parts": {"digits_syn": {}, "no_such_set": {}}}
+    quick["pretrain"]["models"] = {"small_vgg": {"dataset": "letters_syn"}}
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert "datasets.caption_mix.parts.no_such_set': unknown dataset" in str(error.value)
+    assert "pretrain.models.small_vgg.dataset': dataset 'letters_syn'" in str(error.value)
+
+
+def test_a_model_pretrained_on_its_own_dataset_is_one_job_for_every_task():
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["datasets"]["caption_mix"] = {"parts": {"digits_syn": {}}, "val_fraction": 0.2}
+    quick["pretrain"]["models"] = {"small_vgg": {"dataset": "caption_mix"}}
+    check(config)
+    plan = build_plan(config)
+    assert list(plan.pretrains) == [("small_vgg", "caption_mix")]
+    assert {run.pretrain.dataset for run in plan.runs if run.pretrain} == {"caption_mix"}
+    assert any(path.name == "synthetic.py" for path in plan.prepare_code_files("caption_mix"))

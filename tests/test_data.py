@@ -126,3 +126,62 @@ def test_channel_statistics_in_chunks_equal_the_whole_split_at_once(monkeypatch)
     pixels = images.double() / 255
     torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), pixels.mean(dim=(0, 2, 3)))
     torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), pixels.std(dim=(0, 2, 3)))
+
+
+MIX = {
+    "parts": {
+        "mnist_5k": {"train_per_class": 6, "seed": 0},
+        "digits_syn": {"n_images": 60, "seed": 1},
+        "letters_syn": {"n_images": 60, "seed": 1},
+    },
+    "val_fraction": 0.2,
+    "test_fraction": 0.2,
+    "seed": 0,
+}
+
+
+def test_caption_mix_unites_its_parts_by_class_name_and_records_them(tmp_path):
+    """Real and rendered digits share the ten digit classes (one caption each); the letters
+    add ten; every part's notes (mnist_5k's pinned sha256) are in the manifest."""
+    from tlrepro.data import mnist5k
+
+    manifest = prepare_dataset("caption_mix", MIX, 16, tmp_path / "mix", tmp_path / "raw")
+    assert manifest["classes"] == [str(d) for d in range(10)] + list("ABCDEFGHIJ")
+    notes = manifest["notes"]
+    assert notes["mnist_5k"]["sha256"] == mnist5k.MNIST_5K.sha256
+    assert [notes[part]["n_train"] for part in MIX["parts"]] == [60, 60, 60]
+    counts = [manifest["splits"][s]["per_class"] for s in ("train", "val", "test")]
+    assert [sum(c) for c in zip(*counts, strict=True)] == [12] * 10 + [6] * 10
+    again = prepare_dataset("caption_mix", MIX, 16, tmp_path / "again", tmp_path / "raw")
+    assert split_hashes(again) == split_hashes(manifest)
+
+
+def test_caption_mix_without_parts_says_how_to_name_them(tmp_path):
+    with pytest.raises(ValueError, match="`parts`"):
+        prepare_dataset("caption_mix", {"val_fraction": 0.2}, 16, tmp_path, tmp_path / "raw")
+
+
+def test_per_class_options_keep_a_seeded_subset_and_need_the_split(tmp_path):
+    options = {"train_per_class": 7, "val_fraction": 0.3, "test_fraction": 0.3, "seed": 0}
+    manifest = prepare_dataset("mnist_5k_0to4", options, 16, tmp_path / "a", tmp_path / "raw")
+    counts = [entry["per_class"] for entry in manifest["splits"].values()]
+    total = [sum(c) for c in zip(*counts, strict=True)]
+    assert total == [7] * 5
+    with pytest.raises(ValueError, match="test_per_class needs an official test split"):
+        prepare_dataset(
+            "mnist_5k", {**options, "test_per_class": 2}, 16, tmp_path / "b", tmp_path / "raw"
+        )
+
+
+@needs_debian
+def test_fashion_mnist_subset_takes_no_official_test_image_into_training(tmp_path):
+    options = {"train_per_class": 30, "test_per_class": 10, "val_fraction": 0.1, "seed": 0}
+    manifest = prepare_dataset("fashion_mnist", options, 28, tmp_path / "f", tmp_path / "raw")
+    assert {s: e["n"] for s, e in manifest["splits"].items()} == {
+        "train": 270,
+        "val": 30,
+        "test": 100,
+    }
+    data = load_prepared(tmp_path / "f")
+    train = {bytes(image.numpy()) for image in data.splits["train"][0]}
+    assert not train & {bytes(image.numpy()) for image in data.splits["test"][0]}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tlrepro.config import default_training
-from tlrepro.experiment import target_subset_index
+from tlrepro.data.prepare import class_subset
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.erm_settings import ERMSettings
@@ -118,16 +118,16 @@ def test_sampler_visits_every_example_once_per_pass():
 
 def test_few_shot_subset_is_seeded_balanced_and_not_the_first_files():
     labels = torch.arange(200) % 10
-    picked = target_subset_index(labels, per_class=5, fraction=None, seed=0)
+    picked = class_subset(labels, per_class=5, fraction=None, seed=0)
     assert torch.bincount(labels[picked]).tolist() == [5] * 10
-    assert torch.equal(picked, target_subset_index(labels, 5, None, seed=0))
-    assert not torch.equal(picked, target_subset_index(labels, 5, None, seed=1))
+    assert torch.equal(picked, class_subset(labels, 5, None, seed=0))
+    assert not torch.equal(picked, class_subset(labels, 5, None, seed=1))
     assert picked.max() >= 50
 
 
 def test_fraction_subset_keeps_at_least_one_image_per_class():
     labels = torch.cat([torch.zeros(300, dtype=torch.long), torch.ones(20, dtype=torch.long)])
-    picked = target_subset_index(labels, per_class=None, fraction=0.01, seed=0)
+    picked = class_subset(labels, per_class=None, fraction=0.01, seed=0)
     assert torch.bincount(labels[picked]).tolist() == [3, 1]
 
 

@@ -157,6 +157,7 @@ def _commit() -> str:
 
 def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
     """The source models a group's runs start from or read, each once, in first-use order."""
+    from tlrepro.data.registry import same_source_files
     from tlrepro.models.registry import SUPERVISED_PRETRAINING, pretraining_method
     from tlrepro.plan import METRICS_FILE
     from tlrepro.results import SourceModel
@@ -170,7 +171,15 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
             # The only pretrainings that are not supervised are CLIPs': they evaluate
             # the zero-shot head of their text tower.
             zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
-            source = SourceModel(job.model, job.dataset, job.folder / METRICS_FILE, zero_shot)
+            parts = tuple(plan.dataset_options(job.dataset).get("parts", {}))
+            seen = None
+            if parts:
+                sources_of = {same_source_files(part) for part in parts}
+                targets = dict.fromkeys(r.task.target for r in plan.runs if r.group == group)
+                seen = tuple(t for t in targets if same_source_files(t) in sources_of)
+            source = SourceModel(
+                job.model, job.dataset, job.folder / METRICS_FILE, zero_shot, parts, seen
+            )
             found.setdefault((job.model, job.dataset), source)
         elif run.zoo_source_model is not None:
             key = (run.zoo_source_model, run.task.source)

@@ -88,7 +88,19 @@ def check_names(
                 f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
                 f"known datasets: {', '.join(sorted(DATASETS))}"
             )
+        for part in (profile["datasets"][name] or {}).get("parts", {}):
+            if part not in DATASETS:
+                problems.append(
+                    f"at '{base}.datasets.{name}.parts.{part}': unknown dataset {part!r}; "
+                    f"known datasets: {', '.join(sorted(DATASETS))}"
+                )
     for name, entry in profile["pretrain"].get("models", {}).items():
+        dataset = entry.get("dataset")
+        if dataset is not None and dataset not in profile["datasets"]:
+            problems.append(
+                f"at '{base}.pretrain.models.{name}.dataset': dataset {dataset!r} is not "
+                f"configured in this profile; add it under '{base}.datasets'"
+            )
         if name not in MODELS:
             problems.append(
                 f"at '{base}.pretrain.models.{name}': unknown model {name!r}; "

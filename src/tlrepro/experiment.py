@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from tlrepro import codebase, storage
-from tlrepro.data.prepare import PreparedDataset, load_prepared
+from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
@@ -51,25 +51,6 @@ def configure_torch(plan: Plan) -> torch.device:
         # torch._inductor (~1.8 s of CPU in every job; nothing here compiles).
         torch._C._set_deterministic_algorithms(True)
     return device
-
-
-def target_subset_index(
-    labels: torch.Tensor, per_class: int | None, fraction: float | None, seed: int
-) -> torch.Tensor:
-    """A seeded random subset of every class (not the first files): `per_class` images, or
-    `fraction` of them (at least one)."""
-    generator = torch.Generator().manual_seed(seed)
-    picked = []
-    for label in torch.unique(labels):
-        members = torch.nonzero(labels == label).flatten()
-        count = per_class if per_class is not None else max(1, round(fraction * len(members)))
-        if len(members) < count:
-            raise ValueError(
-                f"class {int(label)} has {len(members)} training images, fewer than "
-                f"target_train_per_class={per_class}"
-            )
-        picked.append(members[torch.randperm(len(members), generator=generator)[:count]])
-    return torch.cat(picked).sort().values
 
 
 def _tensor_set(
@@ -354,9 +335,11 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     }
     if job.pretrain is not None:
         identity["source_checkpoint"] = storage.sha256_file(job.pretrain.checkpoint)
-    if spec.init == "source":
+    if spec.init == "source" and job.pretrain is not None:
         checkpoint = job.pretrain.checkpoint
         network.load_body(storage.load_tensors(checkpoint), checkpoint)
+    # else (`source_weights: model`) the zoo model is the group's model: built above with
+    # its own pretrained weights and a new head, it already starts from the source weights
     network.set_class_names(target.classes)
     context = MethodContext(
         network,
@@ -370,11 +353,12 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
 
     target_index = None
     if job.target_train_per_class is not None or job.target_train_fraction is not None:
-        target_index = target_subset_index(
+        target_index = class_subset(
             target.splits["train"][1],
             job.target_train_per_class,
             job.target_train_fraction,
             job.seed,
+            "target_train_per_class",
         )
     augment = job.training["augment"]
     streams = {"target": _tensor_set(target, "train", device, augment, target_index)}

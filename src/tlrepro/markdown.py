@@ -130,8 +130,23 @@ def _describe(source: SourceModel) -> str:
     return (
         f"`{source.model}`, source `{source.dataset}`: {kind} on the source "
         f"{best['val_acc'] * 100:.2f} % (validation), {best['test_acc'] * 100:.2f} % (test), "
-        f"at its best validation epoch {best['epoch']}/{metrics['epochs']}"
+        f"at its best validation epoch {best['epoch']}/{metrics['epochs']}{_mix_note(source)}"
     )
+
+
+def _mix_note(source: SourceModel) -> str:
+    """What a source model pretrained on a mix saw: its parts, and whether the group's
+    targets are among them (their labels then reached the source model, not the methods)."""
+    if source.targets_seen is None:
+        return ""
+    parts = ", ".join(f"`{part}`" for part in source.parts)
+    seen = ", ".join(f"`{target}`" for target in source.targets_seen)
+    saw = (
+        f"its pretraining saw the labelled images of the target dataset {seen}"
+        if seen
+        else "its pretraining saw no image of the group's target dataset"
+    )
+    return f"; `{source.dataset}` is the training images of {parts}: {saw}"
 
 
 def _sources_lines(group: GroupTable) -> list[str]:

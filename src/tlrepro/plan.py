@@ -284,8 +284,13 @@ class Plan:
         return files
 
     def prepare_code_files(self, dataset: str) -> tuple[Path, ...]:
-        builder = codebase.module_of(builder_for(dataset, self.dataset_options(dataset)))
-        return codebase.closure([PREPARE_MACHINERY, builder])
+        """The preparation's code: its builder's, and those of the datasets a mix combines
+        (`parts`, which it loads by name)."""
+        options = self.dataset_options(dataset)
+        builders = [builder_for(dataset, options)]
+        parts = options.get("parts", {})
+        builders += [builder_for(name, part or {}) for name, part in parts.items()]
+        return codebase.closure([PREPARE_MACHINERY, *map(codebase.module_of, builders)])
 
 
 PAPER_FILES = ("reported.yaml", "claims.yaml")
@@ -344,11 +349,11 @@ def _zoo_source_model(
     group_name: str, group: dict[str, Any], method_key: str, spec: MethodSpec
 ) -> str:
     where = f"group {group_name!r}, method {method_key!r}"
-    if spec.init == "source":
+    if spec.init == "source" and group["model"] != group["source_model"]:
         raise PlanError(
-            f"{where}: starts from a pipeline-pretrained checkpoint, which a group with "
-            "source_weights: model does not make; to fine-tune zoo weights, make the zoo "
-            "entry the group's `model` and use scratch"
+            f"{where}: starts from source weights of the group's own architecture, but with "
+            f"source_weights: model those are the zoo's {group['source_model']!r}, not the "
+            f"group's model {group['model']!r}; make the zoo entry the group's `model` too"
         )
     if reads_source_data(spec):
         raise PlanError(
@@ -384,12 +389,15 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                 elif spec.init == "source" or spec.uses_source_model:
                     source_model = _source_model(group_name, group, method_key, spec)
                     per_model = pretrain_cfg.get("models", {}).get(source_model, {})
+                    # a model may be pretrained on its own dataset whatever the task's
+                    # source (the tiny CLIP on a captioned mix)
+                    dataset = per_model.get("dataset", task.source)
                     pretrain = plan.pretrains.setdefault(
-                        (source_model, task.source),
+                        (source_model, dataset),
                         PretrainJob(
                             profile_name,
                             source_model,
-                            task.source,
+                            dataset,
                             pretrain_cfg.get("seed", 0),
                             {**pretrain_cfg["training"], **per_model.get("training", {})},
                             per_model.get("weights"),

@@ -55,6 +55,11 @@ class SourceModel:
     """The pretraining's metrics.json; None for model-zoo weights (`source_weights: model`)."""
     zero_shot: bool = False
     """Its pretraining evaluates a CLIP's zero-shot head: the accuracies are zero-shot."""
+    parts: tuple[str, ...] = ()
+    """The datasets that `dataset` combines, when it is a mix (caption_mix)."""
+    targets_seen: tuple[str, ...] | None = None
+    """For a mix: the group's targets whose dataset (the same builder, i.e. the same source
+    files) is among its parts; () when none is. None when `dataset` is no mix."""
 
 
 @dataclass(frozen=True)

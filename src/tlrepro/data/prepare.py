@@ -112,12 +112,51 @@ def carve_missing_splits(
     return splits
 
 
-def prepare_dataset(
-    name: str, options: dict[str, Any], image_size: int, out_dir: Path, raw_root: Path
-) -> dict[str, Any]:
-    """Build, split, and write one dataset; return its manifest."""
+def class_subset(
+    labels: Tensor, per_class: int | None, fraction: float | None, seed: int, key: str = "per_class"
+) -> Tensor:
+    """Indices of a seeded random subset of every class (not the first files): `per_class`
+    images, or `fraction` of them (at least one); `key` names the option in errors."""
+    generator = torch.Generator().manual_seed(seed)
+    picked = []
+    for label in torch.unique(labels):
+        members = torch.nonzero(labels == label).flatten()
+        count = per_class if per_class is not None else max(1, round(fraction * len(members)))
+        if len(members) < count:
+            raise ValueError(
+                f"class {int(label)} has {len(members)} images, fewer than {key}={per_class}"
+            )
+        picked.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    return torch.cat(picked).sort().values
+
+
+PER_CLASS_OPTIONS = {"train": "train_per_class", "test": "test_per_class"}
+"""Dataset options that keep a seeded subset of a builder's split, per class (e.g. 600
+Fashion-MNIST training images of each class instead of 6,000)."""
+
+
+def keep_per_class(raw: RawSplits, options: dict[str, Any], name: str) -> RawSplits:
+    """The builder's splits cut to the `train_per_class` / `test_per_class` options."""
+    splits = dict(raw.splits)
+    for split, key in PER_CLASS_OPTIONS.items():
+        count = options.get(key)
+        if count is None:
+            continue
+        if split not in splits:
+            raise ValueError(
+                f"{name}: option {key} needs an official {split} split, which it has not; "
+                f"use {split}_fraction"
+            )
+        images, labels = splits[split]
+        index = class_subset(labels, count, None, options.get("seed", 0), key)
+        splits[split] = (images[index], labels[index])
+    return RawSplits(raw.classes, splits, raw.notes)
+
+
+def build_raw(name: str, options: dict[str, Any], size: int, raw_root: Path) -> RawSplits:
+    """Dataset `name` as its registered builder makes it, cut to its class range and to the
+    per-class options, its classes checked against the registry's."""
     spec = dataset_spec(name)
-    size = options.get("image_size", image_size)
     builder = load_object(builder_for(name, options))
     raw: RawSplits = builder(options=options, image_size=size, raw_root=raw_root, **spec.kwargs)
     if spec.class_range is not None:
@@ -126,6 +165,16 @@ def prepare_dataset(
         raise ValueError(
             f"{name}: builder returned classes {raw.classes}, registry says {spec.classes}"
         )
+    return keep_per_class(raw, options, name)
+
+
+def prepare_dataset(
+    name: str, options: dict[str, Any], image_size: int, out_dir: Path, raw_root: Path
+) -> dict[str, Any]:
+    """Build, split, and write one dataset; return its manifest."""
+    spec = dataset_spec(name)
+    size = options.get("image_size", image_size)
+    raw = build_raw(name, options, size, raw_root)
     splits = carve_missing_splits(raw, options)
 
     out_dir = Path(out_dir)

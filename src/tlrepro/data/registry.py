@@ -86,6 +86,13 @@ DATASETS: dict[str, DatasetSpec] = {
             "Ankle boot",
         ),
     ),
+    # The tiny CLIP's contrastive pretraining set: the datasets its config entry names
+    # (`parts`), each image captioned with its class name (tlrepro.data.caption_mix).
+    "caption_mix": DatasetSpec(
+        "tlrepro.data.caption_mix:build_caption_mix",
+        "caption_mix",
+        "Training images of several datasets, classes = the union of their class names.",
+    ),
     # paper profile: downloaded (torchvision) or fetched by URL + sha256
     "imagenet": DatasetSpec(
         "tlrepro.data.torchvision_sets:imagenet_is_not_prepared",
@@ -185,6 +192,13 @@ DATASETS: dict[str, DatasetSpec] = {
 
 def dataset_spec(name: str) -> DatasetSpec:
     return lookup(DATASETS, "dataset", name)
+
+
+def same_source_files(name: str) -> tuple[str, str]:
+    """What tells whether two datasets hold images of one collection: their builder and its
+    arguments (mnist_5k and its class ranges share them; digits_syn and letters_syn not)."""
+    spec = dataset_spec(name)
+    return spec.builder, repr(sorted(spec.kwargs.items()))
 
 
 STANDIN_BUILDER = "tlrepro.data.standin:build"

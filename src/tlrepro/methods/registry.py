@@ -35,7 +35,8 @@ class MethodSpec:
     """Labelled data streams `update` receives ("source", "target"); the first sets the epoch."""
     init: Literal["random", "source"]
     """"source": start from the source-pretrained checkpoint of the group's model (all but
-    the head; the group's `source_model` must then be its `model`)."""
+    the head; the group's `source_model` must then be its `model`), or, in a group with
+    `source_weights: model`, from that zoo model's own weights with a new head."""
     uses_source_model: bool = False
     """The method receives the source-pretrained network itself, head included (as a
     frozen support net, a weight donor of another architecture, or a source head)."""
