@@ -125,8 +125,8 @@ def dvc_workspace(root: Path, config: dict) -> Path:
     run([str(BIN / "tlrepro"), "dvc-plan"], root)
     run(["git", "init", "-q"], root)
     run([str(BIN / "dvc"), "init", "-q"], root)
-    shutil.copy(REPO / ".dvcignore", root / ".dvcignore")
-    run([str(BIN / "dvc"), "config", "core.analytics", "false"], root)
+    for name in (".dvcignore", ".dvc/config"):
+        shutil.copy(REPO / name, root / name)
     return root
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tlrepro.config import load_config
 from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
@@ -47,6 +49,22 @@ def test_committed_dvc_files_match_the_config_and_the_code(monkeypatch):
     message = "lags behind config/config.yaml or the package: run `make dvc-plan` and commit it"
     assert DVC_FILE.read_text() == dvc_text, f"{DVC_FILE} {message}"
     assert PARAMS_FILE.read_text() == params_text, f"{PARAMS_FILE} {message}"
+
+
+def test_what_dvc_parses_on_every_status_stays_small():
+    """DVC reads the params file once per stage and keeps each value in dvc.lock: a value
+    is a digest, not the identity's JSON (which made a no-op `dvc status` twice as slow)."""
+    params = yaml.safe_load(PARAMS_FILE.read_text())
+    values = [value for section in params.values() for value in section.values()]
+    assert values and all(re.fullmatch(r"[0-9a-f]{16}", value) for value in values), values
+
+
+def test_dvc_parses_its_yaml_with_libyaml():
+    """ruamel.yaml 0.19 installs its C parser only with an extra (`ruamel.yaml[oldlibyaml]`
+    in pyproject.toml); without it the pure-Python parser is half of a no-op `dvc status`."""
+    from ruamel.yaml.main import CParser
+
+    assert CParser is not None, "ruamel.yaml.clib is not installed: run `make setup`"
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])

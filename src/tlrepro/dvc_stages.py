@@ -26,7 +26,7 @@ from tlrepro.layout import (
     profile_tables,
     report_dir,
 )
-from tlrepro.plan import Plan, fingerprint, report_code_files, tables_code_files
+from tlrepro.plan import Plan, identity_digest, report_code_files, tables_code_files
 
 DVC_FILE = Path("dvc.yaml")
 PARAMS_FILE = Path("dvc_params.yaml")
@@ -35,6 +35,21 @@ HEADER = (
     "# A test fails when it lags behind the config or the package's imports.\n"
 )
 CURVE = {"x": "epoch", "y": "test_acc"}
+
+
+class _Digest(str):
+    """A params value: written quoted, since a hex digest such as `12e45` would otherwise
+    be read back by DVC's YAML 1.2 parser as a number."""
+
+
+class _ParamsDumper(yaml.SafeDumper):
+    pass
+
+
+_ParamsDumper.add_representer(
+    _Digest,
+    lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style="'"),
+)
 
 
 def _code(files: tuple[Path, ...]) -> list[str]:
@@ -65,8 +80,8 @@ def render(plan: Plan, config_file: Path) -> tuple[str, str]:
     stages: dict[str, Any] = {}
     for name in plan.needed_datasets():
         folder = prepared_dir(plan.profile_name, name)
-        params["prepare"][name] = fingerprint(
-            {**plan.dataset_options(name), "image_size": plan.image_size(name)}
+        params["prepare"][name] = _Digest(
+            identity_digest({**plan.dataset_options(name), "image_size": plan.image_size(name)})
         )
         stages[f"prepare-{name}"] = {
             "cmd": _cmd(plan, config_file, "prepare", name),
@@ -76,7 +91,7 @@ def render(plan: Plan, config_file: Path) -> tuple[str, str]:
         }
     for job in plan.pretrains.values():
         key = f"{job.model}-{job.dataset}"
-        params["pretrain"][key] = fingerprint(job.identity)
+        params["pretrain"][key] = _Digest(identity_digest(job.identity))
         stages[f"pretrain-{key}"] = {
             "cmd": _cmd(plan, config_file, "pretrain", job.model, job.dataset),
             "params": _params("pretrain", key),
@@ -91,7 +106,9 @@ def render(plan: Plan, config_file: Path) -> tuple[str, str]:
     for batch in plan.batches():
         first = batch[0]
         key = f"{first.group}-{first.method_key}-{first.task.name}"
-        params["transfer"][key] = fingerprint({"runs": [job.identity for job in batch]})
+        params["transfer"][key] = _Digest(
+            identity_digest({"runs": [job.identity for job in batch]})
+        )
         inputs = {str(prepared_dir(plan.profile_name, d) / MANIFEST) for d in first.datasets}
         if first.pretrain is not None:
             inputs.add(str(first.pretrain.checkpoint))
@@ -129,5 +146,5 @@ def render(plan: Plan, config_file: Path) -> tuple[str, str]:
         "outs": [str(path) for path in active_tables().values()],
     }
     dvc_text = HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=1000)
-    params_text = HEADER + yaml.safe_dump(params, sort_keys=True, width=1000)
+    params_text = HEADER + yaml.dump(params, Dumper=_ParamsDumper, sort_keys=True)
     return dvc_text, params_text

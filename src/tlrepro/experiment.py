@@ -6,7 +6,6 @@ sees the config, and a method never reads a file.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tlrepro.methods.registry import method_spec
 from tlrepro.methods.settings import Settings
 from tlrepro.models.base import Classifier, head_classes, split_head
 from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
-from tlrepro.plan import Plan, PretrainJob, RunJob, fingerprint, shares_labels
+from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest, shares_labels
 from tlrepro.registry import load_object
 from tlrepro.selection import select_epochs
 from tlrepro.train import CHECKPOINT, TensorSet, fit
@@ -123,10 +122,6 @@ def _fit_and_record(
 ) -> dict[str, Any]:
     history = fit(method, streams, eval_sets, training, folder, seed, digest, progress)
     return _record(method, folder, _metrics(history, selection_split, run_info, settings, digest))
-
-
-def _digest(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(fingerprint(identity).encode()).hexdigest()[:16]
 
 
 def pretraining_settings(job: PretrainJob) -> Settings:
@@ -237,7 +232,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         ),
         device,
     )
-    digest = _digest(
+    digest = identity_digest(
         {
             **job.identity,
             "data": _data_hashes(plan, [job.dataset]),
@@ -386,7 +381,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         job.training,
         job.folder,
         job.seed,
-        _digest(identity),
+        identity_digest(identity),
         progress,
         spec.selection,
         info,

@@ -7,6 +7,7 @@ torch, which keeps `snakemake -n` fast.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -57,6 +58,12 @@ class Task:
 def fingerprint(payload: dict[str, Any]) -> str:
     """A stable text of what determines a job's result (Snakemake reruns when it changes)."""
     return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+def identity_digest(payload: dict[str, Any]) -> str:
+    """A short hash of `fingerprint(payload)`: where a value is stored and compared often
+    (a run's resume state, DVC's params and lock), not read by a person."""
+    return hashlib.sha256(fingerprint(payload).encode()).hexdigest()[:16]
 
 
 def weights_file(weights: str) -> Path | None:
