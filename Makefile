@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup fashion-mnist tables test test-cluster test-rehearsal lint dry-run dvc-plan pull
+.PHONY: setup fashion-mnist tables test test-long test-cluster test-rehearsal lint dry-run dvc-plan pull
 
 setup: $(STAMP)
 
@@ -49,6 +49,11 @@ tables: setup fashion-mnist
 ## the test suite (unit tests and the end-to-end pipeline tests)
 test: setup
 	pytest -q
+
+## the end-to-end suites that take a minute or more each (DVC push/clone/pull, killed
+## runners resuming, one core against two, GPU-serialised jobs)
+test-long: setup
+	pytest -q -m long
 
 ## the pipeline on a single-node Slurm the tests start (Debian's slurmctld slurmd
 ## slurm-client munge installed; .ci/run installs them)

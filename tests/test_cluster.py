@@ -80,6 +80,7 @@ def test_without_a_gpu_limit_training_jobs_do_run_in_parallel(built):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_resources_gpu_1_serialises_the_training_jobs(tmp_path):
     config = tiny_config()
     config["profiles"]["quick"]["resources"]["train"]["gpu"] = 1  # declared; runs on the CPU

@@ -80,6 +80,7 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_repro_then_push_clone_pull_and_both_runners_are_up_to_date(dvc_built, tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(dvc_built, root, symlinks=True)
@@ -109,6 +110,7 @@ def test_repro_then_push_clone_pull_and_both_runners_are_up_to_date(dvc_built, t
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_repro_of_one_run_one_method_or_one_dataset_reruns_only_that(dvc_built, tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(dvc_built, root, symlinks=True)

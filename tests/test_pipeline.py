@@ -90,6 +90,7 @@ def test_named_targets_plan_only_their_runs(tmp_path):
     )
 
 
+@pytest.mark.long
 def test_one_core_gives_the_same_results_as_two(built, tmp_path):
     root = make_workspace(tmp_path / "repo", built_config())
     run([SNAKEMAKE, "--cores", "1", "results/tables.md"], root)

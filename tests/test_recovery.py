@@ -61,6 +61,7 @@ def kill_during_training(command: list[str], root: Path) -> Path:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("runner", ["snakemake", "dvc"])
 def test_killed_runner_resumes_and_ends_with_the_same_tables(runner, tmp_path, built):
     command, workspace = COMMANDS[runner]
