@@ -107,23 +107,6 @@ def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, 
     return metrics
 
 
-def _fit_and_record(
-    method: Method,
-    streams: dict[str, TensorSet],
-    eval_sets: dict[str, TensorSet],
-    training: dict[str, Any],
-    folder: Path,
-    seed: int,
-    digest: str,
-    progress: bool,
-    selection_split: str,
-    run_info: dict[str, Any],
-    settings: dict[str, Any],
-) -> dict[str, Any]:
-    history = fit(method, streams, eval_sets, training, folder, seed, digest, progress)
-    return _record(method, folder, _metrics(history, selection_split, run_info, settings, digest))
-
-
 def pretraining_settings(job: PretrainJob) -> Settings:
     """A supervised pretraining that starts from given weights (Rebuffi's ImageNet ResNet-26)
     keeps their body and batch-norm statistics and fits only a source head: the runs then
@@ -374,21 +357,21 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "seed": job.seed,
         "model": job.model,
     }
-    return _fit_and_record(
+    digest = identity_digest(identity)
+    history = fit(
         method,
         {name: streams[name] for name in spec.streams},
         {"val": val, "test": _tensor_set(target, "test", device, augment)},
         job.training,
         job.folder,
         job.seed,
-        identity_digest(identity),
+        digest,
         progress,
-        spec.selection,
-        info,
-        {
-            "training": job.training,
-            "settings": job.settings.record(),
-            "target_train_per_class": job.target_train_per_class,
-            "target_train_fraction": job.target_train_fraction,
-        },
     )
+    settings = {
+        "training": job.training,
+        "settings": job.settings.record(),
+        "target_train_per_class": job.target_train_per_class,
+        "target_train_fraction": job.target_train_fraction,
+    }
+    return _record(method, job.folder, _metrics(history, spec.selection, info, settings, digest))
