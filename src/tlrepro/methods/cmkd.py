@@ -28,7 +28,7 @@ from tlrepro import storage
 from tlrepro.methods.base import Batches, Method, MethodContext, step_statistics
 from tlrepro.methods.cmkd_settings import ClipAdaptationSettings, CMKDSettings
 from tlrepro.models.base import HEAD_PREFIX, head_classes, parameter_count, split_head
-from tlrepro.models.clip import ClipClassifier
+from tlrepro.models.clip import IMAGE_TOWER_PREFIX, ClipClassifier
 
 RST_FILE = "rst.safetensors"
 
@@ -203,7 +203,7 @@ class ClipAdaptation(Method):
         return {
             key: value
             for key, value in self.network.state_dict().items()
-            if key.startswith((ADAPTED_PREFIX, HEAD_PREFIX))
+            if key.startswith((IMAGE_TOWER_PREFIX, HEAD_PREFIX))
         }
 
     def export(self, folder: Path) -> dict[str, Any]:
@@ -231,20 +231,16 @@ class ClipAdaptation(Method):
         return self.network.head(features), self.zeroshot(features)
 
 
-ADAPTED_PREFIX = "clip.visual."
-"""Keys of the image tower in a `ClipClassifier`'s state: what CLIP adaptation trains."""
-
-
 def load_adapted(pretrained: ClipClassifier, state: dict[str, Tensor]) -> ClipClassifier:
     """A CLIP run's model from its source model and its saved state (`saved_state`):
     the image tower and the task head replaced, everything else kept. Modifies and
     returns `pretrained`."""
     pretrained.head = TaskHead(pretrained.feature_dim, head_classes(split_head(state)[1]))
     missing, unexpected = pretrained.load_state_dict(state, strict=False)
-    if unexpected or any(key.startswith((ADAPTED_PREFIX, HEAD_PREFIX)) for key in missing):
+    if unexpected or any(key.startswith((IMAGE_TOWER_PREFIX, HEAD_PREFIX)) for key in missing):
         raise ValueError(
             "this state does not fit the CLIP model: "
-            f"{(unexpected or [k for k in missing if k.startswith(ADAPTED_PREFIX)])[:5]}"
+            f"{(unexpected or [k for k in missing if k.startswith(IMAGE_TOWER_PREFIX)])[:5]}"
         )
     return pretrained
 

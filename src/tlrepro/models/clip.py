@@ -34,6 +34,10 @@ TINY_EMBED_DIM = 64
 TINY_TEXT: dict[str, Any] = {"context_length": 10, "width": 64, "heads": 2, "layers": 2}
 
 
+IMAGE_TOWER_PREFIX = "clip.visual."
+"""Keys of the image tower in a `ClipClassifier`'s state: the part adaptation trains."""
+
+
 class ClipClassifier(Classifier):
     def __init__(
         self, num_classes: int, clip: nn.Module, tokenizer: Any, prompt: str = PROMPT
@@ -48,7 +52,7 @@ class ClipClassifier(Classifier):
         size = getattr(clip.visual, "image_size", None)
         self.image_size = (size, size) if isinstance(size, int) else size
         for name, parameter in self.clip.named_parameters():
-            parameter.requires_grad_(name.startswith("visual."))
+            parameter.requires_grad_(f"clip.{name}".startswith(IMAGE_TOWER_PREFIX))
 
     @property
     def encoder(self) -> nn.Module:
