@@ -263,14 +263,15 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     )
 
 
-def load_source_model(job: RunJob, device: torch.device) -> Classifier:
-    """The source network with its own head: as the pretraining run left it, or as the
-    model zoo ships it (`source_weights: model`)."""
+def load_source_model(
+    job: RunJob, device: torch.device, state: dict[str, torch.Tensor] | None
+) -> Classifier:
+    """The source network with its own head: as the pretraining run left it (`state`, its
+    checkpoint), or as the model zoo ships it (`source_weights: model`)."""
     if job.zoo_source_model is not None:
         network = build_model(job.zoo_source_model, None, **job.options_for(job.zoo_source_model))
         return network.to(device, memory_format=CHANNELS_LAST)
-    assert job.pretrain is not None
-    state = storage.load_tensors(job.pretrain.checkpoint)
+    assert job.pretrain is not None and state is not None
     classes = head_classes(split_head(state)[1])
     network = build_model(job.pretrain.model, classes, **job.pretrain.options)
     network.load_state_dict(state)
@@ -311,11 +312,12 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "data": _data_hashes(plan, job.datasets),
         "code": codebase.fingerprint(job.code_files),
     }
+    source_state = None  # the source checkpoint, read once for the body and the source net
     if job.pretrain is not None:
         identity["source_checkpoint"] = storage.sha256_file(job.pretrain.checkpoint)
-    if spec.init == "source" and job.pretrain is not None:
-        checkpoint = job.pretrain.checkpoint
-        network.load_body(storage.load_tensors(checkpoint), checkpoint)
+        source_state = storage.load_tensors(job.pretrain.checkpoint)
+    if spec.init == "source" and source_state is not None:
+        network.load_body(source_state, job.pretrain.checkpoint)
     # else (`source_weights: model`) the zoo model is the group's model: built above with
     # its own pretrained weights and a new head, it already starts from the source weights
     network.set_class_names(target.classes)
@@ -324,7 +326,9 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         spec.streams,
         job.settings,
         job.training["label_smoothing"],
-        source_model=load_source_model(job, device) if spec.uses_source_model else None,
+        source_model=(
+            load_source_model(job, device, source_state) if spec.uses_source_model else None
+        ),
         shared_labels=shared_labels,
     )
     method = build_method(spec.cls, context, device)
