@@ -108,6 +108,7 @@ def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc
             "run": {"group": group, "method_key": method, "task": task, "seed": seed},
             "protocols": protocols,
             "epochs": 3,
+            "convergence": {"converged": True, "reason": "recorded"},
         },
     )
     log = pd.DataFrame(
@@ -116,7 +117,7 @@ def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc
             "train_loss": [1.0, 0.5, 0.4],
             "train_acc": [0.5, 0.8, 0.9],
             "val_loss": [0.9, 0.6, 0.6],
-            "val_acc": [acc - 0.02, acc + 0.02, acc],
+            "val_acc": [acc + 0.02, acc + 0.02, acc],
             "test_loss": [0.9, 0.6, 0.6],
             "test_acc": [acc + 0.01, acc, acc - 0.01],
             "lr": [0.1, 0.05, 0.0],

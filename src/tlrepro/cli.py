@@ -210,6 +210,7 @@ def group_tables(plan: Plan) -> list[GroupTable]:
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
+    from tlrepro.convergence import Criterion
     from tlrepro.markdown import Header
     from tlrepro.tables import write_tables
 
@@ -230,6 +231,7 @@ def cmd_tables(args: argparse.Namespace) -> None:
         outputs["csv"],
         outputs["claims"],
         figures,
+        Criterion.from_config(plan.profile.get("convergence")),
     )
     print(f"wrote {', '.join(map(str, outputs.values()))} and {figures}/")
 

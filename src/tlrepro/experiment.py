@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from tlrepro import codebase, storage
+from tlrepro.convergence import Criterion, not_applicable
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
@@ -80,6 +81,7 @@ def _metrics(
     run_info: dict[str, Any],
     settings: dict[str, Any],
     digest: str,
+    convergence: dict[str, Any],
 ) -> dict[str, Any]:
     seconds = sum(row["seconds"] for row in history)
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
@@ -87,6 +89,7 @@ def _metrics(
         "run": run_info,
         "protocols": select_epochs(history, selection_split),
         "epochs": len(history),
+        "convergence": convergence,
         "settings": settings,
         "timing": {
             "train_seconds": seconds,
@@ -95,6 +98,13 @@ def _metrics(
         },
         "fingerprint": digest,
     }
+
+
+def _convergence(plan: Plan, method: Method, history: list[dict[str, float]]):
+    if not method.trains:
+        return not_applicable()
+    criterion = Criterion.from_config(plan.profile.get("convergence"))
+    return criterion.judge([row["val_acc"] for row in history])
 
 
 def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +257,14 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
     verdict = judge_source(job, history, zero_shot)
     metrics = {
-        **_metrics(history, "source_val", info, {"training": job.training}, digest),
+        **_metrics(
+            history,
+            "source_val",
+            info,
+            {"training": job.training},
+            digest,
+            _convergence(plan, method, history),
+        ),
         SOURCE_ACCURACY: verdict,
     }
     if verdict["passed"]:
@@ -378,4 +395,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "target_train_per_class": job.target_train_per_class,
         "target_train_fraction": job.target_train_fraction,
     }
-    return _record(method, job.folder, _metrics(history, spec.selection, info, settings, digest))
+    convergence = _convergence(plan, method, history)
+    metrics = _metrics(history, spec.selection, info, settings, digest, convergence)
+    return _record(method, job.folder, metrics)

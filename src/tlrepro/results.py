@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tlrepro import storage
+from tlrepro.convergence import Criterion, judge_again
 from tlrepro.layout import LOG_FILE, METRICS_FILE
 from tlrepro.selection import PROTOCOLS
 
@@ -40,6 +41,8 @@ FRAME_COLUMNS = [
     "test_acc",
     "selection_split",
     "dsp_millions",
+    "converged",
+    "convergence",
 ]
 LOG_TAGS = ("method_key", "label", "task", "seed")
 """The columns `load_logs` adds to every run's log.csv."""
@@ -114,12 +117,32 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return metrics
 
 
-def collect(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path]) -> pd.DataFrame:
-    """Read every run's metrics.json: one row per (run, protocol), accuracies as fractions."""
+def judge_convergence(
+    run_dir: Path, metrics: Mapping[str, Any], criterion: Criterion
+) -> dict[str, Any]:
+    """The run's convergence under the current criterion, from its log.csv."""
+    if "convergence" not in metrics:
+        raise ValueError(
+            f"{run_dir / METRICS_FILE} records no convergence (written before runs were "
+            "judged): delete the run folder and rerun it"
+        )
+    val_acc = pd.read_csv(run_dir / LOG_FILE)["val_acc"].tolist()
+    return judge_again(metrics["convergence"], val_acc, criterion)
+
+
+def collect(
+    groups: Sequence[GroupTable],
+    run_dirs: Mapping[RunKey, Path],
+    criterion: Criterion | None = None,
+) -> pd.DataFrame:
+    """Read every run's metrics.json: one row per (run, protocol), accuracies as fractions,
+    with the run's convergence judged again under `criterion` (default: the default one)."""
+    criterion = criterion or Criterion()
     rows = []
     for group in groups:
         for method_key, label, task, seed, run_dir in group.runs(run_dirs):
             metrics = read_metrics(run_dir / METRICS_FILE)
+            convergence = judge_convergence(run_dir, metrics, criterion)
             for protocol in PROTOCOLS:
                 entry = metrics["protocols"][protocol]
                 rows.append(
@@ -135,6 +158,8 @@ def collect(groups: Sequence[GroupTable], run_dirs: Mapping[RunKey, Path]) -> pd
                         "test_acc": entry["test_acc"],
                         "selection_split": entry.get("selection_split"),
                         "dsp_millions": metrics.get("dsp_millions", math.nan),
+                        "converged": convergence["converged"],
+                        "convergence": convergence["reason"],
                     }
                 )
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)

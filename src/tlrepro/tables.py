@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tlrepro import aggregate, claims, figures, figures_blocks, storage
+from tlrepro.convergence import Criterion
 from tlrepro.layout import GROUP_FIGURES
 from tlrepro.markdown import Header, render_markdown
 from tlrepro.results import GroupTable, RunKey, collect, load_logs
@@ -29,13 +30,14 @@ def write_tables(
     out_csv: Path,
     out_claims: Path,
     figures_dir: Path,
+    criterion: Criterion | None = None,
 ) -> None:
     """Write tables.md, tables.csv, claims.csv, one learning-curve figure
     per group and, where methods log their own statistics, one figure of those; each
     atomically."""
     reported = aggregate.load_reported(reported_path)
     tested_claims = claims.load_claims(claims_path, reported)
-    frame = collect(groups, run_dirs)
+    frame = collect(groups, run_dirs, criterion)
     link = Path(os.path.relpath(figures_dir, Path(out_md).parent)).as_posix()
     stats_figures, usage_runs = [], []
     for group in groups:

@@ -55,6 +55,10 @@ class Method(nn.Module):
     extra_stats: tuple[str, ...] = ()
     """Per-step scalars `update` also returns; the trainer logs their epoch means in log.csv."""
 
+    trains: bool = True
+    """False for a method whose optimiser steps change nothing (zero-shot CLIP): its run has
+    no learning curve to converge (`tlrepro.convergence`)."""
+
     strong_streams: tuple[str, ...] = ()
     """Streams of which `update` also receives FixMatch's strong view of the same images, as
     `batches[f"{name}_strong"]` (labels included; a UDA method must not read them)."""

@@ -121,6 +121,8 @@ class ZeroShot(Method):
     filled, so the optimiser step changes nothing. Also the "source pretraining" of an
     externally pretrained CLIP (it records the weights and their source accuracy)."""
 
+    trains = False
+
     def __init__(self, context: MethodContext):
         super().__init__(context)
         _clip_network(self.network)

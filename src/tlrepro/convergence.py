@@ -1,0 +1,79 @@
+"""Did a run reach its plateau? Judged from its validation curve alone.
+
+A number is only worth printing if its run converged. The criterion (docs/README.md,
+"Convergence") looks at the selection split's accuracy per epoch: the run has converged
+when its last `window` of epochs (a fraction of them, at least `min_window`) improves the
+best accuracy of the epochs before by no more than `tolerance`. A curve still rising at
+the end fails; a plateau, or a curve that peaked earlier and then dipped, passes. A run of
+`min_window` epochs or fewer has no "before" and cannot show a plateau: not converged.
+
+Like the source models' bars, the criterion is a reporting setting (the profile's
+`convergence`), not part of a run's identity: a run records its judgement in metrics.json
+when it finishes, and the tables judge its log.csv again against the current settings, so
+tightening the criterion never retrains a run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+NOT_APPLICABLE = "nothing is trained"
+"""The `reason` of a run whose method trains nothing (zero-shot CLIP): it counts as converged."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    window: float = 0.25
+    """The final window, as a fraction of the run's epochs."""
+    min_window: int = 2
+    """The window's least number of epochs."""
+    tolerance: float = 0.01
+    """The largest gain in accuracy (a fraction) the final window may still bring."""
+
+    @classmethod
+    def from_config(cls, settings: Mapping[str, Any] | None) -> Criterion:
+        return cls(**(settings or {}))
+
+    def window_epochs(self, epochs: int) -> int:
+        return max(self.min_window, math.ceil(self.window * epochs))
+
+    def judge(self, val_acc: Sequence[float]) -> dict[str, Any]:
+        """The judgement metrics.json records: converged or not, and the figures behind it."""
+        epochs = len(val_acc)
+        window = self.window_epochs(epochs)
+        record: dict[str, Any] = {"criterion": asdict(self), "epochs": epochs, "window": window}
+        if epochs <= window:
+            return {
+                **record,
+                "converged": False,
+                "gain": None,
+                "reason": f"{epochs} epochs cannot show a plateau over a {window}-epoch window",
+            }
+        gain = max(val_acc[-window:]) - max(val_acc[:-window])
+        converged = gain <= self.tolerance
+        verb = "improved" if gain > 0 else "changed"
+        return {
+            **record,
+            "converged": converged,
+            "gain": gain,
+            "reason": (
+                f"the last {window} of {epochs} epochs {verb} the best validation accuracy "
+                f"by {gain * 100:+.2f} points ({'within' if converged else 'above'} the "
+                f"tolerance of {self.tolerance * 100:.2f})"
+            ),
+        }
+
+
+def not_applicable() -> dict[str, Any]:
+    return {"converged": True, "gain": None, "reason": NOT_APPLICABLE}
+
+
+def judge_again(recorded: Mapping[str, Any], val_acc: Sequence[float], criterion: Criterion):
+    """The current criterion's judgement of a finished run (its recorded one if nothing was
+    trained)."""
+    if recorded.get("reason") == NOT_APPLICABLE:
+        return dict(recorded)
+    return criterion.judge(val_acc)

@@ -1,0 +1,59 @@
+"""The convergence criterion on hand-made learning curves."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlrepro.convergence import NOT_APPLICABLE, Criterion, judge_again, not_applicable
+
+CRITERION = Criterion(window=0.25, min_window=2, tolerance=0.01)
+
+
+def test_a_rising_curve_has_not_converged():
+    verdict = CRITERION.judge([0.30, 0.40, 0.50, 0.60, 0.70, 0.80, 0.85, 0.90])
+    assert not verdict["converged"]
+    assert verdict["window"] == 2
+    assert verdict["gain"] == pytest.approx(0.10)
+    assert "above the tolerance" in verdict["reason"]
+
+
+def test_a_plateau_has_converged():
+    verdict = CRITERION.judge([0.30, 0.60, 0.75, 0.80, 0.81, 0.812, 0.815, 0.817])
+    assert verdict["converged"]
+    assert verdict["gain"] == pytest.approx(0.005)
+
+
+def test_a_curve_that_peaked_earlier_has_converged():
+    verdict = CRITERION.judge([0.5, 0.9, 0.92, 0.91, 0.90, 0.89])
+    assert verdict["converged"]
+    assert verdict["gain"] < 0
+
+
+def test_the_tolerance_is_inclusive_and_the_window_grows_with_the_epochs():
+    assert Criterion(tolerance=0.125).judge([0.5, 0.5, 0.625, 0.625])["converged"]
+    assert not Criterion(tolerance=0.124).judge([0.5, 0.5, 0.625, 0.625])["converged"]
+    assert CRITERION.window_epochs(20) == 5
+    assert CRITERION.window_epochs(3) == 2
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_too_few_epochs_cannot_show_a_plateau(epochs):
+    verdict = CRITERION.judge([0.9] * epochs)
+    assert not verdict["converged"]
+    assert verdict["gain"] is None
+    assert "cannot show a plateau" in verdict["reason"]
+
+
+def test_judging_again_follows_the_current_criterion_unless_nothing_was_trained():
+    curve = [0.5, 0.7, 0.8, 0.83]
+    recorded = CRITERION.judge(curve)
+    assert not recorded["converged"]
+    assert judge_again(recorded, curve, Criterion(tolerance=0.2))["converged"]
+    untrained = not_applicable()
+    assert judge_again(untrained, [0.2], CRITERION) == untrained
+    assert untrained["reason"] == NOT_APPLICABLE and untrained["converged"]
+
+
+def test_settings_come_from_the_config():
+    assert Criterion.from_config(None) == Criterion()
+    assert Criterion.from_config({"tolerance": 0.02}).tolerance == 0.02
