@@ -85,7 +85,7 @@ def test_resnet26_layout():
 
 
 def test_frozen_branch_gets_no_gradient_and_stays_bit_identical():
-    method = spottune()
+    method = spottune(frozen_bn="frozen")
     before = {k: v.clone() for k, v in method.network.frozen.state_dict().items()}
     tuned_before = copy.deepcopy(method.network.backbone.blocks.state_dict())
     train_steps(method)
@@ -97,10 +97,50 @@ def test_frozen_branch_gets_no_gradient_and_stays_bit_identical():
     assert any(not torch.equal(tuned_before[k], moved[k]) for k in tuned_before)
 
 
+def test_release_frozen_branch_trains_only_its_batch_norm():
+    """The release's frozen copies: convolutions fixed, batch-norm affine parameters trained,
+    running statistics updated in training mode."""
+    method = spottune()
+    assert method.settings.frozen_bn == "release"
+    frozen = method.network.frozen
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    trained = {id(p) for group in method.parameter_groups() for p in group["params"]}
+    train_steps(method)
+    assert frozen[0].bn1.training and not method.eval().network.frozen[0].bn1.training
+    after = frozen.state_dict()
+    for name, layer in frozen.named_modules():
+        if isinstance(layer, nn.Conv2d):
+            assert layer.weight.grad is None and id(layer.weight) not in trained
+            assert torch.equal(before[f"{name}.weight"], after[f"{name}.weight"]), name
+        elif isinstance(layer, nn.BatchNorm2d):
+            assert {id(layer.weight), id(layer.bias)} <= trained
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                assert not torch.equal(before[f"{name}.{key}"], after[f"{name}.{key}"]), name
+
+
+def test_policy_sees_the_images_as_the_stem_does():
+    """A stem that standardises each image (the narrow ResNet-26) makes the policy do so too:
+    both are then blind to an image's brightness and contrast."""
+    torch.manual_seed(0)
+    net = ResNet26(CLASSES, widths=(4, 6, 8), stem_width=4, standardize_input=True)
+    policy = spottune(net).network.policy.eval()
+    assert policy.standardize_input and not spottune().network.policy.standardize_input
+    x = batch()[0]
+    torch.testing.assert_close(policy(3 * x + 1), policy(x))
+
+
 def test_policy_gets_gradient_through_straight_through_estimator():
     method = spottune()
     method.train()
+    # Before the tuned copies move, both copies of a block (in training mode, as released)
+    # compute the same function: the routing cannot matter, its gradient is exactly zero.
     method.update({"target": batch()}, 0)
+    assert all(not p.grad.any() for p in method.network.policy.parameters())
+    method.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for p in method.network.backbone.blocks.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    method.update({"target": batch()}, 1)
     grads = [p.grad for p in method.network.policy.parameters()]
     assert all(g is not None for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
