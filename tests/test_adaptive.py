@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -11,13 +12,13 @@ from torch import nn
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.erm_settings import LinearProbeSettings
-from tlrepro.methods.multitune import MultiTune
+from tlrepro.methods.multitune import MultiTune, reinitialise
 from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
 from tlrepro.methods.registry import method_spec
 from tlrepro.methods.settings import SettingError
 from tlrepro.methods.spottune import SpotTune, budget_loss
 from tlrepro.methods.spottune_settings import SpotTuneSettings
-from tlrepro.models.resnet26 import ResNet26
+from tlrepro.models.resnet26 import ResidualBranch, ResNet26
 from tlrepro.models.small import SmallVGG
 from tlrepro.train import TensorSet, random_crop
 
@@ -318,11 +319,36 @@ def test_multitune_branches_differ_in_the_named_settings():
     changed = {k for k, v in special.state_dict().items() if not torch.equal(v, reference[k])}
     assert {"blocks.11.conv1.weight", "blocks.11.conv2.weight"} <= changed
     assert all(name.startswith("blocks.11.") for name in changed)
-    # Learning rates and weight decay per group, as named.
+    # Learning rates and weight decay per group, as named: per branch its conv weights, its
+    # batch norm, its re-initialised block; then the integration layer.
     groups = method.parameter_groups()
-    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 0.1, 1.0, 1.0]
-    assert "weight_decay" not in groups[0] and groups[1]["weight_decay"] == 0.0
-    assert len(groups[2]["params"]) == len(list(special.blocks[11].parameters()))
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 1.0, 0.1, 0.1, 1.0, 1.0]
+    assert [g.get("weight_decay") for g in groups] == [None, None, 0.0, None, None, None]
+    assert len(groups[4]["params"]) == len(list(special.blocks[11].parameters()))
+    convs = [m.weight for m in special.modules() if isinstance(m, nn.Conv2d)]
+    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in convs[:-2]}
+
+
+def test_multitune_reinitialises_blocks_as_the_release():
+    """He-normal convolutions (fan-out), batch norm gamma = 1, beta = 0, statistics kept."""
+    torch.manual_seed(0)
+    block = ResidualBranch(128, 128, 1)
+    with torch.no_grad():
+        for layer in (block.bn1, block.bn2):
+            for tensor in (layer.weight, layer.bias, layer.running_mean):
+                tensor.uniform_(0.5, 1.5)
+    statistics = {k: v.clone() for k, v in block.state_dict().items() if "running" in k}
+    reinitialise(block)
+    expected = math.sqrt(2 / (3 * 3 * 128))
+    for conv in (block.conv1, block.conv2):
+        weight = conv.weight.detach()
+        assert float(weight.std()) == pytest.approx(expected, rel=0.01)
+        assert abs(float(weight.mean())) < 0.01 * expected
+    for layer in (block.bn1, block.bn2):
+        assert torch.equal(layer.weight, torch.ones(128))
+        assert torch.equal(layer.bias, torch.zeros(128))
+    state = block.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in statistics.items())
 
 
 def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
@@ -334,16 +360,19 @@ def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
             for p in branch.parameters():
                 p.add_(0.1)
     plain_branch, special = method.network.branches
-    kept, fresh, _ = method.splits[1]
+    split = method.splits[1]
     penalty = method.add_l2sp_gradient()
     torch.testing.assert_close(
-        penalty, torch.tensor(0.5 * 0.01 * 0.01 * sum(p.numel() for p in kept))
+        penalty, torch.tensor(0.5 * 0.01 * 0.01 * sum(p.numel() for p in split.anchored))
     )
     assert all(p.grad is None for p in plain_branch.parameters())
     stem = special.stem[0].weight
     torch.testing.assert_close(stem.grad, 0.01 * (stem - method.anchor.stem[0].weight))
+    # Conv weights only: batch norm (and biases, which ResNet-26 has nowhere else) get none.
+    assert special.stem[1].weight.grad is None and special.stem[1].bias.grad is None
+    assert all(p.grad is None for p in split.other) and len(split.other) > 0
     assert special.blocks[11].conv1.weight.grad is None  # re-initialised: no anchor
-    assert {id(p) for p in fresh} == {id(p) for p in special.blocks[11].parameters()}
+    assert {id(p) for p in split.fresh} == {id(p) for p in special.blocks[11].parameters()}
 
 
 def test_multitune_trains_and_checks_its_settings():
