@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -11,13 +12,13 @@ from torch import nn
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.erm_settings import LinearProbeSettings
-from tlrepro.methods.multitune import MultiTune
+from tlrepro.methods.multitune import MultiTune, reinitialise
 from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
 from tlrepro.methods.registry import method_spec
 from tlrepro.methods.settings import SettingError
 from tlrepro.methods.spottune import SpotTune, budget_loss
 from tlrepro.methods.spottune_settings import SpotTuneSettings
-from tlrepro.models.resnet26 import ResNet26
+from tlrepro.models.resnet26 import ResidualBranch, ResNet26
 from tlrepro.models.small import SmallVGG
 from tlrepro.train import TensorSet, random_crop
 
@@ -85,7 +86,7 @@ def test_resnet26_layout():
 
 
 def test_frozen_branch_gets_no_gradient_and_stays_bit_identical():
-    method = spottune()
+    method = spottune(frozen_bn="frozen")
     before = {k: v.clone() for k, v in method.network.frozen.state_dict().items()}
     tuned_before = copy.deepcopy(method.network.backbone.blocks.state_dict())
     train_steps(method)
@@ -97,10 +98,50 @@ def test_frozen_branch_gets_no_gradient_and_stays_bit_identical():
     assert any(not torch.equal(tuned_before[k], moved[k]) for k in tuned_before)
 
 
+def test_release_frozen_branch_trains_only_its_batch_norm():
+    """The release's frozen copies: convolutions fixed, batch-norm affine parameters trained,
+    running statistics updated in training mode."""
+    method = spottune()
+    assert method.settings.frozen_bn == "release"
+    frozen = method.network.frozen
+    before = {k: v.clone() for k, v in frozen.state_dict().items()}
+    trained = {id(p) for group in method.parameter_groups() for p in group["params"]}
+    train_steps(method)
+    assert frozen[0].bn1.training and not method.eval().network.frozen[0].bn1.training
+    after = frozen.state_dict()
+    for name, layer in frozen.named_modules():
+        if isinstance(layer, nn.Conv2d):
+            assert layer.weight.grad is None and id(layer.weight) not in trained
+            assert torch.equal(before[f"{name}.weight"], after[f"{name}.weight"]), name
+        elif isinstance(layer, nn.BatchNorm2d):
+            assert {id(layer.weight), id(layer.bias)} <= trained
+            for key in ("weight", "bias", "running_mean", "running_var"):
+                assert not torch.equal(before[f"{name}.{key}"], after[f"{name}.{key}"]), name
+
+
+def test_policy_sees_the_images_as_the_stem_does():
+    """A stem that standardises each image (the narrow ResNet-26) makes the policy do so too:
+    both are then blind to an image's brightness and contrast."""
+    torch.manual_seed(0)
+    net = ResNet26(CLASSES, widths=(4, 6, 8), stem_width=4, standardize_input=True)
+    policy = spottune(net).network.policy.eval()
+    assert policy.standardize_input and not spottune().network.policy.standardize_input
+    x = batch()[0]
+    torch.testing.assert_close(policy(3 * x + 1), policy(x))
+
+
 def test_policy_gets_gradient_through_straight_through_estimator():
     method = spottune()
     method.train()
+    # Before the tuned copies move, both copies of a block (in training mode, as released)
+    # compute the same function: the routing cannot matter, its gradient is exactly zero.
     method.update({"target": batch()}, 0)
+    assert all(not p.grad.any() for p in method.network.policy.parameters())
+    method.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for p in method.network.backbone.blocks.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    method.update({"target": batch()}, 1)
     grads = [p.grad for p in method.network.policy.parameters()]
     assert all(g is not None for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
@@ -278,11 +319,36 @@ def test_multitune_branches_differ_in_the_named_settings():
     changed = {k for k, v in special.state_dict().items() if not torch.equal(v, reference[k])}
     assert {"blocks.11.conv1.weight", "blocks.11.conv2.weight"} <= changed
     assert all(name.startswith("blocks.11.") for name in changed)
-    # Learning rates and weight decay per group, as named.
+    # Learning rates and weight decay per group, as named: per branch its conv weights, its
+    # batch norm, its re-initialised block; then the integration layer.
     groups = method.parameter_groups()
-    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 0.1, 1.0, 1.0]
-    assert "weight_decay" not in groups[0] and groups[1]["weight_decay"] == 0.0
-    assert len(groups[2]["params"]) == len(list(special.blocks[11].parameters()))
+    assert [g.get("lr_scale", 1.0) for g in groups] == [1.0, 1.0, 0.1, 0.1, 1.0, 1.0]
+    assert [g.get("weight_decay") for g in groups] == [None, None, 0.0, None, None, None]
+    assert len(groups[4]["params"]) == len(list(special.blocks[11].parameters()))
+    convs = [m.weight for m in special.modules() if isinstance(m, nn.Conv2d)]
+    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in convs[:-2]}
+
+
+def test_multitune_reinitialises_blocks_as_the_release():
+    """He-normal convolutions (fan-out), batch norm gamma = 1, beta = 0, statistics kept."""
+    torch.manual_seed(0)
+    block = ResidualBranch(128, 128, 1)
+    with torch.no_grad():
+        for layer in (block.bn1, block.bn2):
+            for tensor in (layer.weight, layer.bias, layer.running_mean):
+                tensor.uniform_(0.5, 1.5)
+    statistics = {k: v.clone() for k, v in block.state_dict().items() if "running" in k}
+    reinitialise(block)
+    expected = math.sqrt(2 / (3 * 3 * 128))
+    for conv in (block.conv1, block.conv2):
+        weight = conv.weight.detach()
+        assert float(weight.std()) == pytest.approx(expected, rel=0.01)
+        assert abs(float(weight.mean())) < 0.01 * expected
+    for layer in (block.bn1, block.bn2):
+        assert torch.equal(layer.weight, torch.ones(128))
+        assert torch.equal(layer.bias, torch.zeros(128))
+    state = block.state_dict()
+    assert all(torch.equal(value, state[key]) for key, value in statistics.items())
 
 
 def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
@@ -294,16 +360,19 @@ def test_multitune_l2sp_pulls_only_its_branch_towards_the_pretrained_weights():
             for p in branch.parameters():
                 p.add_(0.1)
     plain_branch, special = method.network.branches
-    kept, fresh, _ = method.splits[1]
+    split = method.splits[1]
     penalty = method.add_l2sp_gradient()
     torch.testing.assert_close(
-        penalty, torch.tensor(0.5 * 0.01 * 0.01 * sum(p.numel() for p in kept))
+        penalty, torch.tensor(0.5 * 0.01 * 0.01 * sum(p.numel() for p in split.anchored))
     )
     assert all(p.grad is None for p in plain_branch.parameters())
     stem = special.stem[0].weight
     torch.testing.assert_close(stem.grad, 0.01 * (stem - method.anchor.stem[0].weight))
+    # Conv weights only: batch norm (and biases, which ResNet-26 has nowhere else) get none.
+    assert special.stem[1].weight.grad is None and special.stem[1].bias.grad is None
+    assert all(p.grad is None for p in split.other) and len(split.other) > 0
     assert special.blocks[11].conv1.weight.grad is None  # re-initialised: no anchor
-    assert {id(p) for p in fresh} == {id(p) for p in special.blocks[11].parameters()}
+    assert {id(p) for p in split.fresh} == {id(p) for p in special.blocks[11].parameters()}
 
 
 def test_multitune_trains_and_checks_its_settings():

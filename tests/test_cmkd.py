@@ -210,6 +210,18 @@ def test_encoder_batchnorm_statistics_stay_frozen():
     assert method.network.head[0].training
 
 
+def test_task_head_batchnorm_bias_stays_at_zero_as_released():
+    method = _rst_method()
+    norm = method.network.head[0]
+    trained = {id(p) for group in method.parameter_groups() for p in group["params"]}
+    assert not norm.bias.requires_grad and id(norm.bias) not in trained
+    assert id(norm.weight) in trained
+    weight = norm.weight.detach().clone()
+    _train(method, 2)
+    assert torch.equal(norm.bias, torch.zeros_like(norm.bias)) and norm.bias.grad is None
+    assert not torch.equal(norm.weight, weight)
+
+
 def test_rst_checkpoint_reloads_to_identical_predictions_and_is_small(tmp_path):
     method = _rst_method()
     pretrained_state = {k: v.clone() for k, v in method.network.state_dict().items()}
@@ -233,6 +245,10 @@ def test_rst_checkpoint_reloads_to_identical_predictions_and_is_small(tmp_path):
         metrics["rst"]["changed_encoder_elements"]
         + sum(p.numel() for p in method.network.head.parameters())
     )
+    rst = metrics["rst"]
+    assert rst["encoder_elements"] == sum(p.numel() for p in method.network.encoder.parameters())
+    assert rst["density"] == rst["changed_encoder_elements"] / rst["encoder_elements"]
+    assert 0 < rst["density"] < 1
 
 
 def test_a_clip_run_saves_its_image_tower_and_head_and_reloads_onto_its_source():

@@ -99,12 +99,16 @@ def fixmatch_loss(weak: Tensor, strong: Tensor, threshold: float) -> tuple[Tenso
 
 
 class TaskHead(nn.Sequential):
-    """h: BatchNorm1d -> LayerNorm -> Linear without bias, initialised N(0, 1e-3^2)."""
+    """h: BatchNorm1d -> LayerNorm -> Linear without bias, initialised N(0, 1e-3^2). The
+    BatchNorm1d bias is fixed at 0, as in the release, so the features it hands on stay
+    centred (its scale trains)."""
 
     def __init__(self, feature_dim: int, num_classes: int):
+        norm = nn.BatchNorm1d(feature_dim)
+        norm.bias.requires_grad_(False)
         linear = nn.Linear(feature_dim, num_classes, bias=False)
         nn.init.normal_(linear.weight, std=1e-3)
-        super().__init__(nn.BatchNorm1d(feature_dim), nn.LayerNorm(feature_dim), linear)
+        super().__init__(norm, nn.LayerNorm(feature_dim), linear)
 
 
 def _clip_network(network: nn.Module) -> ClipClassifier:
@@ -178,13 +182,8 @@ class ClipAdaptation(Method):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         encoder = [p for p in self.network.encoder.parameters() if p.requires_grad]
-        return [
-            {"params": encoder},
-            {
-                "params": list(self.network.head.parameters()),
-                "lr_scale": self.settings.head_lr_scale,
-            },
-        ]
+        head = [p for p in self.network.head.parameters() if p.requires_grad]
+        return [{"params": encoder}, {"params": head, "lr_scale": self.settings.head_lr_scale}]
 
     def _initial_weights(self) -> list[Tensor]:
         return [self.get_buffer(f"_w0_{i}") for i in range(len(self._encoder_names))]
@@ -210,10 +209,12 @@ class ClipAdaptation(Method):
 
     def export(self, folder: Path) -> dict[str, Any]:
         """DSP (distinct stored parameters beyond the shared pretrained CLIP, millions); with
-        RST also the sparse checkpoint `rst.safetensors`."""
+        RST also the sparse checkpoint `rst.safetensors` and the fraction of the encoder it
+        changed (`density`: how sparse RST kept it, which decides how close it comes to CMKD)."""
         head = parameter_count(self.network.head)
+        encoder = parameter_count(self.network.encoder)
         if self.tau is None:
-            return {"dsp_millions": (parameter_count(self.network.encoder) + head) / 1e6}
+            return {"dsp_millions": (encoder + head) / 1e6}
         tensors = rst_state(self.network, self._initial_weights())
         storage.save_tensors(folder / RST_FILE, tensors)
         changed = sum(v.numel() for k, v in tensors.items() if k.endswith(".index"))
@@ -223,7 +224,8 @@ class ClipAdaptation(Method):
                 "file": RST_FILE,
                 "bytes": (folder / RST_FILE).stat().st_size,
                 "changed_encoder_elements": changed,
-                "encoder_elements": parameter_count(self.network.encoder),
+                "encoder_elements": encoder,
+                "density": changed / encoder,
             },
         }
 

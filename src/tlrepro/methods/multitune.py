@@ -7,9 +7,11 @@ with its own setting, named in the config:
 
 - `lr_scale`: learning-rate multiplier of the branch's pretrained layers;
 - `l2sp`: strength alpha of the L2-SP penalty alpha/2 * ||w - w_pretrained||^2 on
-  those layers (Li et al., 2018), which then get no plain weight decay;
-- `reinit_blocks`: how many of its top residual blocks start from a fresh
-  initialisation (trained at the full lr, with plain weight decay, no L2-SP).
+  those layers' convolution and linear weights (Li et al., 2018), which then get no
+  plain weight decay; their batch-norm parameters and biases keep the plain weight
+  decay and no anchor, as the release's intended term skips them;
+- `reinit_blocks`: how many of its top residual blocks start afresh as in the release
+  (`reinitialise`), trained at the full lr, with plain weight decay, no L2-SP.
 
 The integration layer is a linear classifier over the concatenated features of
 the branches, trained jointly with them from the one cross-entropy loss.
@@ -18,14 +20,17 @@ Differences from the released code (docs/adaptive.md), on purpose: the release r
 one trunk with two re-initialised last blocks, its L2-SP term is always zero and
 its per-stage learning rates are overwritten, so its "branches" differ only in
 their random initialisation; here the branches are separate networks whose
-settings are applied and tested. That behaviour is not offered as a variant.
+settings are applied and tested. That behaviour is not offered as a variant. The
+release also adds 0.01 * ||w||^2 / 2 on its integration layer and has a recipe of its
+own; here the integration layer gets the run's plain weight decay and the group's
+recipe (docs/adaptive.md, "MultiTune").
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +38,33 @@ from torch import Tensor, nn
 from tlrepro.methods.base import Batches, Method, MethodContext
 from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
 from tlrepro.models.base import Classifier
+
+
+def reinitialise(block: nn.Module) -> None:
+    """The release's fresh start of a block: He-normal convolutions (fan-out, as its
+    N(0, 2 / (k * k * out_channels))), zero conv biases, batch norm gamma = 1 and beta = 0
+    with the running statistics kept (they are the pretrained network's)."""
+    for layer in block.modules():
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, nn.BatchNorm2d):
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+
+class BranchParameters(NamedTuple):
+    """A branch's parameters as its setting treats them."""
+
+    anchored: list[nn.Parameter]
+    """Pretrained conv and linear weights: L2-SP's, at the branch's lr_scale."""
+    anchors: list[Tensor]
+    """Their pretrained values."""
+    other: list[nn.Parameter]
+    """The pretrained layers' batch-norm parameters and biases: lr_scale, no anchor."""
+    fresh: list[nn.Parameter]
+    """The re-initialised blocks': the full lr, no anchor."""
 
 
 class MultiTuneNet(Classifier):
@@ -53,9 +85,7 @@ class MultiTuneNet(Classifier):
                         f"the network has {0 if blocks is None else len(blocks)}"
                     )
                 for block in net.blocks[-count:]:
-                    for layer in block.modules():
-                        if isinstance(layer, nn.Conv2d | nn.BatchNorm2d | nn.Linear):
-                            layer.reset_parameters()
+                    reinitialise(block)
             nets.append(net)
         self.branches = nn.ModuleList(nets)
         self.feature_dim = pretrained.feature_dim * len(nets)
@@ -80,46 +110,49 @@ class MultiTune(Method):
         self.branch_settings = branches
         self.splits = [self._split(index) for index in range(len(branches))]
 
-    def _split(self, index: int) -> tuple[list[nn.Parameter], list[nn.Parameter], list[Tensor]]:
-        """Branch `index`'s (pretrained params, re-initialised params, anchors of the former)."""
+    def _split(self, index: int) -> BranchParameters:
         count = self.branch_settings[index].reinit_blocks
         branch = self.network.branches[index]
         anchors = dict(self.anchor.named_parameters())
+        weights = {id(m.weight) for m in branch.modules() if isinstance(m, nn.Conv2d | nn.Linear)}
         total = len(getattr(branch, "blocks", ()))
         fresh_prefixes = tuple(f"blocks.{i}." for i in range(total - count, total))
-        kept, fresh, targets = [], [], []
+        split = BranchParameters([], [], [], [])
         for name, param in branch.named_parameters():
             if name.startswith(fresh_prefixes):
-                fresh.append(param)
+                split.fresh.append(param)
+            elif id(param) in weights:
+                split.anchored.append(param)
+                split.anchors.append(anchors[name])
             else:
-                kept.append(param)
-                targets.append(anchors[name])
-        return kept, fresh, targets
+                split.other.append(param)
+        return split
 
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """Per branch: its pretrained layers at its lr_scale (no weight decay under L2-SP), its
-        re-initialised blocks at the full lr; then the integration layer."""
-        groups = []
-        for setting, (kept, fresh, _) in zip(self.branch_settings, self.splits, strict=True):
-            group: dict[str, Any] = {"params": kept, "lr_scale": setting.lr_scale}
-            if setting.l2sp > 0:
-                group["weight_decay"] = 0.0
-            groups.append(group)
-            if fresh:
-                groups.append({"params": fresh})
+        """Per branch: its pretrained layers at its lr_scale (no weight decay on the L2-SP
+        weights), its re-initialised blocks at the full lr; then the integration layer."""
+        groups: list[dict[str, Any]] = []
+        for setting, split in zip(self.branch_settings, self.splits, strict=True):
+            decay = {"weight_decay": 0.0} if setting.l2sp > 0 else {}
+            groups += [
+                {"params": split.anchored, "lr_scale": setting.lr_scale, **decay},
+                {"params": split.other, "lr_scale": setting.lr_scale},
+                {"params": split.fresh},
+            ]
         groups.append({"params": list(self.network.head.parameters())})
-        return groups
+        return [group for group in groups if group["params"]]
 
     @torch.no_grad()
     def add_l2sp_gradient(self) -> Tensor:
         """Add the gradient of alpha/2 * ||w - w_pretrained||^2, alpha * (w - w_pretrained), to
-        each L2-SP branch's pretrained layers (after backward: three fused ops per branch, not
-        an autograd graph over every tensor); return the penalty's value."""
+        each L2-SP branch's pretrained conv and linear weights (after backward: three fused ops
+        per branch, not an autograd graph over every tensor); return the penalty's value."""
         total = self.network.head.weight.new_zeros(())
-        for setting, (kept, _, targets) in zip(self.branch_settings, self.splits, strict=True):
+        for setting, split in zip(self.branch_settings, self.splits, strict=True):
             alpha = setting.l2sp
             if alpha > 0:
-                diffs = torch._foreach_sub(kept, targets)
+                kept = split.anchored
+                diffs = torch._foreach_sub(kept, split.anchors)
                 grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in kept]
                 torch._foreach_add_(grads, diffs, alpha=alpha)
                 for param, grad in zip(kept, grads, strict=True):

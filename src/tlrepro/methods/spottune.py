@@ -9,10 +9,17 @@ learns from the classification loss alone) and the argmax of the logits at test
 time. The release samples Gumbel noise at test time too (docs/adaptive.md): not
 copied, evaluation here is deterministic.
 
-The frozen copies stay in eval mode (their batch-norm statistics do not move),
-so they are bit-identical to the pretrained blocks for the whole run; the stem,
-the final batch norm and the new head are trained with the tuned blocks, as in
-the release.
+What "frozen" means is the setting `frozen_bn`. By default ("release") it is what the
+authors' release does: the frozen copies' convolutions are frozen, their batch norm is
+not (its affine parameters train with the rest, its running statistics follow the
+target in training mode); a frozen copy then keeps the pretrained filters but
+normalises them for the new data. With "frozen" the copies stay in eval mode without
+gradient, bit-identical to the pretrained blocks for the whole run. The stem, the final
+batch norm and the new head are trained with the tuned blocks, as in the release.
+
+The policy network sees the images exactly as the network's stem does (standardised
+image by image where the backbone's stem standardises them, the quick profile's narrow
+ResNet-26), so both look at the same input.
 
 SpotTune-Global (`policy: global`, the paper's compact variant; not in the release):
 the policy is two learned logits per block, independent of the input, so one sample
@@ -33,9 +40,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from tlrepro.methods.base import Batches, Method, MethodContext
-from tlrepro.methods.spottune_settings import Policy, SpotTuneSettings
+from tlrepro.methods.spottune_settings import FrozenBN, Policy, SpotTuneSettings
 from tlrepro.models.base import BlockClassifier, Classifier
 from tlrepro.models.resnet26 import ResNet26
 
@@ -64,7 +72,13 @@ class SpotTuneNet(Classifier):
     by learned logits ("global"): x <- (1 - a) frozen(x) + a tuned(x) holds for any blocks
     whose two copies have the same shapes."""
 
-    def __init__(self, backbone: BlockClassifier, tau: float, policy: Policy = "per_image"):
+    def __init__(
+        self,
+        backbone: BlockClassifier,
+        tau: float,
+        policy: Policy = "per_image",
+        frozen_bn: FrozenBN = "release",
+    ):
         super().__init__()
         if not isinstance(backbone, BlockClassifier):
             raise TypeError(
@@ -73,6 +87,11 @@ class SpotTuneNet(Classifier):
             )
         self.backbone = backbone
         self.frozen = copy.deepcopy(backbone.blocks).requires_grad_(False)
+        self.frozen_bn = frozen_bn
+        if frozen_bn == "release":
+            for layer in self.frozen.modules():
+                if isinstance(layer, _BatchNorm):
+                    layer.requires_grad_(True)
         self.num_blocks = len(backbone.blocks)
         stage_widths = tuple(
             w for w, s in zip(backbone.widths, backbone.strides, strict=True) if s == 2
@@ -85,6 +104,7 @@ class SpotTuneNet(Classifier):
                 widths=stage_widths,
                 stem_width=backbone.stem[0].out_channels,
                 blocks_per_stage=1,
+                standardize_input=backbone.standardize_input,
             )
         )
         self.tau = tau
@@ -98,9 +118,11 @@ class SpotTuneNet(Classifier):
         self.backbone.reset_head(num_classes)
 
     def train(self, mode: bool = True) -> SpotTuneNet:
-        """The frozen blocks never leave eval mode: their batch-norm statistics stay pretrained."""
+        """With `frozen_bn` "frozen" the frozen blocks never leave eval mode, so their
+        batch-norm statistics stay pretrained; with "release" they follow `mode`."""
         super().train(mode)
-        self.frozen.eval()
+        if self.frozen_bn == "frozen":
+            self.frozen.eval()
         return self
 
     def actions(self, x: Tensor) -> Tensor:
@@ -135,7 +157,7 @@ class SpotTune(Method):
     def __init__(self, context: MethodContext):
         settings = context.settings
         assert isinstance(settings, SpotTuneSettings)
-        net = SpotTuneNet(context.network, settings.tau, settings.policy)
+        net = SpotTuneNet(context.network, settings.tau, settings.policy, settings.frozen_bn)
         super().__init__(dataclasses.replace(context, network=net))
         self.budget = settings.budget_blocks
         if self.budget is not None and self.budget > net.num_blocks:

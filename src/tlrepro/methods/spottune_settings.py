@@ -8,6 +8,7 @@ from typing import Literal
 from tlrepro.methods.settings import NON_NEGATIVE, POSITIVE, Settings, setting
 
 Policy = Literal["per_image", "global"]
+FrozenBN = Literal["release", "frozen"]
 
 
 @dataclass(frozen=True)
@@ -22,3 +23,8 @@ class SpotTuneSettings(Settings):
     """k of the budget loss budget_weight * (blocks fine-tuned - k)^2; null: no budget loss
     (at most the network's number of blocks, checked when the method is built)."""
     budget_weight: float = setting(0.1, NON_NEGATIVE)
+    frozen_bn: FrozenBN = "release"
+    """The frozen copies' batch norm. "release": as the authors ran it, only their other
+    weights are frozen: the batch-norm affine parameters train and the running statistics
+    follow the target in training mode. "frozen": the copies stay exactly the pretrained
+    blocks (eval mode, no gradient)."""

@@ -90,6 +90,9 @@ class BlockClassifier(Classifier):
     """Each block's stride (2 where a stage starts)."""
     widths: tuple[int, ...]
     """Each block's output channels."""
+    standardize_input: bool = False
+    """Whether `stem` standardises each image first: a network that looks at the same images
+    beside this one (SpotTune's policy) must see them the same way."""
 
     def join(self, index: int, x: Tensor, block_out: Tensor) -> Tensor:
         raise NotImplementedError

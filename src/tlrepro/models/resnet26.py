@@ -72,6 +72,7 @@ class ResNet26(BlockClassifier):
         standardize_input: bool = False,
     ):
         super().__init__()
+        self.standardize_input = standardize_input
         self.stem = Stem(stem_width, standardize_input)
         branches, self.strides, self.widths = [], [], []
         c_in = stem_width
