@@ -15,12 +15,15 @@ import pytest
 from tlrepro.aggregate import load_reported
 from tlrepro.claims import (
     INCONCLUSIVE,
+    NOT_CONVERGED,
     REVERSED,
     Claim,
     ClaimsFormatError,
     compare,
+    detectable_difference,
     evaluate,
     load_claims,
+    seeds_needed,
 )
 from tlrepro.cli import group_tables
 from tlrepro.config import load_config
@@ -39,7 +42,8 @@ def frame(rows: list[tuple[str, str, str, int, float]], protocol: str = "best_va
     """The tables' long frame from (group, method_key, task, seed, test_acc) rows."""
     records = [
         dict.fromkeys(FRAME_COLUMNS)
-        | {"group": g, "method_key": m, "task": t, "seed": s, "protocol": protocol, "test_acc": a}
+        | {"group": g, "method_key": m, "task": t, "seed": s, "protocol": protocol}
+        | {"test_acc": a, "converged": True}
         for g, m, t, s, a in rows
     ]
     return pd.DataFrame(records, columns=FRAME_COLUMNS)
@@ -124,6 +128,75 @@ def test_each_protocol_is_tested_on_its_own_accuracies() -> None:
     assert list(rows["protocol"]) == ["best_val", "last"]
     assert rows["mean_diff"].tolist() == pytest.approx([11.0, 0.0])
     assert rows["verdict"].tolist() == ["holds", INCONCLUSIVE]
+
+
+def test_an_unconverged_run_of_either_method_overrules_the_verdict() -> None:
+    runs = frame(
+        [
+            ("g", key, "t", s, 0.6 if key == "a" else 0.5 + 0.01 * s)
+            for key in "ab"
+            for s in range(3)
+        ]
+    )
+    judged = evaluate(runs, "g", [claim()], REPORTED, ["best_val"]).iloc[0]
+    assert (judged["verdict"], judged["unconverged"], judged["note"]) == ("holds", 0, "")
+    runs.loc[(runs["method_key"] == "b") & (runs["seed"] == 2), "converged"] = False
+    row = evaluate(runs, "g", [claim()], REPORTED, ["best_val"]).iloc[0]
+    assert (row["verdict"], row["unconverged"]) == (NOT_CONVERGED, 1)
+    assert row["note"] == "1 of the 6 paired runs did not converge"
+    # the evidence stays: a − b = 10, 9, 8 points
+    assert (row["mean_diff"], row["ci_low"]) == (judged["mean_diff"], judged["ci_low"])
+    assert row["mean_diff"] == pytest.approx(9.0)
+
+
+def power(effect: float, n: int) -> float:
+    """The chance that n pairs' 95 % t-interval lies above 0 at standardised effect
+    `effect`, from the noncentral t directly, not through statsmodels."""
+    from scipy import stats
+
+    df = n - 1
+    return float(stats.nct.sf(stats.t.ppf(0.975, df), df, effect * math.sqrt(n)))
+
+
+@pytest.mark.parametrize(("n", "sd"), [(3, 2.0), (6, 1.5), (12, 0.5)])
+def test_the_detectable_difference_has_80_percent_power(n: int, sd: float) -> None:
+    detectable = detectable_difference(n, sd)
+    assert power(detectable / sd, n) == pytest.approx(0.80, abs=1e-4)
+    assert power(0.9 * detectable / sd, n) < 0.80
+
+
+def test_seeds_needed_are_the_fewest_with_80_percent_power() -> None:
+    assert seeds_needed(2.0, 2.0, 3, 1) == 10  # d = 1: 10 pairs (Cohen's tables)
+    for target, sd in ((3.0, 2.0), (-3.0, 2.0), (1.0, 3.0), (0.5, 0.2)):
+        pairs = seeds_needed(target, sd, 3, 1)
+        assert power(abs(target) / sd, pairs) >= 0.80 > power(abs(target) / sd, pairs - 1)
+        assert seeds_needed(target, sd, 3, 2) == math.ceil(pairs / 2)  # pairs shared by tasks
+    for huge in (9.0, 10.0, 11.0, 20.0, 50.0):  # around and past what 2 pairs detect
+        pairs = seeds_needed(huge, 1.0, 3, 1)
+        assert power(huge, pairs) >= 0.80 and (pairs == 2 or power(huge, pairs - 1) < 0.80)
+
+
+@pytest.mark.parametrize(
+    ("target", "sd", "n"), [(math.nan, 1.0, 3), (0.0, 1.0, 3), (2.0, 0.0, 3), (2.0, 1.0, 1)]
+)
+def test_power_figures_need_a_target_a_spread_and_two_pairs(target, sd, n) -> None:
+    assert math.isnan(seeds_needed(target, sd, n, 1))
+    if target == 0.0 or math.isnan(target):
+        return
+    assert math.isnan(detectable_difference(n, sd))
+
+
+def test_evaluate_reports_the_power_figures() -> None:
+    """`better`: the seeds to detect the paper's Δ; `within`: to detect the margin."""
+    runs = frame(
+        [("g", key, "t", s, 0.6 + (key == "a") * 0.01 * (s + 1)) for key in "ab" for s in range(3)]
+    )
+    claims = [claim(paper_rows=("A", "B")), claim("within", 0.5)]
+    better, within = evaluate(runs, "g", claims, REPORTED, ["best_val"]).itertuples()
+    # a − b = 1, 2, 3 points: sd 1; the paper's Δ is 2 points
+    assert better.detectable == pytest.approx(detectable_difference(3, 1.0))
+    assert better.seeds_needed == seeds_needed(2.0, 1.0, 3, 1)
+    assert within.seeds_needed == seeds_needed(0.5, 1.0, 3, 1)
 
 
 def test_paper_difference_uses_cells_with_both_rows() -> None:

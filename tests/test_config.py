@@ -15,8 +15,8 @@ from .conftest import BIN, REPO, make_workspace, run, tiny_config
 SCHEMA = REPO / "config" / "schema.yaml"
 
 
-def check(config: dict) -> None:
-    validate(config, SCHEMA)
+def check(config: dict) -> dict:
+    return validate(config, SCHEMA)
 
 
 def test_repository_config_is_valid_for_both_profiles():
@@ -44,6 +44,34 @@ def test_unknown_method_names_the_method_and_lists_known_ones():
     message = str(error.value)
     assert "methods.finetun" in message and "'finetun'" in message
     assert "finetune" in message and "scratch" in message
+
+
+def test_a_groups_reference_reaches_its_table_and_must_name_one_of_its_methods():
+    """group_defaults may set it; a key that is not the group's method is named."""
+    from tlrepro.cli import group_tables
+    from tlrepro.results import Reference
+
+    config = tiny_config()
+    quick = config["profiles"]["quick"]
+    quick["group_defaults"] = {"reference": {"method": "scratch", "floor": 0.5}}
+    tables = group_tables(build_plan(check(config)))
+    assert {table.reference for table in tables} == {Reference("scratch", 0.5)}
+    quick["groups"]["baselines"]["reference"] = {"method": "scratchy", "floor": 0.5}
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    message = str(error.value)
+    assert "groups.baselines.reference.method" in message and "'scratchy'" in message
+    assert "scratch" in message.split("its methods:")[1]
+    quick["groups"]["baselines"]["reference"] = {"method": "scratch", "floor": 50}
+    with pytest.raises(ConfigError, match=r"reference\.floor"):
+        check(config)
+
+
+def test_a_group_without_a_reference_has_none():
+    from tlrepro.cli import group_tables
+
+    tables = group_tables(build_plan(check(tiny_config())))
+    assert tables and all(table.reference is None for table in tables)
 
 
 def test_unknown_dataset_in_a_task_is_reported():

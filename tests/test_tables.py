@@ -24,7 +24,7 @@ from tlrepro.aggregate import (
 from tlrepro.claims import load_claims
 from tlrepro.figures import learning_curves
 from tlrepro.markdown import Header, render_markdown
-from tlrepro.results import GroupTable, SourceModel, collect, load_logs
+from tlrepro.results import GroupTable, Reference, SourceModel, collect, load_logs
 from tlrepro.tables import write_tables
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,11 +87,15 @@ source_only_over_finetune_few_labels:
   target_labels: few
   sources: [paper_x]
 """
+RISING = {("alpha", "finetune", "a-to-b", 1)}
+"""Runs whose validation accuracy still rises at the end: not converged."""
 # Source accuracies (val, test) of the groups' pretrainings.
 SOURCES = {("small_vgg", "a"): (0.981, 0.975), ("tiny_clip", "c"): (0.271, 0.265)}
 
 
-def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc: float) -> None:
+def _write_run(
+    run_dir: Path, group: str, method: str, task: str, seed: int, acc: float, rising: bool
+) -> None:
     protocols = {
         "best_val": {
             "epoch": 2,
@@ -117,7 +121,7 @@ def _write_run(run_dir: Path, group: str, method: str, task: str, seed: int, acc
             "train_loss": [1.0, 0.5, 0.4],
             "train_acc": [0.5, 0.8, 0.9],
             "val_loss": [0.9, 0.6, 0.6],
-            "val_acc": [acc + 0.02, acc + 0.02, acc],
+            "val_acc": [acc - 0.04, acc - 0.02, acc + 0.02] if rising else [acc + 0.02] * 2 + [acc],
             "test_loss": [0.9, 0.6, 0.6],
             "test_acc": [acc + 0.01, acc, acc - 0.01],
             "lr": [0.1, 0.05, 0.0],
@@ -134,7 +138,8 @@ def run_dirs(tmp_path: Path) -> dict[tuple[str, str, str, int], Path]:
         for seed, acc in enumerate(accs):
             run_dir = tmp_path / "runs" / "quick" / group / method / task / f"seed{seed}"
             run_dir.mkdir(parents=True)
-            _write_run(run_dir, group, method, task, seed, acc)
+            rising = (group, method, task, seed) in RISING
+            _write_run(run_dir, group, method, task, seed, acc, rising)
             dirs[(group, method, task, seed)] = run_dir
     return dirs
 
@@ -157,7 +162,8 @@ def claims_path(tmp_path: Path) -> Path:
 def groups(tmp_path: Path) -> list[GroupTable]:
     """GROUPS with their source models: alpha one pretrained net, beta a model-zoo net and
     a CLIP (zero-shot) pretrained here; alpha has few target labels: the few-label claim
-    applies to it alone."""
+    applies to it alone. Both name target only as their reference: alpha's (82 % at
+    worst) clears its floor, beta's (63 % on c→d) does not."""
     sources = {}
     for (model, dataset), (val, test) in SOURCES.items():
         path = tmp_path / "pretrained" / "quick" / model / dataset / "metrics.json"
@@ -169,9 +175,16 @@ def groups(tmp_path: Path) -> list[GroupTable]:
         sources[model] = SourceModel(model, dataset, path, zero_shot=model == "tiny_clip")
     alpha, beta = GROUPS
     return [
-        dataclasses.replace(alpha, few_target_labels=True, sources=(sources["small_vgg"],)),
         dataclasses.replace(
-            beta, sources=(SourceModel("vgg16_imagenet", "imagenet"), sources["tiny_clip"])
+            alpha,
+            few_target_labels=True,
+            sources=(sources["small_vgg"],),
+            reference=Reference("scratch", 0.80),
+        ),
+        dataclasses.replace(
+            beta,
+            sources=(SourceModel("vgg16_imagenet", "imagenet"), sources["tiny_clip"]),
+            reference=Reference("scratch", 0.65),
         ),
     ]
 
@@ -311,6 +324,7 @@ def test_frame_for_csv_columns(run_dirs, reported_path) -> None:
         "mean",
         "std",
         "n",
+        "unconverged",
         "kind",
         "source",
     ]
@@ -394,3 +408,88 @@ def test_a_papers_average_over_all_of_a_datasets_tasks_stands_in_the_avg_column(
     ]
     part = GroupTable("g", "G", every[:3], [("cmkd", "CMKD")], [0], "cmkd_office31_rn50")
     assert _reported(table, part).empty
+
+
+def test_an_unconverged_seed_marks_its_cells_and_its_claims(
+    tmp_path, run_dirs, reported_path, claims_path, groups
+) -> None:
+    """fine-tune's seed 1 on a→b still rises: its cell and avg carry †, tables.csv counts
+    it, and alpha's claims on fine-tune say `not converged` (beside their Δ and interval)."""
+    out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
+    fine_tune = _row((out / "tables.md").read_text(), "Alpha", "Best validation", "fine-tune")
+    assert fine_tune == ["96.00† ± 1.00 (3)", "87.00 ± 1.00 (3)", "91.50†"]
+    assert "did not converge: fine-tune on a→b: 1 of 3." in (out / "tables.md").read_text()
+    csv = pd.read_csv(out / "tables.csv")
+    ours = csv[(csv.kind == "ours") & (csv.group == "alpha") & (csv.protocol == "best_val")]
+    counts = ours.set_index(["method_key", "task"])["unconverged"]
+    assert counts[("finetune", "a-to-b")] == 1 and counts[("finetune", "avg")] == 1
+    assert counts.drop([("finetune", "a-to-b"), ("finetune", "avg")]).eq(0).all()
+    assert csv.loc[csv.kind == "reported", "unconverged"].isna().all()
+    claims = pd.read_csv(out / "claims.csv", keep_default_na=False, na_values=[""])
+    alpha = claims[(claims.group == "alpha") & (claims.protocol == "best_val")]
+    verdicts = dict(zip(alpha.claim, alpha.verdict, strict=True))
+    assert verdicts == {
+        "finetune_over_scratch": "not converged",
+        "scratch_over_source_only": "holds",
+        "source_only_near_scratch": "reversed",
+        "source_only_over_finetune_few_labels": "not converged",
+    }
+    row = alpha[alpha.claim == "finetune_over_scratch"].iloc[0]
+    assert (row.mean_diff, row.n, row.unconverged) == (4.5, 6, 1)
+    assert row.note == "1 of the 12 paired runs did not converge"
+
+
+def test_a_reference_below_its_floor_withholds_the_groups_verdicts(
+    tmp_path, run_dirs, reported_path, claims_path, groups
+) -> None:
+    """beta's target only reaches 63 % on c→d, below its floor of 65 %."""
+    out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
+    beta = (out / "tables.md").read_text().split("## Beta")[1]
+    message = (
+        "Verdicts withheld: the reference baseline target only (`scratch`) reached 63.00 % "
+        "on c→d (mean test accuracy over seeds at the best validation epoch), below its "
+        "floor of 65.00 %."
+    )
+    assert message in beta
+    claims = pd.read_csv(out / "claims.csv")
+    withheld = claims[claims.group == "beta"]
+    assert set(withheld.verdict) == {"withheld"} and len(withheld) == 3 * 3
+    assert withheld.note.str.startswith(message).all()
+    assert withheld.mean_diff.notna().all()  # the evidence stays visible
+    assert "withheld" not in set(claims[claims.group == "alpha"].verdict)
+
+
+def test_without_a_reference_the_claims_are_judged_and_the_section_says_so(
+    run_dirs, reported_path, claims_path, groups
+) -> None:
+    unchecked = [dataclasses.replace(group, reference=None) for group in groups]
+    reported = load_reported(reported_path)
+    markdown = render_markdown(
+        collect(unchecked, run_dirs),
+        unchecked,
+        reported,
+        HEADER,
+        load_claims(claims_path, reported),
+    )
+    beta = markdown.split("## Beta")[1]
+    assert "No reference floor is set for this group" in beta
+    assert "withheld" not in beta.split("### Claims")[1]
+    assert "| holds " in beta
+
+
+def test_report_pages_show_the_marks_and_verdicts(
+    tmp_path, run_dirs, reported_path, claims_path, groups
+) -> None:
+    from tlrepro.report_pages import write_report_pages
+
+    out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
+    titles = {"alpha": "Alpha transfers", "beta": "Beta transfers"}
+    write_report_pages(
+        out / "tables.csv", out / "claims.csv", out / "figures", titles, tmp_path / "report"
+    )
+    alpha = (tmp_path / "report" / "alpha" / "1_results.html").read_text()
+    assert "96.0† ± 1.0 (3)" in alpha
+    claims = (tmp_path / "report" / "alpha" / "2_claims.html").read_text()
+    assert "<td>not converged</td>" in claims and "seeds_needed" in claims
+    beta = (tmp_path / "report" / "beta" / "2_claims.html").read_text()
+    assert beta.count("<td>withheld</td>") == 3 and "below its floor of 65.00 %" in beta

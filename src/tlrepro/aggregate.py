@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tlrepro import claims as claims_module
 from tlrepro.claims import Claim
 from tlrepro.data.registry import DATASETS
 from tlrepro.layout import LOG_COLUMNS
-from tlrepro.results import LOG_TAGS, GroupTable
+from tlrepro.results import LOG_TAGS, GroupTable, display_task
 from tlrepro.selection import PROTOCOLS
 
 AVG = "avg"
@@ -35,6 +36,7 @@ CSV_COLUMNS = [
     "mean",
     "std",
     "n",
+    "unconverged",
     "kind",
     "source",
 ]
@@ -97,20 +99,28 @@ def reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str, 
 
 
 def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
-    """Per-cell test accuracy (%) over seeds, plus the avg column where complete."""
+    """Per-cell test accuracy (%) over seeds and how many of those runs did not converge,
+    plus the avg column where complete (its count: the tasks' counts summed)."""
     runs = frame[frame["group"] == group.name]
+    keys = ["protocol", "method_key", "label"]
     stats = (
-        runs.assign(acc=runs["test_acc"] * 100.0)
-        .groupby(["protocol", "method_key", "label", "task"])["acc"]
-        .agg(mean="mean", std="std", n="count")  # std: sample std (ddof=1), NaN when n=1
+        runs.assign(acc=runs["test_acc"] * 100.0, unconverged=~runs["converged"].astype(bool))
+        .groupby([*keys, "task"])
+        .agg(
+            mean=("acc", "mean"),
+            std=("acc", "std"),  # sample std (ddof=1), NaN when n=1
+            n=("acc", "count"),
+            unconverged=("unconverged", "sum"),
+        )
         .reset_index()
     )
-    means = stats.pivot_table(
-        index=["protocol", "method_key", "label"], columns="task", values="mean"
-    ).reindex(columns=group.tasks)
+    means = stats.pivot_table(index=keys, columns="task", values="mean").reindex(
+        columns=group.tasks
+    )
     # skipna=False: a method missing any task gets no average.
-    avg = means.mean(axis=1, skipna=False).dropna().rename("mean").reset_index()
-    return pd.concat([stats, avg.assign(task=AVG)], ignore_index=True)
+    avg = means.mean(axis=1, skipna=False).dropna().rename("mean").to_frame()
+    avg["unconverged"] = stats.groupby(keys)["unconverged"].sum().reindex(avg.index)
+    return pd.concat([stats, avg.reset_index().assign(task=AVG)], ignore_index=True)
 
 
 def _column(task: str, group: GroupTable) -> str | None:
@@ -157,9 +167,10 @@ def frame_for_csv(
     """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
 
     Ours: one row per (group, protocol, method, task) with mean/std/n of test
-    accuracy in percent, plus task `avg` rows where every task has a value.
+    accuracy in percent and `unconverged`, how many of the n runs did not converge,
+    plus task `avg` rows where every task has a value.
     Reported: the paper's value as published, `protocol` saying how the paper
-    selected it; no std, n or avg (those would be ours, not theirs).
+    selected it; no std, n, unconverged or avg (those would be ours, not theirs).
     """
     parts = []
     for group in groups:
@@ -168,9 +179,58 @@ def frame_for_csv(
         table = reported_table(reported, group)
         if table is not None:
             theirs = _reported(table, group)
-            parts.append(theirs.assign(group=group.name, kind="reported", std=math.nan, n=pd.NA))
+            parts.append(
+                theirs.assign(
+                    group=group.name, kind="reported", std=math.nan, n=pd.NA, unconverged=pd.NA
+                )
+            )
     long = pd.concat(parts, ignore_index=True).rename(columns={"label": "method"})
-    return long.astype({"n": "Int64"})[CSV_COLUMNS]
+    return long.astype({"n": "Int64", "unconverged": "Int64"})[CSV_COLUMNS]
+
+
+@dataclass(frozen=True)
+class ReferenceCheck:
+    """Whether a group's reference baseline reached its floor, in a sentence for the reader."""
+
+    passed: bool
+    message: str
+
+
+def check_reference(frame: pd.DataFrame, group: GroupTable) -> ReferenceCheck | None:
+    """The group's reference baseline against its floor, task by task (a verdict pools the
+    pairs of every task, so one task where the baseline broke is enough to spoil it);
+    None when the group sets no reference. A task without a run of it counts as below."""
+    if group.reference is None:
+        return None
+    key, floor = group.reference.method, group.reference.floor
+    runs = frame[
+        (frame["group"] == group.name)
+        & (frame["method_key"] == key)
+        & (frame["protocol"] == "best_val")
+    ]
+    means = runs.groupby("task")["test_acc"].mean().reindex(group.tasks)
+    below = means[~(means >= floor)]
+    baseline = f"reference baseline {dict(group.methods)[key]} (`{key}`)"
+    where = "mean test accuracy over seeds at the best validation epoch"
+    if below.empty:
+        lowest = means.idxmin()
+        return ReferenceCheck(
+            True,
+            f"The {baseline} clears its floor of {floor * 100:.2f} % on every task ({where}; "
+            f"lowest {means[lowest] * 100:.2f} % on {display_task(lowest)}).",
+        )
+    reached = ", ".join(
+        f"no run on {display_task(task)}"
+        if math.isnan(mean)
+        else f"{mean * 100:.2f} % on {display_task(task)}"
+        for task, mean in below.items()
+    )
+    return ReferenceCheck(
+        False,
+        f"Verdicts withheld: the {baseline} reached {reached} ({where}), below its floor "
+        f"of {floor * 100:.2f} %. A baseline that trained this poorly says nothing about the "
+        "methods compared to it.",
+    )
 
 
 def claims_for_csv(
@@ -180,7 +240,8 @@ def claims_for_csv(
     reported: Mapping[str, Any],
 ) -> pd.DataFrame:
     """Every group's claims tested on its runs: one row per (group, claim, protocol), with
-    the methods' labels beside their keys (`CLAIMS_CSV_COLUMNS`)."""
+    the methods' labels beside their keys (`CLAIMS_CSV_COLUMNS`); every verdict of a group
+    whose reference baseline is below its floor is withheld, the note saying why."""
     parts = []
     for group in groups:
         tested = claims_module.evaluate(
@@ -188,6 +249,9 @@ def claims_for_csv(
         )
         if tested.empty:
             continue
+        reference = check_reference(frame, group)
+        if reference is not None and not reference.passed:
+            tested = tested.assign(verdict=claims_module.WITHHELD, note=reference.message)
         labels = dict(group.methods)
         parts.append(
             tested.assign(

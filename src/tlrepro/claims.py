@@ -14,6 +14,17 @@ Fewer than two pairs give no interval: inconclusive. Pairs that all differ by
 the same amount have zero spread; their interval is that single value (the
 t-interval's limit as the spread goes to 0).
 
+Two verdicts overrule the interval: `not converged` when a run of the pairs (either
+method's) did not converge (tlrepro.convergence), since its number is not the method's;
+and `withheld` (set by `aggregate`) when the group's reference baseline is below its
+floor. Either way Δ and the interval stay in the row.
+
+Beside the verdict, the power of the paired t-test (the chance that the 95 % interval
+excludes 0 on the effect's side, `POWER`): `detectable`, the smallest |Δ| in points
+that these n pairs detect at their spread, and `seeds_needed`, the seeds that would
+detect the paper's Δ at that spread (for a `within` claim, the margin: with fewer, a
+difference as large as the margin would go unseen, so a `holds` says little).
+
 This module only reads the long frame of runs that `results.collect` builds;
 `aggregate` and `markdown` report what it returns. No torch, like the rest of the
 tables job.
@@ -33,7 +44,9 @@ import pandas as pd
 import yaml
 
 CONFIDENCE = 0.95
+POWER = 0.80
 HOLDS, REVERSED, INCONCLUSIVE = "holds", "reversed", "inconclusive"
+NOT_CONVERGED, WITHHELD = "not converged", "withheld"
 RELATIONS = ("better", "within")
 TARGET_LABELS = ("few", "full")
 
@@ -80,9 +93,13 @@ COLUMNS = [
     "ci_low",
     "ci_high",
     "verdict",
+    "unconverged",
+    "detectable",
+    "seeds_needed",
     "paper_diff",
     "paper_cells",
     "sources",
+    "note",
 ]
 """One row per (claim, protocol) of a group, as `evaluate` returns them."""
 
@@ -131,13 +148,15 @@ class Claim:
 
 @dataclass(frozen=True)
 class Comparison:
-    """The paired evidence for one claim: n pairs, mean difference, interval, verdict."""
+    """The paired evidence for one claim: n pairs, mean difference, interval, verdict, and
+    the pairs' sample std (the spread the power figures use)."""
 
     n: int
     mean: float
     low: float
     high: float
     verdict: str
+    sd: float = math.nan
 
 
 def compare(differences: Sequence[float], relation: str, margin: float | None = None) -> Comparison:
@@ -156,7 +175,39 @@ def compare(differences: Sequence[float], relation: str, margin: float | None = 
         low = high = mean
     else:
         low, high = (float(v) for v in stats.t.interval(CONFIDENCE, n - 1, loc=mean, scale=sem))
-    return Comparison(n, mean, low, high, _verdict(low, high, relation, margin))
+    sd = float(values.std(ddof=1))
+    return Comparison(n, mean, low, high, _verdict(low, high, relation, margin), sd)
+
+
+def _solve_power(**known: float) -> float:
+    """statsmodels' paired t-test power, solved for the one quantity not given. Power here
+    is the chance that the two-sided interval excludes 0 on the effect's side, as a
+    `holds` needs: the one-sided test at half the α (a rejection on the wrong side detects
+    nothing; leaving it out also avoids the NaN scipy gives for that tail's far end)."""
+    from statsmodels.stats.power import TTestPower
+
+    alpha = (1 - CONFIDENCE) / 2
+    return float(TTestPower().solve_power(alpha=alpha, power=POWER, alternative="larger", **known))
+
+
+def detectable_difference(n: int, sd: float) -> float:
+    """The smallest |Δ| (points) that n pairs of std `sd` detect with `POWER`: the paired
+    t-test's standardised effect times the spread; NaN below 2 pairs or without spread."""
+    if n < 2 or not sd > 0:
+        return math.nan
+    return _solve_power(nobs=n) * sd
+
+
+def seeds_needed(target: float, sd: float, n: int, tasks: int) -> float:
+    """The seeds that would detect a true |Δ| of `target` points with `POWER` at spread
+    `sd`: the t-test's pairs (at least 2), shared among the pairs' `tasks`, rounded up.
+    NaN without a target, below 2 pairs or without spread."""
+    if math.isnan(target) or target == 0 or n < 2 or not sd > 0:
+        return math.nan
+    effect = abs(target) / sd
+    if effect >= _solve_power(nobs=2):
+        return math.ceil(2 / tasks)  # the least n: the solver finds no root below it
+    return math.ceil(_solve_power(effect_size=effect) / tasks)
 
 
 def _verdict(low: float, high: float, relation: str, margin: float | None) -> str:
@@ -169,15 +220,25 @@ def _verdict(low: float, high: float, relation: str, margin: float | None) -> st
 
 
 def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.DataFrame:
-    """`method − baseline` test accuracy in points per (protocol, task, seed) both ran."""
+    """`method − baseline` test accuracy in points per (protocol, task, seed) both ran, and
+    how many of the pair's two runs did not converge (`unconverged`)."""
     runs = frame[frame["group"] == group]
     index = ["protocol", "task", "seed"]
     method, baseline = (
-        runs[runs["method_key"] == key].set_index(index)["test_acc"]
+        runs[runs["method_key"] == key].set_index(index)[["test_acc", "converged"]]
         for key in (claim.method, claim.baseline)
     )
     both = pd.concat([method, baseline], axis=1, keys=["method", "baseline"], join="inner")
-    return both.assign(diff=(both["method"] - both["baseline"]) * 100.0).reset_index()
+    accuracy, converged = (
+        both.xs("test_acc", axis=1, level=1),
+        both.xs("converged", axis=1, level=1),
+    )
+    return pd.DataFrame(
+        {
+            "diff": (accuracy["method"] - accuracy["baseline"]) * 100.0,
+            "unconverged": (~converged.astype(bool)).sum(axis=1),
+        }
+    ).reset_index()
 
 
 def evaluate(
@@ -192,10 +253,11 @@ def evaluate(
     for claim in claims:
         pairs = paired_differences(frame, group, claim)
         paper_diff, paper_cells = claim.paper_difference(reported)
+        target = claim.margin if claim.relation == "within" else paper_diff
         for protocol in protocols:
-            result = compare(
-                pairs.loc[pairs["protocol"] == protocol, "diff"], claim.relation, claim.margin
-            )
+            chosen = pairs[pairs["protocol"] == protocol]
+            result = compare(chosen["diff"], claim.relation, claim.margin)
+            unconverged = int(chosen["unconverged"].sum())
             rows.append(
                 {
                     "claim": claim.key,
@@ -208,13 +270,23 @@ def evaluate(
                     "mean_diff": result.mean,
                     "ci_low": result.low,
                     "ci_high": result.high,
-                    "verdict": result.verdict,
+                    "verdict": NOT_CONVERGED if unconverged else result.verdict,
+                    "unconverged": unconverged,
+                    "detectable": detectable_difference(result.n, result.sd),
+                    "seeds_needed": seeds_needed(
+                        target, result.sd, result.n, chosen["task"].nunique()
+                    ),
                     "paper_diff": paper_diff,
                     "paper_cells": paper_cells,
                     "sources": ";".join(claim.sources),
+                    "note": (
+                        f"{unconverged} of the {2 * result.n} paired runs did not converge"
+                        if unconverged
+                        else ""
+                    ),
                 }
             )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return pd.DataFrame(rows, columns=COLUMNS).astype({"seeds_needed": "Int64"})
 
 
 def _schema_problems(data: Any) -> list[str]:

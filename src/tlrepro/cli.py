@@ -189,7 +189,7 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
 
 def group_tables(plan: Plan) -> list[GroupTable]:
     """The results sections of the plan's profile, one per group, in the config's order."""
-    from tlrepro.results import GroupTable
+    from tlrepro.results import GroupTable, Reference
 
     return [
         GroupTable(
@@ -204,6 +204,7 @@ def group_tables(plan: Plan) -> list[GroupTable]:
                 for key in ("target_train_per_class", "target_train_fraction")
             ),
             sources=_source_models(plan, name),
+            reference=Reference(**group["reference"]) if "reference" in group else None,
         )
         for name, group in plan.groups().items()
     ]

@@ -154,6 +154,12 @@ def check_names(
                         f"at '{where}.tasks': task {task!r} uses dataset "
                         f"{dataset!r}, which this profile does not configure ({hint})"
                     )
+        reference = group.get("reference", {}).get("method")
+        if reference is not None and reference not in group["methods"]:
+            problems.append(
+                f"at '{where}.reference.method': {reference!r} is not a method key of this "
+                f"group; its methods: {', '.join(group['methods'])}"
+            )
         for key, entry in group["methods"].items():
             method = entry.get("method", key)
             if method not in METHODS:

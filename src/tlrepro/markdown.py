@@ -18,7 +18,13 @@ import pandas as pd
 from tabulate import tabulate
 
 from tlrepro import claims as claims_module
-from tlrepro.aggregate import AVG, claims_for_csv, frame_for_csv, reported_table
+from tlrepro.aggregate import (
+    AVG,
+    check_reference,
+    claims_for_csv,
+    frame_for_csv,
+    reported_table,
+)
 from tlrepro.claims import Claim
 from tlrepro.layout import GROUP_FIGURES
 from tlrepro.results import GroupTable, SourceModel, display_task, read_metrics
@@ -26,6 +32,7 @@ from tlrepro.selection import PROTOCOLS
 
 DSP = "DSP (M)"
 MISSING = "—"
+UNCONVERGED = "†"
 
 
 @dataclass(frozen=True)
@@ -39,14 +46,33 @@ class Header:
 
 
 def _format_cell(row: pd.Series) -> str:
-    """`mean ± std (n)`; `mean (1)` for one seed; avg and reported values bare."""
+    """`mean ± std (n)`; `mean (1)` for one seed; avg and reported values bare; ours with
+    `UNCONVERGED` after the number when a run of the cell did not converge."""
     if row["kind"] == "reported":
         return f"{row['mean']:g}"  # as published, without invented precision
+    mark = UNCONVERGED if row["unconverged"] > 0 else ""
     if row["task"] == AVG:
-        return f"{row['mean']:.2f}"
+        return f"{row['mean']:.2f}{mark}"
     if row["n"] == 1:
-        return f"{row['mean']:.2f} (1)"
-    return f"{row['mean']:.2f} ± {row['std']:.2f} ({row['n']})"
+        return f"{row['mean']:.2f}{mark} (1)"
+    return f"{row['mean']:.2f}{mark} ± {row['std']:.2f} ({row['n']})"
+
+
+def _unconverged_line(ours: pd.DataFrame) -> str | None:
+    """The legend of `UNCONVERGED` under a table: which cells, and how many of their seeds."""
+    marked = ours[(ours["unconverged"] > 0) & (ours["task"] != AVG)]
+    if marked.empty:
+        return None
+    cells = "; ".join(
+        f"{row['method']} on {display_task(row['task'])}: {row['unconverged']} of {row['n']}"
+        for _, row in marked.iterrows()
+    )
+    return (
+        f"{UNCONVERGED} not every seed of the cell converged (the profile's `convergence`: "
+        "its validation accuracy still rose over its last epochs, or it had too few epochs "
+        f"to tell); an avg is marked when one of its cells is. Seeds that did not converge: "
+        f"{cells}."
+    )
 
 
 def _pivot(cells: pd.DataFrame, labels: list[str], group: GroupTable) -> pd.DataFrame:
@@ -161,6 +187,10 @@ def _signed(value: float) -> str:
     return MISSING if math.isnan(value) else f"{value:+.2f}"
 
 
+def _unsigned(value: Any) -> str:
+    return MISSING if pd.isna(value) else f"{value:.2f}"
+
+
 def _claim_row(row: pd.Series, reported: Mapping[str, Any]) -> list[str]:
     if row["relation"] == "better":
         statement = f"{row['method']} > {row['baseline']}"
@@ -183,12 +213,26 @@ def _claim_row(row: pd.Series, reported: Mapping[str, Any]) -> list[str]:
         interval,
         str(row["n"]),
         row["verdict"],
+        _unsigned(row["detectable"]),
+        MISSING if pd.isna(row["seeds_needed"]) else str(row["seeds_needed"]),
         paper,
         "; ".join(shorts),
     ]
 
 
-def _claims_lines(tested: pd.DataFrame, reported: Mapping[str, Any]) -> list[str]:
+def _reference_line(frame: pd.DataFrame, group: GroupTable) -> str:
+    check = check_reference(frame, group)
+    if check is None:
+        return (
+            "No reference floor is set for this group (`reference` in the config): its "
+            "verdicts do not check that a baseline trained healthily."
+        )
+    return check.message
+
+
+def _claims_lines(
+    tested: pd.DataFrame, reported: Mapping[str, Any], frame: pd.DataFrame, group: GroupTable
+) -> list[str]:
     """The Claims subsection: the honest protocol here, every protocol in claims.csv."""
     lines = ["", "### Claims", ""]
     rows = tested[tested["protocol"] == "best_val"]
@@ -196,16 +240,31 @@ def _claims_lines(tested: pd.DataFrame, reported: Mapping[str, Any]) -> list[str
         return [*lines, "No claim of config/claims.yaml compares two of this group's methods."]
     table = tabulate(
         [_claim_row(row, reported) for _, row in rows.iterrows()],
-        headers=["claim", "Δ", "95 % interval", "pairs", "verdict", "paper Δ (cells)", "from"],
+        headers=[
+            "claim",
+            "Δ",
+            "95 % interval",
+            "pairs",
+            "verdict",
+            "detectable",
+            "seeds needed",
+            "paper Δ (cells)",
+            "from",
+        ],
         tablefmt="github",
         disable_numparse=True,
-        colalign=("left", "right", "right", "right", "left", "right", "left"),
+        colalign=("left", "right", "right", "right", "left", "right", "right", "right", "left"),
     )
     return [
         *lines,
+        _reference_line(frame, group),
+        "",
         "Δ: method − baseline in test accuracy points at the best validation epoch, mean over "
         "the (task, seed) pairs where both ran; the other protocols are in the claims CSV "
-        "beside this file.",
+        "beside this file. Detectable: the smallest |Δ| these pairs detect at their spread "
+        f"(a {claims_module.POWER * 100:.0f} % chance that the paired t-interval excludes 0 "
+        "on Δ's side); seeds needed: the seeds per task that would detect the paper's Δ at "
+        "this spread (for a within claim, its margin: fewer miss a difference that large).",
         "",
         table,
     ]
@@ -249,9 +308,11 @@ def _group_section(
         if protocol == "best_val":
             body = _with_dsp(body, frame, group)
         lines.append(_markdown_table(body))
+        if legend := _unconverged_line(ours[ours["protocol"] == protocol]):
+            lines += ["", legend]
         if protocol == "best_val" and table is not None:
             lines += ["", _reported_line(table, theirs)]
-    lines += _claims_lines(tested[tested["group"] == group.name], reported)
+    lines += _claims_lines(tested[tested["group"] == group.name], reported, frame, group)
     return "\n".join(lines)
 
 
@@ -280,8 +341,11 @@ def _header_block(header: Header) -> str:
             f"`{claims_module.HOLDS}`: the interval lies on the claimed side (above 0; for "
             f'"within ±m", inside ±m); `{claims_module.REVERSED}`: wholly on the other side '
             f"(below 0; wholly outside ±m); `{claims_module.INCONCLUSIVE}`: otherwise, or fewer "
-            "than 2 pairs. A verdict is about this profile's setting, not the paper's; "
-            "`paper Δ` is the papers' own difference, from config/reported.yaml.",
+            f"than 2 pairs; `{claims_module.NOT_CONVERGED}`: a run of the pairs did not "
+            f"converge (cells marked {UNCONVERGED}); `{claims_module.WITHHELD}`: the group's "
+            "reference baseline is below its floor. A verdict is about this profile's "
+            "setting, not the paper's; `paper Δ` is the papers' own difference, from "
+            "config/reported.yaml.",
         ]
     )
 

@@ -14,7 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import storage
+from tlrepro.claims import NOT_CONVERGED, POWER, WITHHELD
 from tlrepro.layout import GROUP_FIGURES
+from tlrepro.markdown import UNCONVERGED
 
 PROTOCOL = "best_val"
 PAGE_FIGURES = {"curves": "3_learning_curves.png", "stats": "4_training_statistics.png"}
@@ -24,7 +26,8 @@ PAGE_FIGURES = {"curves": "3_learning_curves.png", "stats": "4_training_statisti
 def _cell(row: pd.Series) -> str:
     if row["kind"] == "reported":
         return f"{row['mean']:.1f} (reported)"
-    return f"{row['mean']:.1f} ± {row['std']:.1f} ({row['n']})"
+    mark = UNCONVERGED if row["unconverged"] > 0 else ""
+    return f"{row['mean']:.1f}{mark} ± {row['std']:.1f} ({row['n']})"
 
 
 def results_table(tables: pd.DataFrame, group: str) -> pd.DataFrame:
@@ -40,7 +43,8 @@ def results_table(tables: pd.DataFrame, group: str) -> pd.DataFrame:
 
 def claims_table(claims: pd.DataFrame, group: str) -> pd.DataFrame:
     rows = claims[(claims.group == group) & (claims.protocol == PROTOCOL)]
-    return rows.drop(columns=["group", "protocol"])
+    counts = {"n": "Int64", "unconverged": "Int64", "seeds_needed": "Int64"}
+    return rows.drop(columns=["group", "protocol"]).astype(counts)
 
 
 def _page(title: str, note: str, table: pd.DataFrame) -> str:
@@ -56,7 +60,8 @@ def write_report_pages(
     out_dir: Path,
 ) -> list[Path]:
     """Write `<out_dir>/<group>/` pages (results, claims) and the group's figures."""
-    tables = pd.read_csv(tables_csv, keep_default_na=False, na_values=[""])
+    counts = {"n": "Int64", "unconverged": "Int64"}
+    tables = pd.read_csv(tables_csv, keep_default_na=False, na_values=[""], dtype=counts)
     claims = pd.read_csv(claims_csv)
     written = []
     for group, title in titles.items():
@@ -64,12 +69,18 @@ def write_report_pages(
         pages = {
             "1_results.html": _page(
                 title,
-                "Test accuracy (%) at the best validation epoch: mean ± std (seeds).",
+                "Test accuracy (%) at the best validation epoch: mean ± std (seeds); "
+                f"{UNCONVERGED}: a seed of the cell did not converge.",
                 results_table(tables, group),
             ),
             "2_claims.html": _page(
                 f"{title}: the papers' claims",
-                "Δ = method − baseline in points, paired by (task, seed); 95 % t-interval.",
+                "Δ = method − baseline in points, paired by (task, seed); 95 % t-interval. "
+                f"{NOT_CONVERGED}: a paired run did not converge; {WITHHELD}: the group's "
+                "reference baseline is below its floor (the note says why). detectable: "
+                f"the smallest |Δ| the pairs detect with {POWER * 100:.0f} % power; "
+                "seeds_needed: the seeds per task that would detect the paper's Δ (within: "
+                "the margin).",
                 claims_table(claims, group),
             ),
         }

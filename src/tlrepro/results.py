@@ -66,6 +66,18 @@ class SourceModel:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A group's check that training was healthy: its reference baseline's mean test
+    accuracy at the best validation epoch must reach `floor` on every task, else the
+    group's claims get no verdict (a broken baseline makes every method look good)."""
+
+    method: str
+    """The baseline's method key in the group."""
+    floor: float
+    """An accuracy fraction."""
+
+
+@dataclass(frozen=True)
 class GroupTable:
     """One results section: which runs it holds and in what order they are shown."""
 
@@ -81,6 +93,8 @@ class GroupTable:
     """Trained on a few labelled target images (target_train_per_class/_fraction set)."""
     sources: tuple[SourceModel, ...] = ()
     """The source models its methods start from or read, in first-use order."""
+    reference: Reference | None = None
+    """Its reference baseline and floor (config `reference`); None: no floor is set."""
 
     def claims(self, claims: Sequence[Claim]) -> list[Claim]:
         """The claims that compare two of this group's methods."""
