@@ -11,7 +11,7 @@ import yaml
 
 from tlrepro.config import load_config
 from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
-from tlrepro.plan import build_plan
+from tlrepro.jobs import plan_jobs
 
 from .conftest import BIN, REPO, dvc_workspace, run
 
@@ -45,7 +45,7 @@ def snakemake_outputs(root: Path, dvc_folders: set[str]) -> set[str]:
 def test_committed_dvc_files_match_the_config_and_the_code(monkeypatch):
     monkeypatch.chdir(REPO)
     config_file = Path("config/config.yaml")
-    dvc_text, params_text = render(build_plan(load_config(config_file)), config_file)
+    dvc_text, params_text = render(plan_jobs(load_config(config_file)), config_file)
     message = "lags behind config/config.yaml or the package: run `make dvc-plan` and commit it"
     assert DVC_FILE.read_text() == dvc_text, f"{DVC_FILE} {message}"
     assert PARAMS_FILE.read_text() == params_text, f"{PARAMS_FILE} {message}"
