@@ -8,8 +8,9 @@ from snakemake.utils import validate
 from tlrepro import codebase
 from tlrepro.config import ConfigError, schema_path
 from tlrepro.config import validate as check_config
+from tlrepro.jobs import label, parse_seeds, plan_jobs
 from tlrepro.layout import active_tables, figures_dir, prepared_dir, profile_tables, report_dir
-from tlrepro.plan import build_plan, fingerprint, report_code_files, tables_code_files
+from tlrepro.plan import fingerprint, report_code_files, tables_code_files
 
 if len(workflow.configfiles) > 1:
     raise ConfigError(
@@ -19,25 +20,32 @@ if len(workflow.configfiles) > 1:
     )
 CONFIG_FILE = Path(workflow.configfiles[0])
 
-# The CLI reads CONFIG_FILE itself, so the only command-line override it can
-# follow is the profile: refuse others instead of silently ignoring them.
+# The CLI reads CONFIG_FILE itself, so the only command-line overrides it can
+# follow are those it takes too, the profile and the seeds (tlrepro.jobs): refuse
+# others instead of silently ignoring them.
+OVERRIDES = ("profile", "seeds")
 _from_file = yaml.safe_load(CONFIG_FILE.read_text())
 _overridden = sorted(
     k
     for k in set(config) | set(_from_file)
-    if k != "profile" and config.get(k) != _from_file.get(k)
+    if k not in OVERRIDES and config.get(k) != _from_file.get(k)
 )
 if _overridden:
     raise ConfigError(
-        f"--config may only set `profile`; put changes to {', '.join(_overridden)} in a "
-        f"copy of {CONFIG_FILE} and pass it with --configfile"
+        f"--config may only set `profile` and `seeds`; put changes to "
+        f"{', '.join(_overridden)} in a copy of {CONFIG_FILE} and pass it with --configfile"
     )
+# Not the file's key (the schema refuses that one): the command line's.
+SEEDS = (
+    parse_seeds(config.pop("seeds")) if "seeds" not in _from_file and "seeds" in config else None
+)
 # set_default=False: the schema's training defaults lie beneath a group's training only
 # (tlrepro.config_expand); filled into every block, they would override what a method's
 # training inherits from its group.
 validate(config, schema=str(schema_path(CONFIG_FILE).resolve()), set_default=False)
 
-PLAN = build_plan(check_config(config, schema_path(CONFIG_FILE)))
+JOBS = plan_jobs(check_config(config, schema_path(CONFIG_FILE)), SEEDS)
+PLAN = JOBS.plan
 PROFILE = PLAN.profile_name
 RUNTIME = PLAN.profile.get("runtime", {})
 TORCH_THREADS = RUNTIME.get("torch_threads", 1)
@@ -45,7 +53,10 @@ TORCH_THREADS = RUNTIME.get("torch_threads", 1)
 # shell text are rerun triggers, and CLI holds the config file's path, which must not
 # make jobs stale (a copy of the config elsewhere plans the same jobs); what does
 # make them stale is in the params `identity` and `code`.
-CLI = f"tlrepro --config {CONFIG_FILE} --profile {PROFILE}"
+# It passes on the seeds that --config adds: the transfer jobs name the seeds they train.
+CLI = " ".join(
+    ["tlrepro", "--config", str(CONFIG_FILE), "--profile", PROFILE, *JOBS.seeds_option()]
+)
 PROFILE_TABLES = {kind: str(path) for kind, path in profile_tables(PROFILE).items()}
 ACTIVE_TABLES = {kind: str(path) for kind, path in active_tables().items()}
 

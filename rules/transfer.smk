@@ -1,31 +1,45 @@
-# One job = one method of one group on one task, all the group's seeds one after the
-# other in one process (torch's start-up is paid once, not per seed); each seed's run
-# resumes from its checkpoint if the job is killed. A job's outputs are every file its
-# runs write (the method's exports included), so jobs with different seed lists or
-# exports need rules of their own: one rule per such signature, its {job} wildcard
-# (group/method/task) constrained to exactly the jobs that have it.
+# A job trains consecutive seeds of one method of a group on one task, one after the
+# other in one process (torch's start-up is paid once, not per seed): the profile's
+# `seeds_per_job` of them, and each seed that `--config seeds=N` adds alone
+# (tlrepro.jobs). Each seed's run resumes from its checkpoint if the job is killed. A
+# job's outputs are every file its runs write (the method's exports included), so jobs
+# with different seeds or exports need rules of their own: one rule per such signature,
+# its {job} wildcard (group/method/task) constrained to exactly the jobs that have it.
 
 
-def batch_jobs(w):
-    return PLAN.batch(*w.job.split("/"))
+class JobOf:
+    """The inputs and params of the jobs of one seed signature, each job found from
+    its {job} wildcard and the signature's seeds."""
 
+    def __init__(self, seeds):
+        self.seeds = seeds
 
-def batch_inputs(w):
-    inputs = set()
-    for job in batch_jobs(w):
-        inputs.update(prepared(dataset) for dataset in job.datasets)
-        if job.pretrain is not None:
-            inputs.add(str(job.pretrain.checkpoint))
-    return sorted(inputs)
+    def job(self, w):
+        return JOBS.job(w.job, self.seeds)
+
+    def inputs(self, w):
+        inputs = set()
+        for run in self.job(w).runs:
+            inputs.update(prepared(dataset) for dataset in run.datasets)
+            if run.pretrain is not None:
+                inputs.add(str(run.pretrain.checkpoint))
+        return sorted(inputs)
+
+    def identity(self, w):
+        return fingerprint(self.job(w).identity)
+
+    def code(self, w):
+        return code(self.job(w).first.code_files)
+
+    def args(self, w):
+        return " ".join(self.job(w).args)
 
 
 def _jobs_by_signature():
     by_signature = {}
-    for batch in PLAN.batches():
-        first = batch[0]
-        signature = (tuple(run.seed for run in batch), first.output_names)
-        job = f"{first.group}/{first.method_key}/{first.task.name}"
-        by_signature.setdefault(signature, []).append(job)
+    for job in JOBS.jobs:
+        signature = (job.seeds, job.first.output_names)
+        by_signature.setdefault(signature, []).append(job.path)
     return by_signature
 
 
@@ -41,12 +55,13 @@ def _rule_name(seeds, names):
 
 
 for (_seeds, _names), _jobs in _jobs_by_signature().items():
+    _of = JobOf(_seeds)
 
     rule:
         name:
             _rule_name(_seeds, _names)
         input:
-            batch_inputs,
+            _of.inputs,
         output:
             [
                 f"results/runs/{PROFILE}/{{job}}/seed{seed}/{name}"
@@ -54,9 +69,9 @@ for (_seeds, _names), _jobs in _jobs_by_signature().items():
                 for name in _names
             ],
         log:
-            f"logs/{PROFILE}/runs/{{job}}.log",
+            f"logs/{PROFILE}/runs/{{job}}/{label(_seeds)}.log",
         benchmark:
-            f"benchmarks/{PROFILE}/runs/{{job}}.tsv"
+            f"benchmarks/{PROFILE}/runs/{{job}}/{label(_seeds)}.tsv"
         wildcard_constraints:
             job="|".join(map(re.escape, _jobs)),
         threads: TORCH_THREADS
@@ -65,9 +80,9 @@ for (_seeds, _names), _jobs in _jobs_by_signature().items():
             mem_mb=resource("train", "mem_mb", 4000),
             runtime=resource("train", "runtime", 60) * len(_seeds),
         params:
-            identity=lambda w: fingerprint({"runs": [job.identity for job in batch_jobs(w)]}),
-            code=lambda w: code(batch_jobs(w)[0].code_files),
-            job=lambda w: " ".join(Path(w.job).parts),
+            identity=_of.identity,
+            code=_of.code,
+            job=_of.args,
         shell:
             "{CLI} transfer {params.job} > {log} 2>&1"
 

@@ -11,9 +11,9 @@ import yaml
 
 from tlrepro.config import load_config
 from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
-from tlrepro.plan import build_plan
+from tlrepro.jobs import plan_jobs
 
-from .conftest import BIN, REPO, dvc_workspace, run
+from .conftest import BIN, REPO, dvc_workspace, run, tiny_config
 
 DVC = str(BIN / "dvc")
 SNAKEMAKE = str(BIN / "snakemake")
@@ -35,9 +35,9 @@ def dvc_outputs(root: Path) -> set[str]:
         }
 
 
-def snakemake_outputs(root: Path, dvc_folders: set[str]) -> set[str]:
+def snakemake_outputs(root: Path, dvc_folders: set[str], *args: str) -> set[str]:
     """Snakemake's output files, those inside a folder DVC tracks whole named by the folder."""
-    summary = run([SNAKEMAKE, "--summary"], root).stdout  # the default target: everything
+    summary = run([SNAKEMAKE, "--summary", *args], root).stdout  # the default: everything
     files = {line.split("\t")[0] for line in summary.splitlines()[1:] if line.strip()}
     return {next((d for d in dvc_folders if f.startswith(f"{d}/")), f) for f in files}
 
@@ -45,7 +45,7 @@ def snakemake_outputs(root: Path, dvc_folders: set[str]) -> set[str]:
 def test_committed_dvc_files_match_the_config_and_the_code(monkeypatch):
     monkeypatch.chdir(REPO)
     config_file = Path("config/config.yaml")
-    dvc_text, params_text = render(build_plan(load_config(config_file)), config_file)
+    dvc_text, params_text = render(plan_jobs(load_config(config_file)), config_file)
     message = "lags behind config/config.yaml or the package: run `make dvc-plan` and commit it"
     assert DVC_FILE.read_text() == dvc_text, f"{DVC_FILE} {message}"
     assert PARAMS_FILE.read_text() == params_text, f"{PARAMS_FILE} {message}"
@@ -73,6 +73,21 @@ def test_dvc_and_snakemake_declare_the_same_outputs(tmp_path, profile):
     root = dvc_workspace(tmp_path / "repo", config)
     declared = dvc_outputs(root)
     assert declared == snakemake_outputs(root, {f"results/figures/{profile}"})
+
+
+@pytest.mark.parametrize("seeds_per_job", ["all", 1])
+def test_both_runners_declare_the_same_outputs_with_seeds_added(tmp_path, seeds_per_job):
+    config = tiny_config()
+    config["profiles"]["quick"]["seeds_per_job"] = seeds_per_job
+    root = dvc_workspace(tmp_path / "repo", config)
+    run([str(BIN / "tlrepro"), "--seeds", "3", "dvc-plan"], root)
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert stages["transfer-baselines-scratch-digits_syn-to-digits_uci-seed2"]["cmd"].endswith(
+        "--seeds baselines=3 transfer baselines scratch digits_syn-to-digits_uci 2"
+    )
+    declared = dvc_outputs(root)
+    assert declared == snakemake_outputs(root, {"results/figures/quick"}, "--config", "seeds=3")
+    assert {p for p in declared if "/seed2/" in p}
 
 
 def stages_run(output: str) -> set[str]:

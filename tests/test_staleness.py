@@ -12,6 +12,7 @@ import yaml
 
 from .conftest import BIN, make_workspace, run, tiny_config
 from .test_dvc import stages_run
+from .test_pipeline import RUN
 
 pytestmark = pytest.mark.slow
 SNAKEMAKE = str(BIN / "snakemake")
@@ -96,8 +97,57 @@ def test_edited_copy_of_the_config_plans_and_runs_its_own_settings(tmp_path):
     assert (root / "config" / "config.yaml").read_text() == repository_config
     again = run([SNAKEMAKE, "-n", *args], root)
     assert "Nothing to be done" in again.stdout + again.stderr
-    refused = run([SNAKEMAKE, "-n", *args, "--config", "seeds=1"], root, check=False)
+    refused = run([SNAKEMAKE, "-n", *args, "--config", "image_size=1"], root, check=False)
     assert refused.returncode != 0 and "may only set `profile`" in refused.stdout + refused.stderr
+
+
+def outputs_by_seed(jobs: list[tuple[str, str]]) -> set[str]:
+    """method/seed<k> of every transfer job planned (its first output names the run)."""
+    return {
+        "/".join(Path(output).parts[4:7:2]) for rule, output in jobs if rule.startswith("transfer")
+    }
+
+
+def mtimes(root: Path) -> dict[str, int]:
+    """Every run file (not the folders' lock files) and its mtime."""
+    files = (root / "results" / "runs").rglob("*")
+    return {str(p): p.stat().st_mtime_ns for p in files if p.is_file() and p.name[0] != "."}
+
+
+def test_raising_the_seeds_trains_only_the_new_seeds(copy_of_built):
+    """The built config has seeds 0 and 1: `seeds=3` adds seed 2 alone, and the jobs of
+    seeds 0-1 (same outputs, params and command) stay current, before and after it ran."""
+    root = copy_of_built
+    jobs = planned(root, "--config", "seeds=3")
+    methods = ("scratch", "finetune", "gradmf")
+    assert outputs_by_seed(jobs) == {f"{m}/seed2" for m in methods}
+    assert {rule for rule in rules(jobs) if not rule.startswith("transfer")} == TABLES
+    jobs = planned(root, "--config", "seeds={baselines: 4}")
+    assert outputs_by_seed(jobs) == {f"{m}/seed{s}" for m in methods for s in (2, 3)}
+    before = mtimes(root)
+    run([SNAKEMAKE, "--cores", "2", "scratch", "--config", "seeds=3"], root)
+    after = mtimes(root)
+    assert {path for path in after if after[path] != before.get(path)} == {
+        str(root / RUN.format(method="scratch", seed=2).replace("metrics.json", name))
+        for name in ("model.safetensors", "metrics.json", "log.csv")
+    }
+    jobs = planned(root, "--config", "seeds=4")
+    assert outputs_by_seed(jobs) == {f"{m}/seed{s}" for m in methods for s in (2, 3)} - {
+        "scratch/seed2"
+    }
+
+
+def test_a_job_per_seed_writes_the_same_run_folders(copy_of_built):
+    root = copy_of_built
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["profiles"]["quick"]["seeds_per_job"] = 1
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = planned(root)
+    transfers = [(rule, output) for rule, output in jobs if rule.startswith("transfer")]
+    assert {rule for rule, _ in transfers} == {"transfer_seeds_0", "transfer_seeds_1"}
+    assert len(transfers) == len(outputs_by_seed(jobs)) == 6
+    folders = {p.parent for p in (root / "results" / "runs").rglob("metrics.json")}
+    assert {(root / output).parent for _, output in transfers} == folders
 
 
 def test_switching_profile_plans_that_profile_and_back(copy_of_built):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from tlrepro import storage
 from tlrepro.config import DEFAULT_CONFIG, ConfigError, load_config
+from tlrepro.jobs import Jobs, parse_seeds, plan_jobs
 from tlrepro.layout import (
     active_tables,
     figures_dir,
@@ -27,16 +28,20 @@ from tlrepro.layout import (
     raw_dir,
     report_dir,
 )
-from tlrepro.plan import Plan, PlanError, build_plan, paper_file
+from tlrepro.plan import Plan, PlanError, paper_file
 from tlrepro.registry import UnknownNameError
 
 if TYPE_CHECKING:
     from tlrepro.results import GroupTable, SourceModel
 
 
-def _plan(args: argparse.Namespace) -> Plan:
+def _jobs(args: argparse.Namespace) -> Jobs:
     config = load_config(args.config, args.profile)
-    return build_plan(config)
+    return plan_jobs(config, None if args.seeds is None else parse_seeds(args.seeds))
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    return _jobs(args).plan
 
 
 def _progress(args: argparse.Namespace, plan: Plan) -> bool:
@@ -71,7 +76,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 def cmd_dvc_plan(args: argparse.Namespace) -> None:
     from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
 
-    dvc_text, params_text = render(_plan(args), args.config)
+    dvc_text, params_text = render(_jobs(args), args.config)
     storage.write_text(DVC_FILE, dvc_text)
     storage.write_text(PARAMS_FILE, params_text)
     print(f"wrote {DVC_FILE} and {PARAMS_FILE}")
@@ -129,14 +134,15 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 def cmd_transfer(args: argparse.Namespace) -> None:
     from tlrepro.experiment import run_transfer
 
-    plan = _plan(args)
-    seeds = args.seeds or plan.seeds(args.group)
-    jobs = [plan.run(args.group, args.method, args.task, seed) for seed in seeds]
+    jobs = _jobs(args)
+    plan = jobs.plan
+    seeds = args.run_seeds or jobs.own(args.group)
+    runs = [plan.run(args.group, args.method, args.task, seed) for seed in seeds]
     # One process for all seeds: torch's start-up (~6 s of CPU with its first optimiser
-    # step) is paid once per (method, task), not once per seed.
-    for job in jobs:
-        with storage.exclusive(job.folder):
-            _report("run", run_transfer(plan, job, _progress(args, plan)))
+    # step) is paid once per job, not once per seed.
+    for run in runs:
+        with storage.exclusive(run.folder):
+            _report("run", run_transfer(plan, run, _progress(args, plan)))
 
 
 def _commit() -> str:
@@ -280,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=DEFAULT_CONFIG, help="pipeline config (default: %(default)s)"
     )
     parser.add_argument("--profile", help="profile to use instead of the config's `profile`")
+    parser.add_argument(
+        "--seeds",
+        metavar="N|GROUP=N,...",
+        help="give every group (or the groups named) at least N seeds: its own, then the "
+        "smallest it does not list; each added seed is a job of its own (README, "
+        '"Raising the seeds")',
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -302,13 +315,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command(
         "transfer",
         cmd_transfer,
-        "train a method of a group on a task, for the given seeds or all the group's seeds, "
-        "one after the other (each resumes if killed)",
+        "train a method of a group on a task, for the given seeds or the seeds the config "
+        "lists for the group, one after the other (each resumes if killed)",
     )
     sub.add_argument("group")
     sub.add_argument("method", help="the method's key in the group")
     sub.add_argument("task", help="<source>-to-<target>, e.g. digits_syn-to-digits_uci")
-    sub.add_argument("seeds", type=int, nargs="*", help="default: every seed of the group")
+    sub.add_argument(
+        "run_seeds",
+        metavar="seed",
+        type=int,
+        nargs="*",
+        help="default: the group's seeds in the config (name the ones --seeds adds)",
+    )
     command(
         "tables",
         cmd_tables,

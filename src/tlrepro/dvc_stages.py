@@ -1,9 +1,9 @@
 """DVC's side of the runner glue: dvc.yaml and its params file, rendered from the plan.
 
 The Snakefile's rules and these stages are two views of one plan, job for job:
-a DVC stage is a Snakemake job (a dataset, a pretraining, one method of a group
-on one task with all its seeds, the tables), with the same outputs, the same
-identity (params) and the same code files (deps). dvc.yaml is generated rather
+a DVC stage is a Snakemake job (a dataset, a pretraining, seeds of one method of a
+group on one task as tlrepro.jobs splits them, the tables), with the same outputs,
+the same identity (params) and the same code files (deps). dvc.yaml is generated rather
 than a `foreach` template because a stage's code files are a list of varying
 length, which DVC cannot interpolate into `deps`.
 """
@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tlrepro.jobs import Jobs
 from tlrepro.layout import (
     LOG_FILE,
     MANIFEST,
@@ -74,8 +75,11 @@ def _cmd(plan: Plan, config_file: Path, *words: str) -> str:
     )
 
 
-def render(plan: Plan, config_file: Path) -> tuple[str, str]:
-    """The text of dvc.yaml and of its params file."""
+def render(jobs: Jobs, config_file: Path) -> tuple[str, str]:
+    """The text of dvc.yaml and of its params file. Only the stages that read seeds added
+    on the command line (theirs, the tables) pass `--seeds`: the others' commands, and
+    so their results, stay as they were."""
+    plan = jobs.plan
     params: dict[str, dict[str, str]] = {"prepare": {}, "pretrain": {}, "transfer": {}}
     stages: dict[str, Any] = {}
     for name in plan.needed_datasets():
@@ -103,29 +107,26 @@ def render(plan: Plan, config_file: Path) -> tuple[str, str]:
             "metrics": [str(job.folder / METRICS_FILE)],
             "plots": [{str(job.folder / LOG_FILE): CURVE}],
         }
-    for batch in plan.batches():
-        first = batch[0]
-        key = f"{first.group}-{first.method_key}-{first.task.name}"
-        params["transfer"][key] = _Digest(
-            identity_digest({"runs": [job.identity for job in batch]})
-        )
+    for job in jobs.jobs:
+        first = job.first
+        key = "-".join([first.group, first.method_key, first.task.name])
+        key += "" if job.whole else f"-{job.label}"
+        params["transfer"][key] = _Digest(identity_digest(job.identity))
         inputs = {str(prepared_dir(plan.profile_name, d) / MANIFEST) for d in first.datasets}
         if first.pretrain is not None:
             inputs.add(str(first.pretrain.checkpoint))
         others = [n for n in first.output_names if n not in (METRICS_FILE, LOG_FILE)]
         stages[f"transfer-{key}"] = {
-            "cmd": _cmd(
-                plan, config_file, "transfer", first.group, first.method_key, first.task.name
-            ),
+            "cmd": _cmd(plan, config_file, *jobs.job_seeds_option(job), "transfer", *job.args),
             "params": _params("transfer", key),
             "deps": sorted(inputs) + _code(first.code_files),
-            "outs": [str(job.folder / name) for job in batch for name in others],
-            "metrics": [str(job.folder / METRICS_FILE) for job in batch],
-            "plots": [{str(job.folder / LOG_FILE): CURVE} for job in batch],
+            "outs": [str(run.folder / name) for run in job.runs for name in others],
+            "metrics": [str(run.folder / METRICS_FILE) for run in job.runs],
+            "plots": [{str(run.folder / LOG_FILE): CURVE} for run in job.runs],
         }
     tables = profile_tables(plan.profile_name)
     stages["tables"] = {
-        "cmd": _cmd(plan, config_file, "tables"),
+        "cmd": _cmd(plan, config_file, *jobs.seeds_option(), "tables"),
         "deps": [str(path) for path in plan.tables_inputs(config_file)]
         + _code(tables_code_files()),
         "outs": [str(path) for path in tables.values()] + [str(figures_dir(plan.profile_name))],
