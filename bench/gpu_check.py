@@ -144,7 +144,8 @@ def cmd_methods(args: argparse.Namespace, device: torch.device) -> None:
             "ms_per_step": {k: round(1000 * v, 3) for k, v in seconds.items()},
         }
         sys.stdout.flush()
-    write_summary(args, "gpu_check_methods", device, ratios, {"groups": groups})
+        # after every group: a run stopped at its time limit keeps the groups it timed
+        write_summary(args, "gpu_check_methods", device, ratios, {"groups": groups})
 
 
 CHECKS: list[tuple[str, bool]] = []

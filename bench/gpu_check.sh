@@ -15,6 +15,8 @@
 #   GPU_CHECK_STEPS=10   timed steps per method in part 3
 #   GPU_CHECK_SKIP="3"   parts to skip (e.g. "3 4")
 #   CORES=$(nproc)       Snakemake's cores for the rehearsal
+#   GPU_CHECK_PART_TIMEOUT=180   seconds each part may take (0: no limit); a part stopped at
+#     its limit is reported as timed out, and the parts after it still run
 #   GPU_CHECK_REHEARSAL_TARGET=group_cmkd_office31_vit   part 4 on a part of the rehearsal
 #     (any Snakemake target; default results/tables-rehearsal.md, every group)
 #   TLREPRO_COMMIT=abc1234   the commit the summary names, where the tree is no git checkout
@@ -24,6 +26,7 @@ export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 STEPS=${GPU_CHECK_STEPS:-10}
 SKIP=${GPU_CHECK_SKIP:-}
 CORES=${CORES:-$(nproc)}
+PART_TIMEOUT=${GPU_CHECK_PART_TIMEOUT:-0}
 REHEARSAL_TARGET=${GPU_CHECK_REHEARSAL_TARGET:-results/tables-rehearsal.md}
 LOGS=logs/gpu_check
 rm -rf "$LOGS"
@@ -42,7 +45,19 @@ part() {
     return
   fi
   echo "== $number $name: $*" | tee "$log"
-  if "$@" >>"$log" 2>&1; then status=ok; else status="FAILED ($?)"; FAILED=1; fi
+  local limit=()
+  [[ $PART_TIMEOUT -gt 0 ]] && limit=(timeout --kill-after=10 "$PART_TIMEOUT")
+  if "${limit[@]}" "$@" >>"$log" 2>&1; then
+    status=ok
+  else
+    status=$?
+    FAILED=1
+    if [[ $PART_TIMEOUT -gt 0 && ($status == 124 || $status == 137) ]]; then
+      status="TIMED OUT after ${PART_TIMEOUT}s"
+    else
+      status="FAILED ($status)"
+    fi
+  fi
   printf '%s\t%s\t%s\t%s\t%s\n' "$number" "$name" "$status" $((SECONDS - began)) "$*" \
     >>"$LOGS/parts.tsv"
   SUMMARY+=("$(printf '%s %-28s %-11s %5ds  %s' "$number" "$name" "$status" $((SECONDS - began)) "$log")")
