@@ -8,6 +8,7 @@ as recorded in their metrics.json (when those runs exist). Run from the reposito
 
     python bench/adaptive_step_time.py                                  # CPU, narrow, 32 px
     python bench/adaptive_step_time.py --model resnet26 --size 64 --batch-size 128 --device cuda
+    python bench/adaptive_step_time.py --short       # smoke: 2 steps of 4 images, CPU
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from benchlib import add_options, ratio, write_summary
 
 from tlrepro import storage
 from tlrepro.experiment import build_method
@@ -95,17 +97,27 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
+    add_options(parser)
     args = parser.parse_args()
+    if args.short:
+        args.model, args.size, args.batch_size, args.device = "resnet26_narrow", 32, 4, "cpu"
+        args.steps, args.warmup = 2, 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     print(
         f"{args.model}, {args.size} px, batch {args.batch_size}, {device}, median of {args.steps}"
     )
     seconds = step_seconds(args, device)
+    ratios = []
     for name in METHODS:
-        ratio = seconds[name] / seconds["finetune"]
+        value = seconds[name] / seconds["finetune"]
         target = f" (target <= {TARGETS[name]})" if name in TARGETS else ""
-        print(f"  {name:13s} {1000 * seconds[name]:8.2f} ms/step  x{ratio:.2f} finetune{target}")
+        print(f"  {name:13s} {1000 * seconds[name]:8.2f} ms/step  x{value:.2f} finetune{target}")
+        if name != "finetune":
+            bound = f"<= {TARGETS[name]}" if name in TARGETS else None
+            ratios.append(ratio(f"{name} / finetune, {args.model} {args.size} px", value, bound))
+    ms = {name: round(1000 * value, 3) for name, value in seconds.items()}
+    write_summary(args, "adaptive_step_time", device, ratios, {"ms_per_step": ms})
     times = quick_profile_times()
     if times:
         print("quick profile, training seconds per run (mean over seeds, evaluation excluded):")

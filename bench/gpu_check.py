@@ -3,8 +3,10 @@
     python bench/gpu_check.py paths      # bf16 autocast, channels_last, device-resident data
     python bench/gpu_check.py methods    # each paper group's methods: step time / fine-tuning
 
-Both print one line per finding; without a CUDA device they say so and exit 0 (`methods
---device cpu --groups gradmf_mnist_split --steps 2` runs the timing code on the CPU).
+Both print one line per finding; without a CUDA device they say so and exit 0 (`--short`
+runs them on the CPU as a smoke test: `methods --short` is `methods --device cpu --groups
+gradmf_mnist_split --steps 2`). `--json FILE` writes the findings as a summary
+(bench/benchlib.py) for bench/measured.py.
 Models are built with random weights (no download: a GPU node may have no network), at
 the paper profile's batch sizes and image sizes.
 """
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config import load_config
+from tlrepro.config import default_training, load_config
 from tlrepro.data import standin
 from tlrepro.data.registry import dataset_spec
 from tlrepro.experiment import build_method
@@ -108,6 +111,8 @@ def step_seconds(run: RunJob, plan, device: torch.device, steps: int) -> float:
 def cmd_methods(args: argparse.Namespace, device: torch.device) -> None:
     plan = build_plan(load_config(args.config, "paper"))
     timed: dict[str, float] = {}
+    ratios: list[dict[str, Any]] = []
+    groups: dict[str, Any] = {}
     for group_name in args.groups or plan.groups():
         runs = [
             r for r in plan.runs if r.group == group_name and r.seed == plan.seeds(group_name)[0]
@@ -127,12 +132,27 @@ def cmd_methods(args: argparse.Namespace, device: torch.device) -> None:
         batch = runs[0].training["batch_size"]
         print(f"{group_name} ({runs[0].model}, batch {batch}, {first_task}):")
         for key, value in seconds.items():
-            ratio = value / seconds[baseline]
-            print(f"  {key:16s} {1000 * value:9.1f} ms/step  x{ratio:.2f} {baseline}")
+            times = value / seconds[baseline]
+            print(f"  {key:16s} {1000 * value:9.1f} ms/step  x{times:.2f} {baseline}")
+            if key != baseline:
+                ratios.append(ratio(f"{group_name}: {key} / {baseline}", times, group=group_name))
+        groups[group_name] = {
+            "model": runs[0].model,
+            "batch_size": batch,
+            "task": first_task,
+            "baseline": baseline,
+            "ms_per_step": {k: round(1000 * v, 3) for k, v in seconds.items()},
+        }
         sys.stdout.flush()
+        # after every group: a run stopped at its time limit keeps the groups it timed
+        write_summary(args, "gpu_check_methods", device, ratios, {"groups": groups})
+
+
+CHECKS: list[tuple[str, bool]] = []
 
 
 def check(name: str, ok: bool, detail: str = "") -> bool:
+    CHECKS.append((name, bool(ok)))
     print(f"{'PASS' if ok else 'FAIL'}  {name}{': ' + detail if detail else ''}")
     return ok
 
@@ -142,7 +162,6 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
     run under bf16 autocast (float32 on the CPU), evaluation returns float32 logits, and a
     run resumes from its checkpoint."""
     from tlrepro.methods.erm_settings import ERMSettings
-    from tlrepro.plan import TRAINING_DEFAULTS
     from tlrepro.train import _autocast_for, evaluate
 
     results = []
@@ -177,7 +196,7 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
     dtypes = []
     hook = conv.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     data = random_set(64, 64, 10, device, "shift_flip")
-    training = {**TRAINING_DEFAULTS, "steps_per_epoch": 3, "batch_size": 16}
+    training = {**default_training(), "steps_per_epoch": 3, "batch_size": 16}
     training["augment"] = "shift_flip"
     with tempfile.TemporaryDirectory() as folder:
 
@@ -197,6 +216,8 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
             check("a run resumes on the device", len(resumed) == 2 and resumed[0] == history[0])
         )
     hook.remove()
+    checks = [{"name": name, "passed": passed} for name, passed in CHECKS]
+    write_summary(args, "gpu_check_paths", device, [], {"checks": checks})
     return all(results)
 
 
@@ -208,7 +229,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per method")
     parser.add_argument("--groups", nargs="*", help="paper groups to time (default: all)")
     parser.add_argument("--threads", type=int, default=4)
+    add_options(parser)
     args = parser.parse_args()
+    if args.short:
+        args.device, args.steps, args.threads = "cpu", 2, 1
+        args.groups = args.groups or ["gradmf_mnist_split"]
     if args.device is None:
         print(f"SKIP  {args.command}: no CUDA device (torch {torch.__version__})")
         return 0

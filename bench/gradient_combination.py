@@ -7,6 +7,7 @@ is kept, so a busy machine slows all of them alike. Run from the repository root
 
     python bench/gradient_combination.py                     # small_vgg, CPU
     python bench/gradient_combination.py --model resnet50 --size 224 --batch-size 32 --device cuda
+    python bench/gradient_combination.py --short     # smoke: 1 round of 2 steps, 4 images, CPU
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import statistics
 import time
 
 import torch
+from benchlib import add_options, ratio, write_summary
 
 from tlrepro.experiment import build_method
 from tlrepro.methods.base import MethodContext
@@ -45,7 +47,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
+    add_options(parser)
     args = parser.parse_args()
+    if args.short:
+        args.model, args.size, args.batch_size, args.device = "small_vgg", 32, 4, "cpu"
+        args.steps, args.rounds = 2, 1
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     autocast = (
@@ -110,9 +116,15 @@ def main() -> None:
     )
     joint = statistics.median(times["joint"])
     print(f"{'method':<22}{'ms/step':>10}{'/ joint':>10}")
+    ratios, ms = [], {}
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:<22}{median * 1e3:>10.2f}{median / joint:>10.3f}")
+        ms[name] = round(median * 1e3, 3)
+        if name != "joint":
+            what = f"{name} / joint, {args.model} {args.size} px"
+            ratios.append(ratio(what, median / joint, "<= 1.1"))
+    write_summary(args, "gradient_combination", device, ratios, {"ms_per_step": ms})
 
 
 if __name__ == "__main__":

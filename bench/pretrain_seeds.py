@@ -10,6 +10,7 @@ below its bar. Run from the repository root, on an otherwise idle machine:
 
     nice python bench/pretrain_seeds.py                      # quick profile, seeds 0 1 2
     nice python bench/pretrain_seeds.py --models tiny_clip --seeds 0 1 2 3 4
+    python bench/pretrain_seeds.py --short   # smoke: the rehearsal's LeNet, seed 0 (seconds)
 
 It works in a scratch folder and never touches results/; prepared datasets are
 read from data/prepared/<profile>/ when present, else prepared in the scratch folder.
@@ -30,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from benchlib import add_options, ratio, write_summary
 
 from tlrepro.config import DEFAULT_CONFIG, load_config
 from tlrepro.data.prepare import MANIFEST, prepare_dataset
@@ -81,7 +83,12 @@ def main() -> int:
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", help="only these source models (default: all)")
+    add_options(parser)
     args = parser.parse_args()
+    if args.short:  # two steps of the rehearsal profile's smallest pretraining
+        args.profile, args.seeds, args.models = "rehearsal", [0], ["lenet"]
+    if args.json:
+        args.json = args.json.resolve()
 
     repo = Path.cwd()
     plan = build_plan(load_config(args.config.resolve(), args.profile))
@@ -95,6 +102,7 @@ def main() -> int:
         flush=True,
     )
     all_pass = True
+    ratios, figures = [], {}
     with tempfile.TemporaryDirectory(prefix="pretrain-seeds-") as scratch:
         os.chdir(scratch)
         provide_data(plan, repo, {job.dataset for job in jobs})
@@ -112,6 +120,9 @@ def main() -> int:
                 )
             passed = min(accuracies) >= job.min_accuracy
             all_pass &= passed
+            what = f"{job.model} on {job.dataset}: lowest accuracy over seeds {args.seeds}"
+            ratios.append(ratio(what, min(accuracies), f">= {job.min_accuracy}"))
+            figures[f"{job.model} on {job.dataset}"] = accuracies
             print(
                 f"{job.model} on {job.dataset}: min {min(accuracies):.3f} "
                 f"mean {statistics.mean(accuracies):.3f} max {max(accuracies):.3f}, "
@@ -120,6 +131,7 @@ def main() -> int:
             )
         os.chdir(repo)
     print("every seed of every source model passes" if all_pass else "some seeds fail their bar")
+    write_summary(args, "pretrain_seeds", "cpu", ratios, figures)
     return 0 if all_pass else 1
 
 

@@ -8,6 +8,7 @@ pair. Run from the repository root:
 
     python bench/tlvfc_transfer.py                       # quick pair at 32 px
     python bench/tlvfc_transfer.py --source vgg16 --target resnet18 --size 32 --batch-size 128
+    python bench/tlvfc_transfer.py --short   # smoke: the quick pair for the transfer too, 1 run
 
 The references quoted in the output (the authors' TLVFC about 6.6 s, the
 `iatransfer` package's DPIAT about 0.03 s on this transfer) come from the issue,
@@ -23,8 +24,11 @@ import time
 
 import torch
 import torchvision
+from benchlib import add_options, ratio, write_summary
 
-from tlrepro.methods.tlvfc import TLVFC
+from tlrepro.experiment import build_method
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
 from tlrepro.transfer.recipes import dpiat_transfer, tlvfc_transfer
 
@@ -38,12 +42,18 @@ def median_seconds(fn, repeats: int, clock=time.perf_counter) -> float:
     return statistics.median(times)
 
 
-def transfer_times(repeats: int) -> dict[str, tuple[float, float]]:
+def transfer_times(
+    repeats: int, pair: tuple[str, str] | None = None
+) -> dict[str, tuple[float, float]]:
     """(wall, process CPU) seconds per recipe; on a shared machine the CPU time is the
-    steadier figure."""
+    steadier figure. `pair`: (source, target) from tlrepro's registry instead of
+    torchvision's VGG16 -> ResNet-18."""
     torch.manual_seed(0)
-    source = torchvision.models.vgg16()
-    template = torchvision.models.resnet18()
+    if pair is None:
+        source = torchvision.models.vgg16()
+        template = torchvision.models.resnet18()
+    else:
+        source, template = build_model(pair[0], 10), build_model(pair[1], 10)
     targets = [copy.deepcopy(template) for _ in range(4 * repeats + 2)]
 
     def run(recipe):
@@ -61,18 +71,21 @@ def transfer_times(repeats: int) -> dict[str, tuple[float, float]]:
 
 
 def step_ratio(source: str, target: str, size: int, batch_size: int, steps: int) -> float:
-    """Median step time (update + optimiser step) with crossover p=0.1 over p=0."""
+    """Median step time (update + optimiser step) with crossover p=0.1 over p=0: the
+    registry's he_init (no transfer) with `crossover_p` set, built as a run builds it."""
     x = torch.randn(batch_size, 3, size, size)
     y = torch.randint(0, 10, (batch_size,))
     times = {}
     for p in (0.0, 0.1):
         torch.manual_seed(0)
-        method = TLVFC(
+        spec = method_spec("he_init")
+        context = MethodContext(
             build_model(target, 10),
-            ("target",),
-            {"transfer": "none", "crossover_p": p},
+            spec.streams,
+            spec.settings.from_config({"crossover_p": p}),
             source_model=build_model(source, 10),
-        ).train()
+        )
+        method = build_method(spec.cls, context, torch.device("cpu")).train()
         optimizer = torch.optim.AdamW(method.parameters(), lr=1e-4)
 
         def step(method=method, optimizer=optimizer):
@@ -94,22 +107,31 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=20)
+    add_options(parser)
     args = parser.parse_args()
+    if args.short:
+        args.repeats, args.steps, args.batch_size = 1, 2, 4
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
-    print(f"CPU, {threads} thread(s); VGG16 -> ResNet-18, median of {args.repeats}:")
+    pair = (args.source, args.target) if args.short else None
+    what = f"{args.source} -> {args.target}" if pair else "VGG16 -> ResNet-18"
+    print(f"CPU, {threads} thread(s); {what}, median of {args.repeats}:")
     quoted = {"TLVFC": "authors' release about 6.6 s", "DPIAT": "iatransfer about 0.03 s"}
-    for name, (wall, cpu) in transfer_times(args.repeats).items():
+    figures = {"transfer": what}
+    for name, (wall, cpu) in transfer_times(args.repeats, pair).items():
         print(
             f"  {name} transfer: {wall:.3f} s wall, {cpu:.3f} s CPU "
             f"(target < 0.2 s; {quoted[name]}, quoted)"
         )
-    ratio = step_ratio(args.source, args.target, args.size, args.batch_size, args.steps)
+        figures[f"{name}_transfer_seconds"] = {"wall": round(wall, 4), "cpu": round(cpu, 4)}
+    crossover = step_ratio(args.source, args.target, args.size, args.batch_size, args.steps)
     print(
         f"training step with crossover / without ({args.source} -> {args.target}, "
-        f"{args.size} px, batch {args.batch_size}): {ratio:.2f}  (target <= 1.5)"
+        f"{args.size} px, batch {args.batch_size}): {crossover:.2f}  (target <= 1.5)"
     )
+    name = f"step with crossover / without, {args.source} -> {args.target}, {args.size} px"
+    write_summary(args, "tlvfc_transfer", "cpu", [ratio(name, crossover, "<= 1.5")], figures)
 
 
 if __name__ == "__main__":

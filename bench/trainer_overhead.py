@@ -5,6 +5,7 @@ both and their ratio (trainer / bare). Run from the repository root:
 
     python bench/trainer_overhead.py --model small_resnet --device cpu
     python bench/trainer_overhead.py --model resnet18 --device cuda --batch-size 256
+    python bench/trainer_overhead.py --short     # smoke: 2 steps of 8 images on the CPU
 
 The bare loop is what a user would write by hand with the same amenities on
 CUDA (device-resident data, channels_last, bf16 autocast), so the ratio measures
@@ -22,10 +23,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchlib import add_options, ratio, write_summary
 
-from tlrepro.methods.erm import ERM
+from tlrepro.config import default_training
+from tlrepro.experiment import build_method
+from tlrepro.methods.base import MethodContext
+from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
-from tlrepro.plan import TRAINING_DEFAULTS
 from tlrepro.train import TensorSet, fit
 
 
@@ -64,7 +68,7 @@ def bare_loop(
         loss.backward()
         optimizer.step()
 
-    for i in range(5):  # warm-up
+    for i in range(min(5, steps)):  # warm-up
         step(i)
     sync(device)
     began = time.perf_counter()
@@ -82,11 +86,11 @@ def trainer_loop(
     device: torch.device,
     augment: str,
 ) -> float:
-    method = ERM(build_model(model_name, 10), ("target",), {}).to(
-        device, memory_format=torch.channels_last
-    )
+    spec = method_spec("finetune")
+    context = MethodContext(build_model(model_name, 10), spec.streams, spec.settings())
+    method = build_method(spec.cls, context, device)
     training = {
-        **TRAINING_DEFAULTS,
+        **default_training(),
         "epochs": 2,
         "batch_size": batch_size,
         "steps_per_epoch": steps,
@@ -115,7 +119,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--threads", type=int, default=1)
+    add_options(parser)
     args = parser.parse_args()
+    if args.short:
+        args.model, args.device, args.batch_size, args.image_size = "small_resnet", "cpu", 8, 32
+        args.steps = 2
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     data = synthetic_set(args.batch_size * 8, args.image_size, device)
@@ -123,9 +131,15 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(f"{args.model} on {name}, batch {args.batch_size}, {args.image_size} px")
     print(f"  bare PyTorch loop        {bare:10.0f} images/s")
+    ratios, figures = [], {"bare_images_per_second": round(bare, 1)}
     for augment in ("none", "shift"):
         ours = trainer_loop(args.model, data, args.batch_size, args.steps, device, augment)
         print(f"  tlrepro trainer ({augment:5}) {ours:10.0f} images/s   ratio {ours / bare:.2f}")
+        figures[f"trainer_{augment}_images_per_second"] = round(ours, 1)
+        ratios.append(
+            ratio(f"trainer ({augment}) / bare loop, {args.model}", ours / bare, ">= 0.9")
+        )
+    write_summary(args, "trainer_overhead", device, ratios, figures)
 
 
 if __name__ == "__main__":

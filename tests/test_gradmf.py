@@ -272,6 +272,27 @@ def test_a_float64_model_gets_a_float64_update(method_class, settings: Settings)
     assert all(torch.isfinite(value).all() for value in stats.values())
 
 
+@pytest.mark.parametrize(
+    ("method_class", "settings"),
+    [(GradMF, GradMFSettings()), (GradMF, GradMFSettings(variant="drawn")), (PCGrad, Settings())],
+)
+def test_under_bf16_autocast_the_update_is_combined_in_the_parameters_dtype(
+    method_class, settings: Settings
+):
+    """The trainer calls `update` under bf16 autocast on CUDA (here: on the CPU, the same
+    casting rules): the Gram matrix and the combination stay float32, like the gradients;
+    a bf16 matmul there made the update bf16, which torch refuses as a float32 gradient."""
+    torch.manual_seed(0)
+    context = MethodContext(
+        tiny_net(3), STREAMS, settings, source_model=tiny_net(3), shared_labels=True
+    )
+    method = method_class(context)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        stats = method.update(make_batches(4), step=0)
+    assert all(p.grad.dtype == torch.float32 for p in method.trainable())
+    assert all(torch.isfinite(value).all() for value in stats.values())
+
+
 def test_mixed_parameter_dtypes_are_refused_with_a_remedy():
     params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2, dtype=torch.float64))]
     with pytest.raises(ValueError, match=r"one dtype on one device.*\.to\(dtype, device\)"):

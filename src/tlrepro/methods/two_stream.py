@@ -95,9 +95,12 @@ class SeparateGradients(Joint):
         grads = gradient_buffer(params)
         flat_gradient(source_loss, params, out=grads[0])
         flat_gradient(target_loss, params, out=grads[1])
-        gram_matrix = gradient_algebra.gram(grads)
-        coefficients, extra = self.coefficients(gram_matrix)
-        update = gradient_algebra.combine(grads, coefficients)
+        # The trainer calls update under autocast (bf16 on CUDA), which would run these
+        # matmuls in bf16: the Gram matrix would lose its precision and the update its dtype.
+        with torch.autocast(grads.device.type, enabled=False):
+            gram_matrix = gradient_algebra.gram(grads)
+            coefficients, extra = self.coefficients(gram_matrix)
+            update = gradient_algebra.combine(grads, coefficients)
         for param, part in zip(params, parameter_views(update, params), strict=True):
             param.grad = part
         return {**stats, **extra, **gradient_algebra.cosines(gram_matrix, coefficients)}
