@@ -8,11 +8,17 @@ import torchvision
 from torch import nn
 
 from tlrepro import storage
+from tlrepro.config import load_config
+from tlrepro.layout import REPO_ROOT
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.settings import SettingError
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.methods.tlvfc_settings import DPIATSettings, HeInitSettings, TLVFCSettings
+from tlrepro.models.base import BlockClassifier, Classifier
+from tlrepro.models.registry import MODEL_OPTIONS, build_model
 from tlrepro.models.small import SmallVGG, small_resnet_deep
+from tlrepro.models.torchvision_nets import TorchvisionVGG, resnet18
+from tlrepro.plan import build_plan
 from tlrepro.transfer.layer_transfer import (
     SELECTIONS,
     pick_indices,
@@ -280,7 +286,7 @@ def test_crossover_only_in_training_and_no_gradient_to_the_support_net(tmp_path)
     crossed = method.crossed_features(x)
     plain = method.network.features(x)
     with torch.no_grad():
-        support = source.features(x)
+        support = source.pooled_features(x)
     swapped = (crossed != plain).any(dim=0)
     assert swapped.any() and torch.equal(
         crossed[:, swapped], support[:, : plain.shape[1]][:, swapped]
@@ -323,3 +329,71 @@ def test_the_settings_offer_exactly_the_toolkit_selection_modes():
         TLVFCSettings().keep,
         TLVFCSettings().overwrite,
     )
+
+
+LAST_CONV_STAGE = {
+    TorchvisionVGG: lambda net: net.body.features,  # conv5 and its max-pool
+    BlockClassifier: lambda net: net.final,  # Lite0's conv_head and its BN + activation
+}
+"""Where each kind of source network's last convolutional stage ends, read by hand."""
+
+
+def _crossover_sources() -> set[tuple[str, bool]]:
+    """(source model, whether it is a model-zoo entry) of every TLVFC run with crossover in
+    every profile: the networks whose features the crossover reads."""
+    sources = set()
+    for profile in ("quick", "paper", "rehearsal"):
+        config = load_config(REPO_ROOT / "config" / "config.yaml", profile)
+        for run in build_plan(config).runs:
+            if run.method == "tlvfc" and run.settings.crossover_p > 0:
+                zoo = run.zoo_source_model
+                sources.add((zoo or run.pretrain.model, zoo is not None))
+    return sources
+
+
+def _offline(name: str, zoo: bool) -> Classifier:
+    """The source network with random weights where published ones would be downloaded."""
+    options = {"download": False} if "download" in MODEL_OPTIONS.get(name, ()) else {}
+    return build_model(name, None if zoo else 10, **options).eval()
+
+
+@pytest.mark.parametrize("name, zoo", sorted(_crossover_sources()))
+def test_crossover_reads_the_sources_globally_pooled_last_conv_stage(name, zoo):
+    """As the release's support VGG (avgpool made AdaptiveAvgPool2d(1), no classifier):
+    512 pooled conv5 values for VGG, never its 4096-d fc7 output."""
+    torch.manual_seed(0)
+    net = _offline(name, zoo)
+    kind = next((k for k in LAST_CONV_STAGE if isinstance(net, k)), None)
+    assert kind is not None, f"{name}: say in LAST_CONV_STAGE where its last conv stage ends"
+    stage = LAST_CONV_STAGE[kind](net)
+    maps: list[torch.Tensor] = []
+    hook = stage.register_forward_hook(lambda module, args, out: maps.append(out))
+    x = torch.randn(2, 3, 64, 64)  # 64 px: a 2x2 conv5 map, whose mean is no copy
+    with torch.no_grad():
+        pooled = net.pooled_features(x)
+    hook.remove()
+    assert maps[-1].shape[-1] > 1
+    assert pooled.shape == (2, maps[-1].shape[1])
+    assert torch.allclose(pooled, maps[-1].mean(dim=(2, 3)), atol=1e-5)
+    if isinstance(net, TorchvisionVGG):
+        assert pooled.shape[1] == 512 and net.feature_dim == 4096
+
+
+def test_crossover_mixes_vggs_pooled_conv5_into_a_resnet():
+    torch.manual_seed(0)
+    source = TorchvisionVGG("vgg11", 10, download=False)
+    context = MethodContext(
+        resnet18(10, download=False),
+        ("target",),
+        TLVFCSettings(crossover_p=0.5),
+        source_model=source,
+    )
+    method = TLVFC(context).train()
+    x = torch.randn(3, 3, 32, 32)
+    crossed = method.crossed_features(x)
+    plain = method.network.features(x)
+    with torch.no_grad():
+        support = source.pooled_features(x)
+    swapped = (crossed != plain).any(dim=0)
+    assert crossed.shape == plain.shape == support.shape == (3, 512)
+    assert swapped.any() and torch.equal(crossed[:, swapped], support[:, swapped])

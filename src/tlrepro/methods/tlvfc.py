@@ -5,7 +5,8 @@ target network starts, from He initialisation and then weights carried over
 from the source network of another architecture; `crossover_p` > 0 turns on
 feature crossover while training: with probability p each of the first
 min(d_t, d_s) penultimate features of the target is replaced by the frozen
-source network's before the classifier. Evaluation uses the target alone.
+source network's globally pooled conv features (`Classifier.pooled_features`) before
+the classifier. Evaluation uses the target alone.
 """
 
 from __future__ import annotations
@@ -78,12 +79,15 @@ class TLVFC(Method):
 
     def crossed_features(self, x: Tensor) -> Tensor:
         """Target features with a random p-share of the first min(d_t, d_s) dims taken
-        from the frozen source network (one mask per step, shared by the batch)."""
+        from the frozen source network (one mask per step, shared by the batch). The source's
+        are its globally pooled last conv stage, as the release's VGG with `avgpool` made
+        `AdaptiveAvgPool2d(1)` and no classifier: never VGG's fc6/fc7 outputs, which at
+        32 px come from a 1x1 map copied to 7x7."""
         features = self.network.features(x)
         if not (self.training and self._support):
             return features
         with torch.no_grad():
-            source = self._support[0].features(x)
+            source = self._support[0].pooled_features(x)
         d = min(features.shape[1], source.shape[1])
         mask = torch.rand(d, device=x.device) < self.p
         mixed = torch.where(mask, source[:, :d].to(features.dtype), features[:, :d])

@@ -46,6 +46,13 @@ class Classifier(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def pooled_features(self, x: Tensor) -> Tensor:
+        """The globally average-pooled output of the last convolutional stage: what TLVFC's
+        crossover takes from its source network. `features` for the nets whose head sits on
+        that pool (the ResNets, the block nets, SmallVGG); a net whose `features` run on
+        through hidden linear layers (VGG's fc6/fc7) overrides it."""
+        return self.features(x)
+
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
 

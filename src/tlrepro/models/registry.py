@@ -71,7 +71,8 @@ MODELS.update(PRETRAINED_MODELS)
 
 
 MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
-    **{name: ("download",) for name in PRETRAINED_MODELS},
+    # Lite0's file comes with a package: nothing to download, so no option.
+    **{name: ("download",) for name in PRETRAINED_MODELS if name != "efficientnet_lite0_imagenet"},
     "clip_rn50": ("download", "image_size"),
     "clip_vit_b16": ("download", "image_size"),
 }

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from functools import partial
 
+import torch
+import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
@@ -56,6 +58,10 @@ class TorchvisionVGG(Classifier):
 
     def features(self, x: Tensor) -> Tensor:
         return self.body(x)
+
+    def pooled_features(self, x: Tensor) -> Tensor:
+        """conv5 (after its max-pool) averaged over space: 512 values at any input size."""
+        return torch.flatten(F.adaptive_avg_pool2d(self.body.features(x), 1), 1)
 
 
 resnet18 = partial(TorchvisionResNet, "resnet18")
