@@ -35,7 +35,12 @@ def test_list_valued_axes_make_one_group_per_value_with_placeholders_filled():
                     "reported": "table_n{n}",
                     "target_train_per_class": ["full", 5],
                 },
-                "depth": {**GROUP, "title": "into {model}", "model": {"resnet34": "ResNet-34"}},
+                "depth": {
+                    **GROUP,
+                    "title": "into {model}",
+                    "reported": "table_{model}",
+                    "model": {"resnet34": "ResNet-34"},
+                },
                 "grid": {**GROUP, "model": ["lenet", "small_vgg"], "target_train_per_class": [2]},
             }
         }
@@ -53,6 +58,7 @@ def test_list_valued_axes_make_one_group_per_value_with_placeholders_filled():
     assert groups["shots_full"]["reported"] == "table_nfull"
     assert groups["depth_resnet34"]["model"] == "resnet34"
     assert groups["depth_resnet34"]["title"] == "into ResNet-34"
+    assert groups["depth_resnet34"]["reported"] == "table_resnet34"  # a key: the model's name
     assert groups["grid_lenet_n2"]["model"] == "lenet"
 
 
@@ -197,6 +203,7 @@ def test_repository_config_expands_its_axes():
     assert paper["tlvfc_depth_resnet101"]["title"] == (
         "TLVFC: ImageNet VGG16 into ResNet-101 (depth table, CIFAR-10)"
     )
+    assert paper["tlvfc_depth_resnet101"]["reported"] == "tlvfc_depth_resnet101"
     assert paper["adaptive_n15"]["reported"] == "multitune_n15"
     assert paper["adaptive_n15"]["target_train_per_class"] == 15
     assert "spottune_global" in paper["adaptive_full"]["methods"]

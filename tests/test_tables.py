@@ -363,6 +363,10 @@ def test_missing_metrics_names_file(run_dirs) -> None:
             r"paper_x\.rows: expected dict",
         ),
         ("- just a list", r"expected a mapping"),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {}, average_of: [1]}",
+            r"paper_x\.average_of: expected a list of task names",
+        ),
     ],
 )
 def test_load_reported_rejects_malformed(tmp_path, text: str, message: str) -> None:
@@ -383,7 +387,9 @@ def test_real_reported_config_loads() -> None:
     assert reported["gradmf"]["rows"] == {}
     assert reported["tlvfc_resnet18"]["rows"]["TLVFC"]["imagenet-to-cifar10"] == 77.24
     for key in (
-        "tlvfc_depth",
+        "tlvfc_depth_resnet34",
+        "tlvfc_depth_resnet152",
+        "cmkd_digits_rn50",
         "multitune",
         "spottune_decathlon",
         "cmkd_office_home_rn50",
@@ -493,3 +499,45 @@ def test_report_pages_show_the_marks_and_verdicts(
     assert "<td>not converged</td>" in claims and "seeds_needed" in claims
     beta = (tmp_path / "report" / "beta" / "2_claims.html").read_text()
     assert beta.count("<td>withheld</td>") == 3 and "below its floor of 65.00 %" in beta
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper", "rehearsal"])
+def test_every_reported_table_a_group_names_shows_in_its_section(profile: str) -> None:
+    """A table with rows that match none of its group's columns is never shown (the depth
+    table keyed `unstated` was): each contributes a cell. A table without rows says the
+    paper gives no numbers. The rehearsal keeps some of a benchmark's tasks, so a paper's
+    average over all of them has no column there: only such tables may show nothing."""
+    from tlrepro.aggregate import _reported
+    from tlrepro.cli import group_tables
+    from tlrepro.config import load_config
+    from tlrepro.plan import build_plan
+
+    config = REPO / "config" / "config.yaml"
+    reported = load_reported(REPO / "config" / "reported.yaml")
+    paper = {g.name: g for g in group_tables(build_plan(load_config(config, "paper")))}
+    for group in group_tables(build_plan(load_config(config, profile))):
+        table = reported.get(group.reported or "", {"rows": {}})
+        if not table["rows"] or not _reported(table, group).empty:
+            continue
+        tasks = [task for cells in table["rows"].values() for task in cells]
+        assert profile == "rehearsal", (group.name, group.reported)
+        assert all(task.endswith("-avg") for task in tasks), (group.name, group.reported)
+        assert group.tasks != paper[group.name].tasks, group.name
+
+
+def test_a_papers_average_over_named_tasks_stands_in_the_avg_column() -> None:
+    """`average_of` names the tasks a paper averages (CMKD's digits: three of the pairs of
+    the digits label space): the avg column only of a group that runs exactly those."""
+    from tlrepro.aggregate import _reported
+
+    tasks = ["svhn-to-mnist", "usps-to-mnist", "mnist-to-usps"]
+    table = {
+        "protocol": "oracle",
+        "source": "CMKD",
+        "average_of": tasks,
+        "rows": {"CMKD": {"digits-avg": 97.1}},
+    }
+    group = GroupTable("g", "G", tasks, [("cmkd", "CMKD")], [0], "cmkd_digits_rn50")
+    assert _reported(table, group)[["task", "mean"]].values.tolist() == [["avg", 97.1]]
+    fewer = GroupTable("g", "G", tasks[:2], [("cmkd", "CMKD")], [0], "cmkd_digits_rn50")
+    assert _reported(table, fewer).empty

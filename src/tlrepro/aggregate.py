@@ -52,7 +52,7 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ReportedFormatError(f"{path}: expected a mapping of table keys to tables")
     required = {"source": str, "metric": str, "protocol": str, "rows": dict}
-    optional = {"short": str, "note": str}
+    optional = {"short": str, "note": str, "average_of": list}
     for key, table in data.items():
         where = f"{path}: {key}"
         if not isinstance(table, dict):
@@ -67,6 +67,8 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
                     f"{where}.{field_name}: expected {kind.__name__}, "
                     f"got {type(table[field_name]).__name__}"
                 )
+        if not all(isinstance(task, str) for task in table.get("average_of", [])):
+            raise ReportedFormatError(f"{where}.average_of: expected a list of task names")
         for label, cells in table["rows"].items():
             if not isinstance(label, str) or not isinstance(cells, dict):
                 raise ReportedFormatError(
@@ -123,27 +125,30 @@ def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     return pd.concat([stats, avg.reset_index().assign(task=AVG)], ignore_index=True)
 
 
-def _column(task: str, group: GroupTable) -> str | None:
+def _column(task: str, group: GroupTable, average_of: Sequence[str] = ()) -> str | None:
     """Where a reported value goes in the group's table: its task's column, or the avg
-    column for `<label space>-avg` (a paper's average over all of a dataset's tasks) when
-    the group runs every task between that label space's datasets; else nowhere."""
+    column for `<name>-avg`, a paper's average, when the group runs exactly the tasks it
+    averages: the table's `average_of` where it names them (a benchmark of some of a label
+    space's tasks), else every task between the label space `<name>`'s datasets; else
+    nowhere."""
     if task in group.tasks:
         return task
     space, _, suffix = task.rpartition("-")
     if suffix != AVG:
         return None
     domains = [name for name, spec in DATASETS.items() if spec.label_space == space]
-    every = {f"{a}-to-{b}" for a in domains for b in domains if a != b}
+    every = set(average_of) or {f"{a}-to-{b}" for a in domains for b in domains if a != b}
     return AVG if every and set(group.tasks) == every else None
 
 
 def _reported(table: dict[str, Any], group: GroupTable) -> pd.DataFrame:
     """The reported values for the group's tasks and average; rows with none are dropped."""
+    average_of = table.get("average_of", ())
     records = [
-        {"method_key": None, "label": label, "task": _column(task, group), "mean": float(value)}
+        {"method_key": None, "label": label, "task": column, "mean": float(value)}
         for label, cells in table["rows"].items()
         for task, value in cells.items()
-        if _column(task, group) is not None
+        if (column := _column(task, group, average_of)) is not None
     ]
     frame = pd.DataFrame(records, columns=["method_key", "label", "task", "mean"])
     return frame.assign(protocol=table["protocol"], source=table["source"])

@@ -23,8 +23,10 @@ REQUIRED_GROUP_KEYS = ("model", "tasks", "seeds", "methods")
 FULL = "full"
 """The `target_train_per_class` value for the whole labelled training split."""
 PLACEHOLDERS = ("{model}", "{n}")
-"""Filled in `title` and `reported` per expanded group: the model (or the text a mapping
-axis gives it) and the images per class (a number, or `full`)."""
+"""Filled in `title` and `reported` per expanded group: the model and the images per class
+(a number, or `full`). A title shows the text a mapping axis gives the value; `reported`,
+a key of config/reported.yaml, always gets the value itself (`tlvfc_depth_{model}`:
+`tlvfc_depth_resnet34`)."""
 
 
 class ExpandError(ValueError):
@@ -194,9 +196,11 @@ def _groups(
         expanded["model"] = model
         if per_class is not None:
             expanded["target_train_per_class"] = per_class
-        for key in ("title", "reported"):
+        n_value = FULL if per_class is None else str(per_class)
+        fills = {"title": (model_text, n_text), "reported": (model, n_value)}
+        for key, (model_fill, n_fill) in fills.items():
             if isinstance(expanded.get(key), str):
-                expanded[key] = expanded[key].replace("{model}", model_text).replace("{n}", n_text)
+                expanded[key] = expanded[key].replace("{model}", model_fill).replace("{n}", n_fill)
         suffixes = [s for s in (model_suffix, regime_suffix) if s]
         yield "_".join([entry_name, *suffixes]), expanded
 
