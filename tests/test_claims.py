@@ -23,6 +23,7 @@ from tlrepro.claims import (
     detectable_difference,
     evaluate,
     load_claims,
+    paired_differences,
     seeds_needed,
 )
 from tlrepro.cli import group_tables
@@ -214,6 +215,39 @@ def test_target_labels_select_groups() -> None:
     assert not claim().applies_to(["a", "c"], few_target_labels=False)
 
 
+def test_label_spaces_keep_the_pairs_groups_and_cells_the_claim_is_made_for() -> None:
+    scoped = claim(paper_rows=("A", "B"), label_spaces=("fgvc_aircraft",))
+    air, cifar = "caltech256_decathlon-to-fgvc_aircraft", "caltech256_decathlon-to-cifar100"
+    assert scoped.covers(air) and not scoped.covers(cifar)
+    assert scoped.covers("fgvc_aircraft-avg") and not scoped.covers("cifar100-avg")
+    assert scoped.applies_to(["a", "b"], False, [cifar, air])
+    assert not scoped.applies_to(["a", "b"], False, [cifar])
+    runs = frame(
+        [("g", "a", air, s, 0.6) for s in range(2)]
+        + [("g", "b", air, s, 0.5) for s in range(2)]
+        + [("g", "a", cifar, s, 0.1) for s in range(2)]
+        + [("g", "b", cifar, s, 0.9) for s in range(2)]
+    )
+    pairs = paired_differences(runs, "g", scoped)
+    assert set(pairs["task"]) == {air} and pairs["diff"].round(6).tolist() == [10.0, 10.0]
+    reported = {"paper_x": {"rows": {"A": {air: 63.9, cifar: 80.5}, "B": {air: 60.3, cifar: 82.1}}}}
+    diff, cells = scoped.paper_difference(reported)
+    assert cells == 1 and diff == pytest.approx(3.6)
+
+
+def test_stores_less_reads_the_paired_reduction_of_dsp() -> None:
+    rows = [("g", key, "t", s, 0.5) for key in "ab" for s in range(3)]
+    runs = frame(rows).assign(dsp_millions=[0.1, 0.11, 0.12, 38.0, 38.0, 38.0])
+    less = claim("stores_less", reduction=99.0)
+    pairs = paired_differences(runs, "g", less)
+    expected = [(1 - d / 38.0) * 100 for d in (0.1, 0.11, 0.12)]
+    assert pairs["diff"].tolist() == pytest.approx(expected)
+    row = evaluate(runs, "g", [less], REPORTED, ["best_val"]).iloc[0]
+    assert row["verdict"] == "holds" and row["reduction"] == 99.0
+    assert compare([98.0, 98.5, 98.2], "stores_less", 99.0).verdict == "reversed"
+    assert compare([98.0, 99.9, 99.5], "stores_less", 99.0).verdict == "inconclusive"
+
+
 GOOD = "c: {method: a, baseline: b, relation: better, sources: [paper_x]}"
 
 
@@ -228,7 +262,7 @@ GOOD = "c: {method: a, baseline: b, relation: better, sources: [paper_x]}"
         (GOOD.replace("}", ", sauce: 1}"), r"at 'c': Additional properties .*'sauce'"),
         (GOOD.replace("[paper_x]", "[]"), r"at 'c\.sources': \[\] should be non-empty"),
         (GOOD.replace("better", "within"), r"at 'c': `margin` \(points\) is required"),
-        (GOOD.replace("}", ", margin: 1}"), r"meaningless with relation: better"),
+        (GOOD.replace("}", ", margin: 1}"), r"meaningless with the others"),
         (GOOD.replace("baseline: b", "baseline: a"), r"method and baseline are both 'a'"),
         (
             GOOD.replace("paper_x", "paper_q"),
@@ -240,6 +274,9 @@ GOOD = "c: {method: a, baseline: b, relation: better, sources: [paper_x]}"
             r"their rows: A, B",
         ),
         (GOOD.replace("}", ", target_labels: some}"), r"at 'c\.target_labels'"),
+        (GOOD.replace("better", "stores_less"), r"`reduction` \(percent\) is required"),
+        (GOOD.replace("}", ", reduction: 99}"), r"`reduction` .*meaningless with the others"),
+        (GOOD.replace("}", ", label_spaces: [digits]}"), r"'digits' is no dataset's label"),
     ],
 )
 def test_load_claims_rejects_malformed(tmp_path, text: str, message: str) -> None:
@@ -288,10 +325,33 @@ def test_repository_claims_agree_with_the_papers_numbers(repository_claims) -> N
 
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
-def test_every_repository_claim_applies_in_both_profiles(repository_claims, profile) -> None:
+def test_every_repository_claim_applies_where_it_is_made(repository_claims, profile) -> None:
+    """The paper profile tests every claim; the quick one every claim not tied to
+    benchmarks (`label_spaces`) that it does not run."""
     groups = group_tables(build_plan(load_config(REPO / "config" / "config.yaml", profile)))
     tested = {entry.key for group in groups for entry in group.claims(repository_claims)}
-    assert tested == {entry.key for entry in repository_claims}
+    scoped = {e.key for e in repository_claims if e.label_spaces is not None}
+    everywhere = {entry.key for entry in repository_claims} - scoped
+    assert tested == (everywhere | scoped if profile == "paper" else everywhere)
+
+
+def test_claims_reach_the_paper_groups_they_are_made_for(repository_claims) -> None:
+    paper = {
+        g.name: {c.key for c in g.claims(repository_claims)}
+        for g in group_tables(build_plan(load_config(REPO / "config" / "config.yaml", "paper")))
+    }
+    gradmf = {"gradmf_coded_over_finetune", "gradmf_drawn_over_joint"}
+    for name in ("gradmf_digits", "gradmf_mnist_split", "gradmf_caltech", "gradmf_office31"):
+        assert gradmf <= paper[name], name  # few target labels or the full split
+    assert {"spottune_over_finetune_aircraft", "finetune_over_spottune_cifar100"} <= paper[
+        "adaptive_full"
+    ]
+    office = {"cmkd_rst_near_cmkd", "cmkd_fixmatch_over_cmkd"}
+    assert office <= paper["cmkd_office31_vit"] and "cmkd_over_zero_shot" in paper["cmkd_digits"]
+    assert not office & paper["cmkd_digits"]  # the paper has them reversed on digits
+    assert "cmkd_rst_stores_less" in paper["cmkd_office_home_rn50"]
+    assert "cmkd_rst_stores_less" not in paper["cmkd_office31_rn50"]
+    assert "tlvfc_base_over_he_init" in paper["tlvfc_resnet18"]
 
 
 def test_group_tables_name_source_models() -> None:

@@ -9,6 +9,14 @@ a 95 % Student-t interval. The verdict reads the interval, never the mean alone:
   (it contains 0) inconclusive.
 - `within` (margin m): holds when the whole interval lies inside [−m, m],
   reversed when it lies wholly outside it, else inconclusive.
+- `stores_less` (reduction r %): the evidence is instead the paired reduction of the
+  stored parameters, `100 (1 − DSP_method / DSP_baseline)` in percent (DSP: what a run
+  stores beyond the shared pretrained weights); holds when the interval lies above r,
+  reversed when below, else inconclusive.
+
+A claim with `label_spaces` is made only for tasks whose target is in one of them (the
+benchmarks where the paper shows it): only those pairs, and only those cells of its
+tables, count.
 
 Fewer than two pairs give no interval: inconclusive. Pairs that all differ by
 the same amount have zero spread; their interval is that single value (the
@@ -47,7 +55,7 @@ CONFIDENCE = 0.95
 POWER = 0.80
 HOLDS, REVERSED, INCONCLUSIVE = "holds", "reversed", "inconclusive"
 NOT_CONVERGED, WITHHELD = "not converged", "withheld"
-RELATIONS = ("better", "within")
+RELATIONS = ("better", "within", "stores_less")
 TARGET_LABELS = ("few", "full")
 
 SCHEMA: dict[str, Any] = {
@@ -63,6 +71,13 @@ SCHEMA: dict[str, Any] = {
             "baseline": {"type": "string", "minLength": 1},
             "relation": {"enum": list(RELATIONS)},
             "margin": {"type": "number", "exclusiveMinimum": 0},
+            "reduction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
+            "label_spaces": {
+                "type": "array",
+                "minItems": 1,
+                "uniqueItems": True,
+                "items": {"type": "string"},
+            },
             "target_labels": {"enum": list(TARGET_LABELS)},
             "sources": {
                 "type": "array",
@@ -87,6 +102,7 @@ COLUMNS = [
     "baseline_key",
     "relation",
     "margin",
+    "reduction",
     "protocol",
     "n",
     "mean_diff",
@@ -123,10 +139,27 @@ class Claim:
     """`few`/`full`: only groups trained on few target labels / the full split."""
     paper_rows: tuple[str, str] | None = None
     """Row labels of `method` and `baseline` in the source tables, where they give numbers."""
+    reduction: float | None = None
+    """`stores_less`: the least reduction of stored parameters claimed, in percent."""
+    label_spaces: tuple[str, ...] | None = None
+    """The target label spaces of the tasks the claim is made for; None: every task."""
 
-    def applies_to(self, method_keys: Collection[str], few_target_labels: bool) -> bool:
-        """A group is tested when it runs both methods on the kind of target split named."""
+    def covers(self, task: str) -> bool:
+        """Whether the claim is made for `task` (ours, or a paper's `<space>-avg` cell)."""
+        if self.label_spaces is None:
+            return True
+        if "-to-" in task:
+            return _label_space(task.rpartition("-to-")[2]) in self.label_spaces
+        return task.rpartition("-")[0] in self.label_spaces
+
+    def applies_to(
+        self, method_keys: Collection[str], few_target_labels: bool, tasks: Collection[str] = ()
+    ) -> bool:
+        """A group is tested when it runs both methods on the kind of target split named and
+        (with `label_spaces`) one of its tasks is one the claim is made for."""
         if self.method not in method_keys or self.baseline not in method_keys:
+            return False
+        if self.label_spaces is not None and not any(self.covers(task) for task in tasks):
             return False
         return self.target_labels is None or (self.target_labels == "few") == few_target_labels
 
@@ -141,7 +174,7 @@ class Claim:
             for rows in (reported[key]["rows"] for key in self.sources)
             if ours in rows and theirs in rows
             for task in rows[ours]
-            if task in rows[theirs]
+            if task in rows[theirs] and self.covers(task)
         ]
         return (float(np.mean(cells)), len(cells)) if cells else (math.nan, 0)
 
@@ -210,9 +243,19 @@ def seeds_needed(target: float, sd: float, n: int, tasks: int) -> float:
     return math.ceil(_solve_power(effect_size=effect) / tasks)
 
 
+def _label_space(dataset: str) -> str | None:
+    from tlrepro.data.registry import DATASETS
+
+    spec = DATASETS.get(dataset)
+    return spec.label_space if spec is not None else None
+
+
 def _verdict(low: float, high: float, relation: str, margin: float | None) -> str:
     if relation == "better":
         return HOLDS if low > 0 else REVERSED if high < 0 else INCONCLUSIVE
+    if relation == "stores_less":
+        assert margin is not None  # the claim's reduction (load_claims requires it)
+        return HOLDS if low > margin else REVERSED if high < margin else INCONCLUSIVE
     assert margin is not None  # load_claims requires it for `within`
     if -margin <= low and high <= margin:
         return HOLDS
@@ -220,22 +263,28 @@ def _verdict(low: float, high: float, relation: str, margin: float | None) -> st
 
 
 def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.DataFrame:
-    """`method − baseline` test accuracy in points per (protocol, task, seed) both ran, and
+    """Per (protocol, task, seed) both ran, of the tasks the claim is made for: `method −
+    baseline` test accuracy in points (`stores_less`: the reduction of DSP in percent), and
     how many of the pair's two runs did not converge (`unconverged`)."""
-    runs = frame[frame["group"] == group]
+    runs = frame[(frame["group"] == group) & frame["task"].map(claim.covers).astype(bool)]
     index = ["protocol", "task", "seed"]
+    column = "dsp_millions" if claim.relation == "stores_less" else "test_acc"
     method, baseline = (
-        runs[runs["method_key"] == key].set_index(index)[["test_acc", "converged"]]
+        runs[runs["method_key"] == key].set_index(index)[[column, "converged"]]
         for key in (claim.method, claim.baseline)
     )
     both = pd.concat([method, baseline], axis=1, keys=["method", "baseline"], join="inner")
-    accuracy, converged = (
-        both.xs("test_acc", axis=1, level=1),
+    value, converged = (
+        both.xs(column, axis=1, level=1),
         both.xs("converged", axis=1, level=1),
     )
+    if claim.relation == "stores_less":
+        diff = (1.0 - value["method"] / value["baseline"]) * 100.0
+    else:
+        diff = (value["method"] - value["baseline"]) * 100.0
     return pd.DataFrame(
         {
-            "diff": (accuracy["method"] - accuracy["baseline"]) * 100.0,
+            "diff": diff,
             "unconverged": (~converged.astype(bool)).sum(axis=1),
         }
     ).reset_index()
@@ -254,9 +303,10 @@ def evaluate(
         pairs = paired_differences(frame, group, claim)
         paper_diff, paper_cells = claim.paper_difference(reported)
         target = claim.margin if claim.relation == "within" else paper_diff
+        bound = claim.reduction if claim.relation == "stores_less" else claim.margin
         for protocol in protocols:
             chosen = pairs[pairs["protocol"] == protocol]
-            result = compare(chosen["diff"], claim.relation, claim.margin)
+            result = compare(chosen["diff"], claim.relation, bound)
             unconverged = int(chosen["unconverged"].sum())
             rows.append(
                 {
@@ -265,6 +315,7 @@ def evaluate(
                     "baseline_key": claim.baseline,
                     "relation": claim.relation,
                     "margin": claim.margin,
+                    "reduction": claim.reduction,
                     "protocol": protocol,
                     "n": result.n,
                     "mean_diff": result.mean,
@@ -306,7 +357,18 @@ def _reference_problems(key: str, entry: dict[str, Any], reported: Mapping[str, 
     if (entry["relation"] == "within") != ("margin" in entry):
         problems.append(
             f"at '{key}': `margin` (points) is required with relation: within and "
-            "meaningless with relation: better"
+            "meaningless with the others"
+        )
+    if (entry["relation"] == "stores_less") != ("reduction" in entry):
+        problems.append(
+            f"at '{key}': `reduction` (percent) is required with relation: stores_less and "
+            "meaningless with the others"
+        )
+    unknown_spaces = [s for s in entry.get("label_spaces", []) if s not in _label_spaces()]
+    if unknown_spaces:
+        problems.append(
+            f"at '{key}.label_spaces': {', '.join(map(repr, unknown_spaces))} is no dataset's "
+            f"label space; known: {', '.join(sorted(_label_spaces()))}"
         )
     unknown = [source for source in entry["sources"] if source not in reported]
     if unknown:
@@ -323,6 +385,12 @@ def _reference_problems(key: str, entry: dict[str, Any], reported: Mapping[str, 
                     f"({', '.join(entry['sources'])}); their rows: {', '.join(sorted(labels))}"
                 )
     return problems
+
+
+def _label_spaces() -> set[str]:
+    from tlrepro.data.registry import DATASETS
+
+    return {spec.label_space for spec in DATASETS.values()}
 
 
 def load_claims(path: str | os.PathLike, reported: Mapping[str, Any]) -> list[Claim]:
@@ -344,6 +412,8 @@ def load_claims(path: str | os.PathLike, reported: Mapping[str, Any]) -> list[Cl
             entry.get("margin"),
             entry.get("target_labels"),
             tuple(entry["paper_rows"]) if "paper_rows" in entry else None,
+            entry.get("reduction"),
+            tuple(entry["label_spaces"]) if "label_spaces" in entry else None,
         )
         for key, entry in data.items()
     ]

@@ -194,6 +194,8 @@ def _unsigned(value: Any) -> str:
 def _claim_row(row: pd.Series, reported: Mapping[str, Any]) -> list[str]:
     if row["relation"] == "better":
         statement = f"{row['method']} > {row['baseline']}"
+    elif row["relation"] == "stores_less":
+        statement = f"{row['method']} stores > {row['reduction']:g} % less than {row['baseline']}"
     else:
         statement = f"{row['method']} within ±{row['margin']:g} of {row['baseline']}"
     interval = (
@@ -264,7 +266,8 @@ def _claims_lines(
         "beside this file. Detectable: the smallest |Δ| these pairs detect at their spread "
         f"(a {claims_module.POWER * 100:.0f} % chance that the paired t-interval excludes 0 "
         "on Δ's side); seeds needed: the seeds per task that would detect the paper's Δ at "
-        "this spread (for a within claim, its margin: fewer miss a difference that large).",
+        "this spread (for a within claim, its margin: fewer miss a difference that large). "
+        "A stores-less claim's Δ is instead the paired reduction of DSP, in percent.",
         "",
         table,
     ]

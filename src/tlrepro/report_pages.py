@@ -80,7 +80,7 @@ def write_report_pages(
                 "reference baseline is below its floor (the note says why). detectable: "
                 f"the smallest |Δ| the pairs detect with {POWER * 100:.0f} % power; "
                 "seeds_needed: the seeds per task that would detect the paper's Δ (within: "
-                "the margin).",
+                "the margin). A stores-less claim's Δ is the reduction of DSP in percent.",
                 claims_table(claims, group),
             ),
         }

@@ -99,7 +99,7 @@ class GroupTable:
     def claims(self, claims: Sequence[Claim]) -> list[Claim]:
         """The claims that compare two of this group's methods."""
         keys = [key for key, _ in self.methods]
-        return [c for c in claims if c.applies_to(keys, self.few_target_labels)]
+        return [c for c in claims if c.applies_to(keys, self.few_target_labels, self.tasks)]
 
     def runs(self, run_dirs: Mapping[RunKey, Path]) -> Iterator[tuple[str, str, str, int, Path]]:
         """Yield (method_key, label, task, seed, run_dir) in display order.
