@@ -541,3 +541,31 @@ def test_a_papers_average_over_named_tasks_stands_in_the_avg_column() -> None:
     assert _reported(table, group)[["task", "mean"]].values.tolist() == [["avg", 97.1]]
     fewer = GroupTable("g", "G", tasks[:2], [("cmkd", "CMKD")], [0], "cmkd_digits_rn50")
     assert _reported(table, fewer).empty
+
+
+def test_dsp_is_shown_per_run_and_summed_over_the_groups_tasks() -> None:
+    """A paper's DSP for a benchmark sums its tasks (CMKD's Office-Home: 12 of them); ours
+    is per run, so the table adds that sum, only where every task has a value."""
+    from tlrepro.markdown import DSP, DSP_SUM, _dsp_line, _with_dsp
+
+    group = GroupTable("g", "G", ["a-to-b", "b-to-a"], [("r", "RST"), ("c", "CMKD")], [0, 1])
+    records = [
+        {"group": "g", "label": "RST", "task": task, "protocol": protocol, "dsp_millions": dsp}
+        for task, dsps in (("a-to-b", (0.1, 0.3)), ("b-to-a", (0.5, 0.5)))
+        for dsp in dsps
+        for protocol in ("best_val", "oracle")
+    ] + [
+        {
+            "group": "g",
+            "label": "CMKD",
+            "task": "a-to-b",
+            "protocol": "best_val",
+            "dsp_millions": 38.0,
+        }
+    ]
+    body = pd.DataFrame(index=["RST", "CMKD"], columns=["a-to-b", "b-to-a"])
+    table = _with_dsp(body, pd.DataFrame(records), group)
+    assert table[DSP].tolist() == ["0.35", "38"]
+    assert table[DSP_SUM].tolist() == ["0.7", "—"]  # CMKD ran one of the two tasks
+    assert "summed over this group's tasks" in _dsp_line(table)
+    assert _dsp_line(body) is None
