@@ -90,6 +90,7 @@ COLUMNS = [
     "protocol",
     "n",
     "mean_diff",
+    "cost_ratio",
     "ci_low",
     "ci_high",
     "verdict",
@@ -220,12 +221,12 @@ def _verdict(low: float, high: float, relation: str, margin: float | None) -> st
 
 
 def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.DataFrame:
-    """`method − baseline` test accuracy in points per (protocol, task, seed) both ran, and
-    how many of the pair's two runs did not converge (`unconverged`)."""
+    """`method − baseline` test accuracy in points per (protocol, task, seed) both ran, how
+    many of the pair's two runs did not converge (`unconverged`), and both runs' seconds."""
     runs = frame[frame["group"] == group]
     index = ["protocol", "task", "seed"]
     method, baseline = (
-        runs[runs["method_key"] == key].set_index(index)[["test_acc", "converged"]]
+        runs[runs["method_key"] == key].set_index(index)[["test_acc", "converged", "run_seconds"]]
         for key in (claim.method, claim.baseline)
     )
     both = pd.concat([method, baseline], axis=1, keys=["method", "baseline"], join="inner")
@@ -237,8 +238,19 @@ def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.Data
         {
             "diff": (accuracy["method"] - accuracy["baseline"]) * 100.0,
             "unconverged": (~converged.astype(bool)).sum(axis=1),
+            "method_seconds": both[("method", "run_seconds")].astype(float),
+            "baseline_seconds": both[("baseline", "run_seconds")].astype(float),
         }
     ).reset_index()
+
+
+def cost_ratio(pairs: pd.DataFrame) -> float:
+    """The method's compute over the baseline's on the same pairs (their run seconds
+    summed); NaN when a run of them recorded no time."""
+    method, baseline = (
+        pairs[f"{side}_seconds"].sum(min_count=len(pairs)) for side in ("method", "baseline")
+    )
+    return method / baseline if baseline > 0 else math.nan
 
 
 def evaluate(
@@ -268,6 +280,7 @@ def evaluate(
                     "protocol": protocol,
                     "n": result.n,
                     "mean_diff": result.mean,
+                    "cost_ratio": cost_ratio(chosen),
                     "ci_low": result.low,
                     "ci_high": result.high,
                     "verdict": NOT_CONVERGED if unconverged else result.verdict,
