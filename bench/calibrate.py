@@ -139,7 +139,8 @@ def cmd_from_summary(args: argparse.Namespace) -> list[dict[str, Any]]:
             continue
         about = bench["machine"]
         for group, figures in bench["figures"]["groups"].items():
-            runs = {r.method_key: r for r in plan.runs if r.group == group}
+            task = figures["task"]  # the image size is the timed task's
+            runs = {r.method_key: r for r in plan.runs if (r.group, r.task.name) == (group, task)}
             for method_key, ms in figures["ms_per_step"].items():
                 if method_key not in runs:
                     continue
