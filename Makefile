@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup fashion-mnist tables test test-long test-cluster test-rehearsal lint dry-run dvc-plan pull
+.PHONY: setup fashion-mnist tables test test-long test-cluster test-rehearsal lint dry-run dvc-plan pull estimate
 
 setup: $(STAMP)
 
@@ -86,6 +86,11 @@ dry-run: setup
 ## regenerate dvc.yaml and dvc_params.yaml after editing the config or the imports of the code
 dvc-plan: setup
 	tlrepro dvc-plan
+
+## the paper profile's bill before it runs (docs/cost.md): jobs, images, GPU- and CPU-hours,
+## memory, disk and downloads per group, from config/calibration.csv (bench/calibrate.py)
+estimate: setup
+	tlrepro --profile paper estimate --write docs/cost-paper.md
 
 ## fetch data, checkpoints and results from the DVC remote; once DVC confirms they
 ## match the pipeline, give them Snakemake's timestamps so it sees them as current

@@ -14,6 +14,7 @@ the paper profile's batch sizes and image sizes.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 import tempfile
@@ -29,8 +30,9 @@ from tlrepro.data.registry import dataset_spec
 from tlrepro.experiment import build_method
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.models.base import Classifier
-from tlrepro.models.registry import MODEL_OPTIONS, build_model
+from tlrepro.models.registry import MODEL_OPTIONS, MODELS, build_model
 from tlrepro.plan import RunJob, build_plan, shares_labels
+from tlrepro.registry import load_object
 from tlrepro.train import TensorSet, fit
 
 CHANNELS_LAST = torch.channels_last
@@ -48,7 +50,14 @@ def classes(dataset: str) -> tuple[str, ...]:
 
 
 def offline(name: str) -> dict[str, Any]:
-    return {"download": False} if "download" in MODEL_OPTIONS.get(name, ()) else {}
+    """Random weights where the model would download its published ones (a model that
+    ships its weights, as EfficientNet-Lite0 does, takes no `download`)."""
+    accepts = inspect.signature(load_object(MODELS[name])).parameters
+    return (
+        {"download": False}
+        if "download" in MODEL_OPTIONS.get(name, ()) and "download" in accepts
+        else {}
+    )
 
 
 def random_set(n: int, size: int, n_classes: int, device: torch.device, augment: str):

@@ -8,6 +8,7 @@ from snakemake.utils import validate
 from tlrepro import codebase
 from tlrepro.config import ConfigError, schema_path
 from tlrepro.config import validate as check_config
+from tlrepro.estimate import calibration_of
 from tlrepro.jobs import label, parse_seeds, plan_jobs
 from tlrepro.layout import active_tables, figures_dir, prepared_dir, profile_tables, report_dir
 from tlrepro.plan import fingerprint, report_code_files, tables_code_files
@@ -57,6 +58,8 @@ TORCH_THREADS = RUNTIME.get("torch_threads", 1)
 CLI = " ".join(
     ["tlrepro", "--config", str(CONFIG_FILE), "--profile", PROFILE, *JOBS.seeds_option()]
 )
+# What training jobs ask for follows from the calibrated estimate (tlrepro.estimate).
+CALIBRATION = calibration_of(CONFIG_FILE)
 PROFILE_TABLES = {kind: str(path) for kind, path in profile_tables(PROFILE).items()}
 ACTIVE_TABLES = {kind: str(path) for kind, path in active_tables().items()}
 

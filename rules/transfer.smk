@@ -5,6 +5,9 @@
 # job's outputs are every file its runs write (the method's exports included), so jobs
 # with different seeds or exports need rules of their own: one rule per such signature,
 # its {job} wildcard (group/method/task) constrained to exactly the jobs that have it.
+# A job asks for the runtime and memory its calibrated estimate says, times a safety
+# factor (tlrepro.estimate.requests; docs/cost.md).
+from tlrepro.estimate import requests
 
 
 class JobOf:
@@ -33,6 +36,18 @@ class JobOf:
 
     def args(self, w):
         return " ".join(self.job(w).args)
+
+    def requests(self, w):
+        return requests(PLAN, self.job(w), CALIBRATION)
+
+    def runtime(self, w):
+        return self.requests(w).runtime
+
+    def mem_mb(self, w):
+        return self.requests(w).mem_mb
+
+    def gpu_mem_mb(self, w):
+        return self.requests(w).gpu_mem_mb
 
 
 def _jobs_by_signature():
@@ -77,8 +92,9 @@ for (_seeds, _names), _jobs in _jobs_by_signature().items():
         threads: TORCH_THREADS
         resources:
             gpu=resource("train", "gpu", 0),
-            mem_mb=resource("train", "mem_mb", 4000),
-            runtime=resource("train", "runtime", 60) * len(_seeds),
+            mem_mb=_of.mem_mb,
+            runtime=_of.runtime,
+            gpu_mem_mb=_of.gpu_mem_mb,
         params:
             identity=_of.identity,
             code=_of.code,

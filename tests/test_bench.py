@@ -39,6 +39,10 @@ SCRIPTS = {
         ["bench/gpu_check.py", "methods"],
         [rf"gradmf_coded .* x{RATIO} finetune"],
     ),
+    "calibrate": (
+        ["bench/calibrate.py", "measure"],
+        [r"small_vgg 32 px finetune on CPU: [\d.]+ ms/image training"],
+    ),
     "trainer_overhead": (
         ["bench/trainer_overhead.py"],
         [rf"trainer \(none \) .* ratio {RATIO}", rf"trainer \(shift\) .* ratio {RATIO}"],

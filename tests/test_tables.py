@@ -87,6 +87,8 @@ source_only_over_finetune_few_labels:
   target_labels: few
   sources: [paper_x]
 """
+SECONDS = {"scratch": 40.0, "finetune": 50.0, "source_only": 8000.0}
+"""Each method's wall seconds per run (timing), for the cost column and claims."""
 RISING = {("alpha", "finetune", "a-to-b", 1)}
 """Runs whose validation accuracy still rises at the end: not converged."""
 # Source accuracies (val, test) of the groups' pretrainings.
@@ -113,6 +115,16 @@ def _write_run(
             "protocols": protocols,
             "epochs": 3,
             "convergence": {"converged": True, "reason": "recorded"},
+            "timing": {
+                "train_seconds": SECONDS[method] - 5.0,
+                "images_per_second": 100.0,
+                "wall_seconds": SECONDS[method] + seed,
+                "cpu_seconds": SECONDS[method],
+                "accelerator_seconds": 0.0,
+                "peak_host_mb": 900.0,
+                "peak_accelerator_mb": None,
+                "device": "CPU",
+            },
         },
     )
     log = pd.DataFrame(
@@ -222,9 +234,19 @@ def test_mean_std_and_single_seed(markdown: str) -> None:
 
 def test_avg_needs_every_task(markdown: str) -> None:
     # (92 + 82) / 2 with both tasks present; source_only lacks c-to-b.
-    assert _row(markdown, "Alpha", "Best validation", "target only")[-1] == "87.00"
+    assert _row(markdown, "Alpha", "Best validation", "target only")[2] == "87.00"
     source_only = _row(markdown, "Alpha", "Best validation", "source only")
-    assert source_only[1:] == ["—", "—"]
+    assert source_only[1:3] == ["—", "—"]
+
+
+def test_each_method_shows_its_cost_and_each_claim_its_compute(markdown: str) -> None:
+    # wall seconds 40, 41, 42 (seed added) on the CPU: mean 41 s; source only 8001 s = 2.22 h
+    assert _row(markdown, "Alpha", "Best validation", "target only")[-1] == "41 s (CPU)"
+    assert _row(markdown, "Alpha", "Best validation", "source only")[-1] == "2.22 h (CPU)"
+    assert _row(markdown, "Alpha", "Best validation", "reported: Method X [Paper X]")[-1] == "—"
+    # fine-tune (50-52 s) over target only (40-42 s) on the same pairs: 51 / 41
+    claim = _row(markdown, "Alpha", "Claims", "fine-tune > target only")
+    assert claim[0] == "+4.50 at 1.24x the compute"
 
 
 def test_reported_rows_are_labelled(markdown: str) -> None:
@@ -233,10 +255,12 @@ def test_reported_rows_are_labelled(markdown: str) -> None:
         "91.5",
         "84",
         "—",
+        "—",
     ]
     assert _row(markdown, "Alpha", "Best validation", "reported: Method Y [Paper X]") == [
         "—",
         "88.25",
+        "—",
         "—",
     ]
     assert "Method Z" not in markdown  # none of its tasks are in the group
@@ -298,7 +322,9 @@ def test_claims_csv_matches_the_claims_sections(
         for line, (_, row) in zip(lines, best.iterrows(), strict=True):
             cells = [c.strip() for c in line.strip("|").split("|")]
             assert cells[0].startswith(f"{row.method} ") and cells[0].endswith(f" {row.baseline}")
-            assert cells[1:5] == [
+            diff, _, compute = cells[1].partition(" at ")
+            assert float(compute.partition("x")[0]) == pytest.approx(row.cost_ratio, 0.01, 1e-4)
+            assert [diff, *cells[2:5]] == [
                 f"{row.mean_diff:+.2f}",
                 f"[{row.ci_low:+.2f}, {row.ci_high:+.2f}]",
                 str(row.n),
@@ -325,6 +351,8 @@ def test_frame_for_csv_columns(run_dirs, reported_path) -> None:
         "std",
         "n",
         "unconverged",
+        "run_seconds",
+        "device",
         "kind",
         "source",
     ]
@@ -423,7 +451,7 @@ def test_an_unconverged_seed_marks_its_cells_and_its_claims(
     it, and alpha's claims on fine-tune say `not converged` (beside their Δ and interval)."""
     out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
     fine_tune = _row((out / "tables.md").read_text(), "Alpha", "Best validation", "fine-tune")
-    assert fine_tune == ["96.00† ± 1.00 (3)", "87.00 ± 1.00 (3)", "91.50†"]
+    assert fine_tune == ["96.00† ± 1.00 (3)", "87.00 ± 1.00 (3)", "91.50†", "51 s (CPU)"]
     assert "did not converge: fine-tune on a→b: 1 of 3." in (out / "tables.md").read_text()
     csv = pd.read_csv(out / "tables.csv")
     ours = csv[(csv.kind == "ours") & (csv.group == "alpha") & (csv.protocol == "best_val")]

@@ -37,6 +37,8 @@ CSV_COLUMNS = [
     "std",
     "n",
     "unconverged",
+    "run_seconds",
+    "device",
     "kind",
     "source",
 ]
@@ -100,19 +102,31 @@ def reported_table(reported: Mapping[str, Any], group: GroupTable) -> dict[str, 
     return reported[group.reported]
 
 
+def devices(names: pd.Series) -> str:
+    """The devices some runs ran on, as one text ("" when none recorded one)."""
+    return "/".join(sorted({name for value in names.dropna() for name in value.split("/")}))
+
+
 def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
-    """Per-cell test accuracy (%) over seeds and how many of those runs did not converge,
-    plus the avg column where complete (its count: the tasks' counts summed)."""
+    """Per-cell test accuracy (%) over seeds, how many of those runs did not converge and
+    their mean seconds on their devices, plus the avg column where complete (its count:
+    the tasks' counts summed; its seconds: the mean of the tasks')."""
     runs = frame[frame["group"] == group.name]
     keys = ["protocol", "method_key", "label"]
     stats = (
-        runs.assign(acc=runs["test_acc"] * 100.0, unconverged=~runs["converged"].astype(bool))
+        runs.assign(
+            acc=runs["test_acc"] * 100.0,
+            unconverged=~runs["converged"].astype(bool),
+            run_seconds=runs["run_seconds"].astype(float),
+        )
         .groupby([*keys, "task"])
         .agg(
             mean=("acc", "mean"),
             std=("acc", "std"),  # sample std (ddof=1), NaN when n=1
             n=("acc", "count"),
             unconverged=("unconverged", "sum"),
+            run_seconds=("run_seconds", "mean"),
+            device=("device", devices),
         )
         .reset_index()
     )
@@ -121,7 +135,10 @@ def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     )
     # skipna=False: a method missing any task gets no average.
     avg = means.mean(axis=1, skipna=False).dropna().rename("mean").to_frame()
-    avg["unconverged"] = stats.groupby(keys)["unconverged"].sum().reindex(avg.index)
+    by_method = stats.groupby(keys)
+    avg["unconverged"] = by_method["unconverged"].sum().reindex(avg.index)
+    avg["run_seconds"] = by_method["run_seconds"].mean().reindex(avg.index)
+    avg["device"] = by_method["device"].agg(devices).reindex(avg.index)
     return pd.concat([stats, avg.reset_index().assign(task=AVG)], ignore_index=True)
 
 
@@ -172,10 +189,11 @@ def frame_for_csv(
     """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
 
     Ours: one row per (group, protocol, method, task) with mean/std/n of test
-    accuracy in percent and `unconverged`, how many of the n runs did not converge,
-    plus task `avg` rows where every task has a value.
+    accuracy in percent, `unconverged`, how many of the n runs did not converge, and
+    `run_seconds`, their mean wall time on `device`, plus task `avg` rows where every
+    task has a value.
     Reported: the paper's value as published, `protocol` saying how the paper
-    selected it; no std, n, unconverged or avg (those would be ours, not theirs).
+    selected it; no std, n, unconverged, cost or avg (those would be ours, not theirs).
     """
     parts = []
     for group in groups:
@@ -186,7 +204,13 @@ def frame_for_csv(
             theirs = _reported(table, group)
             parts.append(
                 theirs.assign(
-                    group=group.name, kind="reported", std=math.nan, n=pd.NA, unconverged=pd.NA
+                    group=group.name,
+                    kind="reported",
+                    std=math.nan,
+                    n=pd.NA,
+                    unconverged=pd.NA,
+                    run_seconds=math.nan,
+                    device="",
                 )
             )
     long = pd.concat(parts, ignore_index=True).rename(columns={"label": "method"})

@@ -106,6 +106,7 @@ COLUMNS = [
     "protocol",
     "n",
     "mean_diff",
+    "cost_ratio",
     "ci_low",
     "ci_high",
     "verdict",
@@ -264,13 +265,13 @@ def _verdict(low: float, high: float, relation: str, margin: float | None) -> st
 
 def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.DataFrame:
     """Per (protocol, task, seed) both ran, of the tasks the claim is made for: `method −
-    baseline` test accuracy in points (`stores_less`: the reduction of DSP in percent), and
-    how many of the pair's two runs did not converge (`unconverged`)."""
+    baseline` test accuracy in points (`stores_less`: the reduction of DSP in percent), how
+    many of the pair's two runs did not converge (`unconverged`), and both runs' seconds."""
     runs = frame[(frame["group"] == group) & frame["task"].map(claim.covers).astype(bool)]
     index = ["protocol", "task", "seed"]
     column = "dsp_millions" if claim.relation == "stores_less" else "test_acc"
     method, baseline = (
-        runs[runs["method_key"] == key].set_index(index)[[column, "converged"]]
+        runs[runs["method_key"] == key].set_index(index)[[column, "converged", "run_seconds"]]
         for key in (claim.method, claim.baseline)
     )
     both = pd.concat([method, baseline], axis=1, keys=["method", "baseline"], join="inner")
@@ -286,8 +287,19 @@ def paired_differences(frame: pd.DataFrame, group: str, claim: Claim) -> pd.Data
         {
             "diff": diff,
             "unconverged": (~converged.astype(bool)).sum(axis=1),
+            "method_seconds": both[("method", "run_seconds")].astype(float),
+            "baseline_seconds": both[("baseline", "run_seconds")].astype(float),
         }
     ).reset_index()
+
+
+def cost_ratio(pairs: pd.DataFrame) -> float:
+    """The method's compute over the baseline's on the same pairs (their run seconds
+    summed); NaN when a run of them recorded no time."""
+    method, baseline = (
+        pairs[f"{side}_seconds"].sum(min_count=len(pairs)) for side in ("method", "baseline")
+    )
+    return method / baseline if baseline > 0 else math.nan
 
 
 def evaluate(
@@ -319,6 +331,7 @@ def evaluate(
                     "protocol": protocol,
                     "n": result.n,
                     "mean_diff": result.mean,
+                    "cost_ratio": cost_ratio(chosen),
                     "ci_low": result.low,
                     "ci_high": result.high,
                     "verdict": NOT_CONVERGED if unconverged else result.verdict,

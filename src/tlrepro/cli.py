@@ -82,6 +82,16 @@ def cmd_dvc_plan(args: argparse.Namespace) -> None:
     print(f"wrote {DVC_FILE} and {PARAMS_FILE}")
 
 
+def cmd_estimate(args: argparse.Namespace) -> None:
+    from tlrepro.estimate import calibration_of, render
+
+    page = render(_jobs(args), calibration_of(args.config), args.gpu)
+    if args.write:
+        storage.write_text(args.write, page)
+        print(f"wrote {args.write}")
+    print(page, end="")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS
@@ -304,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     command("validate", cmd_validate, "check the config against the schema and the registries")
     sub = command("plan", cmd_plan, "list the datasets, pretrainings and runs the config implies")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = command(
+        "estimate",
+        cmd_estimate,
+        "the profile's bill before it runs: jobs, runs, images, GPU- and CPU-hours, memory, "
+        "disk and downloads per group and in total, from config/calibration.csv",
+    )
+    sub.add_argument("--gpu", default="NVIDIA H200", help="reference GPU (default: %(default)s)")
+    sub.add_argument("--write", type=Path, help="also write the bill to this markdown file")
     command("dvc-plan", cmd_dvc_plan, "write dvc.yaml and dvc_params.yaml from the config")
     sub = command("list", cmd_list, "list the registered datasets, models or methods")
     sub.add_argument("what", choices=["datasets", "models", "methods"])

@@ -26,6 +26,7 @@ from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest, shares_labe
 from tlrepro.registry import load_object
 from tlrepro.selection import select_epochs
 from tlrepro.train import CHECKPOINT, TensorSet, fit
+from tlrepro.usage import Meter
 
 CHANNELS_LAST = torch.channels_last
 
@@ -82,6 +83,7 @@ def _metrics(
     settings: dict[str, Any],
     digest: str,
     convergence: dict[str, Any],
+    meter: Meter,
 ) -> dict[str, Any]:
     seconds = sum(row["seconds"] for row in history)
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
@@ -94,6 +96,7 @@ def _metrics(
         "timing": {
             "train_seconds": seconds,
             "images_per_second": images / max(seconds, 1e-9),
+            **meter.record(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         },
         "fingerprint": digest,
@@ -213,6 +216,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     """Train the source model on its dataset, selected on the source validation split; fail,
     leaving no model file, when the final model is below the job's quality bar."""
     device = configure_torch(plan)
+    meter = Meter(device)
     data = load_prepared(prepared_dir(plan.profile_name, job.dataset))
     torch.manual_seed(job.seed)
     options = job.options if job.weights is None else {**job.options, "weights": job.weights}
@@ -264,6 +268,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
             {"training": job.training},
             digest,
             _convergence(plan, method, history),
+            meter,
         ),
         SOURCE_ACCURACY: verdict,
     }
@@ -307,6 +312,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     if job.pretrain is not None:
         check_source(job.pretrain)
     device = configure_torch(plan)
+    meter = Meter(device)
     spec = method_spec(job.method)
     target = load_prepared(prepared_dir(plan.profile_name, job.task.target))
     source = (
@@ -396,5 +402,5 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "target_train_fraction": job.target_train_fraction,
     }
     convergence = _convergence(plan, method, history)
-    metrics = _metrics(history, spec.selection, info, settings, digest, convergence)
+    metrics = _metrics(history, spec.selection, info, settings, digest, convergence, meter)
     return _record(method, job.folder, metrics)

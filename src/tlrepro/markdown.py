@@ -22,6 +22,7 @@ from tlrepro.aggregate import (
     AVG,
     check_reference,
     claims_for_csv,
+    devices,
     frame_for_csv,
     reported_table,
 )
@@ -32,6 +33,7 @@ from tlrepro.selection import PROTOCOLS
 
 DSP = "DSP (M)"
 DSP_SUM = "DSP Σ tasks (M)"
+COST = "cost (mean run)"
 MISSING = "—"
 UNCONVERGED = "†"
 
@@ -124,6 +126,31 @@ def _dsp_line(body: pd.DataFrame) -> str | None:
         "benchmark (CMKD's for Office-Home) is such a sum over its tasks, so compare it with "
         "this column."
     )
+
+
+def duration(seconds: float) -> str:
+    """Seconds in the unit a reader compares at a glance: s, min or h."""
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    return f"{seconds / 60:.3g} min" if seconds < 7200 else f"{seconds / 3600:.3g} h"
+
+
+def _with_cost(body: pd.DataFrame, frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
+    """A `COST` column: each method's mean wall time per run on the device it ran on."""
+    runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
+    runs = runs.assign(run_seconds=runs["run_seconds"].astype(float)).dropna(subset=["run_seconds"])
+    if runs.empty:
+        return body
+    by_label = runs.groupby("label").agg(
+        seconds=("run_seconds", "mean"), device=("device", devices)
+    )
+    cells = [
+        f"{duration(by_label.seconds[label])} ({by_label.device[label] or 'device unrecorded'})"
+        if label in by_label.index
+        else MISSING
+        for label in body.index
+    ]
+    return body.assign(**{COST: cells})
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
@@ -235,9 +262,10 @@ def _claim_row(row: pd.Series, reported: Mapping[str, Any]) -> list[str]:
         else f"{_signed(row['paper_diff'])} ({row['paper_cells']})"
     )
     shorts = dict.fromkeys(reported[key].get("short", key) for key in row["sources"].split(";"))
+    compute = "" if pd.isna(row["cost_ratio"]) else f" at {row['cost_ratio']:.3g}x the compute"
     return [
         statement,
-        _signed(row["mean_diff"]),
+        _signed(row["mean_diff"]) + compute,
         interval,
         str(row["n"]),
         row["verdict"],
@@ -288,7 +316,8 @@ def _claims_lines(
         _reference_line(frame, group),
         "",
         "Δ: method − baseline in test accuracy points at the best validation epoch, mean over "
-        "the (task, seed) pairs where both ran; the other protocols are in the claims CSV "
+        "the (task, seed) pairs where both ran, at kx the compute: the method's run time over the "
+        "baseline's, summed over those pairs; the other protocols are in the claims CSV "
         "beside this file. Detectable: the smallest |Δ| these pairs detect at their spread "
         f"(a {claims_module.POWER * 100:.0f} % chance that the paired t-interval excludes 0 "
         "on Δ's side); seeds needed: the seeds per task that would detect the paper's Δ at "
@@ -335,7 +364,7 @@ def _group_section(
             rows.index = [f"reported: {label} [{short}]" for label in rows.index]
             body = pd.concat([body, rows])
         if protocol == "best_val":
-            body = _with_dsp(body, frame, group)
+            body = _with_cost(_with_dsp(body, frame, group), frame, group)
         lines.append(_markdown_table(body))
         if protocol == "best_val" and (dsp_line := _dsp_line(body)):
             lines += ["", dsp_line]

@@ -43,6 +43,8 @@ FRAME_COLUMNS = [
     "dsp_millions",
     "converged",
     "convergence",
+    "run_seconds",
+    "device",
 ]
 LOG_TAGS = ("method_key", "label", "task", "seed")
 """The columns `load_logs` adds to every run's log.csv."""
@@ -157,6 +159,7 @@ def collect(
         for method_key, label, task, seed, run_dir in group.runs(run_dirs):
             metrics = read_metrics(run_dir / METRICS_FILE)
             convergence = judge_convergence(run_dir, metrics, criterion)
+            timing = metrics.get("timing", {})
             for protocol in PROTOCOLS:
                 entry = metrics["protocols"][protocol]
                 rows.append(
@@ -174,6 +177,9 @@ def collect(
                         "dsp_millions": metrics.get("dsp_millions", math.nan),
                         "converged": convergence["converged"],
                         "convergence": convergence["reason"],
+                        # the run's wall time on its device (absent before runs recorded it)
+                        "run_seconds": timing.get("wall_seconds", math.nan),
+                        "device": timing.get("device"),
                     }
                 )
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)

@@ -1,0 +1,39 @@
+"""What a run cost, recorded beside its results (metrics.json's `timing`): the tables
+put each method's cost next to its accuracy, and the estimates are checked against it."""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import torch
+
+
+class Meter:
+    """Wall, CPU and accelerator seconds and peak memory from its creation to `record`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.wall = time.perf_counter()
+        self.cpu = time.process_time()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def record(self) -> dict[str, Any]:
+        """The usage so far. Peak host memory is the process's (getrusage): for the later
+        seeds of a multi-seed job, the job's peak so far. Accelerator seconds are the
+        seconds the run held the GPU (its wall time there), 0 on the CPU. A resumed run
+        counts only what its last process did."""
+        wall = time.perf_counter() - self.wall
+        cuda = self.device.type == "cuda"
+        return {
+            "wall_seconds": wall,
+            "cpu_seconds": time.process_time() - self.cpu,
+            "accelerator_seconds": wall if cuda else 0.0,
+            "peak_host_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_accelerator_mb": (
+                torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else None
+            ),
+            "device": torch.cuda.get_device_name(self.device) if cuda else "CPU",
+        }

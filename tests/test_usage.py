@@ -1,0 +1,16 @@
+"""A run's usage record (metrics.json `timing`): what the tables' cost column reads."""
+
+from __future__ import annotations
+
+import torch
+
+from tlrepro.usage import Meter
+
+
+def test_meter_records_wall_cpu_and_peak_memory_on_the_cpu():
+    meter = Meter(torch.device("cpu"))
+    torch.randn(256, 256) @ torch.randn(256, 256)
+    usage = meter.record()
+    assert usage["wall_seconds"] > 0 and usage["cpu_seconds"] > 0
+    assert usage["accelerator_seconds"] == 0.0 and usage["peak_accelerator_mb"] is None
+    assert usage["peak_host_mb"] > 10 and usage["device"] == "CPU"
