@@ -126,8 +126,12 @@ def test_unknown_profile_is_reported():
 
 def test_source_only_is_skipped_where_label_spaces_differ():
     plan = build_plan(load_config(REPO / "config" / "config.yaml", "quick"))
-    source_only = {run.task.name for run in plan.runs if run.method == "source_only"}
-    assert source_only == {"digits_syn-to-digits_uci"}
+    assert "source_only" in plan.groups()["gradmf"]["methods"]
+    # letters -> digits and MNIST 5-9 -> 0-4: the same label indices, other classes
+    assert not {run.task.name for run in plan.runs if run.method == "source_only"}
+    paper = build_plan(load_config(REPO / "config" / "config.yaml", "paper"))
+    source_only = {run.task.name for run in paper.runs if run.method == "source_only"}
+    assert "mnist-to-svhn" in source_only and "mnist_5to9-to-mnist_0to4" not in source_only
 
 
 def test_cli_and_snakemake_reject_the_typo_with_the_key_named(tmp_path):
