@@ -129,15 +129,20 @@ def _write_run(
     )
     log = pd.DataFrame(
         {
-            "epoch": [1, 2, 3],
-            "train_loss": [1.0, 0.5, 0.4],
-            "train_acc": [0.5, 0.8, 0.9],
-            "val_loss": [0.9, 0.6, 0.6],
-            "val_acc": [acc - 0.04, acc - 0.02, acc + 0.02] if rising else [acc + 0.02] * 2 + [acc],
-            "test_loss": [0.9, 0.6, 0.6],
-            "test_acc": [acc + 0.01, acc, acc - 0.01],
-            "lr": [0.1, 0.05, 0.0],
-            "seconds": [1.0, 1.0, 1.0],
+            "epoch": [1, 2, 3, 4],
+            "train_loss": [1.5, 1.0, 0.5, 0.4],
+            "train_acc": [0.3, 0.5, 0.8, 0.9],
+            "val_loss": [1.2, 0.9, 0.6, 0.6],
+            # the convergence criterion's window is the last 2 epochs: rising, or flat
+            "val_acc": (
+                [acc - 0.06, acc - 0.04, acc - 0.02, acc + 0.02]
+                if rising
+                else [acc - 0.1, acc + 0.02, acc + 0.02, acc]
+            ),
+            "test_loss": [1.2, 0.9, 0.6, 0.6],
+            "test_acc": [acc - 0.1, acc + 0.01, acc, acc - 0.01],
+            "lr": [0.1, 0.1, 0.05, 0.0],
+            "seconds": [1.0, 1.0, 1.0, 1.0],
         }
     )
     log.to_csv(run_dir / "log.csv", index=False)
