@@ -17,6 +17,14 @@ def test_a_rising_curve_has_not_converged():
     assert "above the tolerance" in verdict["reason"]
 
 
+def test_one_low_epoch_at_a_plateau_is_not_a_climb():
+    curve = [0.2, 0.4, 0.6, 0.7, 0.72, 0.71, 0.72, 0.73, 0.72, 0.74, 0.72, 0.723, 0.717, 0.74]
+    curve += [0.723, 0.743]
+    verdict = CRITERION.judge(curve)
+    assert verdict["window"] == 4 and verdict["converged"]
+    assert verdict["gain"] == pytest.approx(0.003)
+
+
 def test_a_plateau_has_converged():
     verdict = CRITERION.judge([0.30, 0.60, 0.75, 0.80, 0.81, 0.812, 0.815, 0.817])
     assert verdict["converged"]
@@ -40,12 +48,13 @@ def test_a_curve_still_climbing_in_its_last_quarter_has_not_converged():
 def test_a_curve_that_peaked_earlier_has_converged():
     verdict = CRITERION.judge([0.5, 0.9, 0.92, 0.91, 0.90, 0.89])
     assert verdict["converged"]
-    assert verdict["gain"] == 0
+    assert verdict["gain"] < 0
 
 
 def test_the_tolerance_is_inclusive_and_the_window_grows_with_the_epochs():
     assert Criterion(tolerance=0.125).judge([0.5, 0.5, 0.5, 0.625])["converged"]
     assert not Criterion(tolerance=0.124).judge([0.5, 0.5, 0.5, 0.625])["converged"]
+    assert CRITERION.judge([0.5] * 7 + [0.6])["gain"] == pytest.approx(0.1)
     assert CRITERION.window_epochs(20) == 5
     assert CRITERION.window_epochs(3) == 2
 

@@ -3,16 +3,17 @@
 A number is only worth printing if its run converged. The criterion (docs/README.md,
 "Convergence") looks at the selection split's accuracy per epoch: the run has converged
 when its accuracy stopped rising over its last `window` of epochs (a fraction of them, at
-least `min_window`): the best of those epochs is at most `tolerance` above the first of
-them. A curve still rising at the end fails; a plateau, or a curve that peaked earlier and
-then dipped, passes. A run that trained fewer epochs before its window than in it cannot
-show a plateau: not converged.
+least `min_window`): the best epoch of the window's later half is at most `tolerance`
+above the best of its earlier half. A curve still rising at the end fails; a plateau, or
+a curve that peaked earlier and then dipped, passes. A run that trained fewer epochs
+before its window than in it cannot show a plateau: not converged.
 
-Why the window's own start, not the best epoch before it: under a cosine schedule the
+Why within the window, not against the best epoch before it: under a cosine schedule the
 rate falls to a few percent of its peak in the last quarter, and the accuracy often
 settles a few points higher there than it was while the rate was high and the curve
 noisy. That step is the schedule's, not a sign the run was cut short; a curve that still
-climbs within the last quarter is.
+climbs within the last quarter is. Best against best (not against the window's first
+epoch) so that one low epoch at a plateau is not read as a climb.
 
 Like the source models' bars, the criterion is a reporting setting (the profile's
 `convergence`), not part of a run's identity: a run records its judgement in metrics.json
@@ -59,16 +60,18 @@ class Criterion:
                 "gain": None,
                 "reason": f"{epochs} epochs cannot show a plateau over a {window}-epoch window",
             }
-        gain = max(val_acc[-window:]) - val_acc[-window]
+        last = val_acc[-window:]
+        gain = max(last[window // 2 :]) - max(last[: window // 2])
         converged = gain <= self.tolerance + 1e-9  # float noise: 0.76 - 0.75 > 0.01
         return {
             **record,
             "converged": converged,
             "gain": gain,
             "reason": (
-                f"over the last {window} of {epochs} epochs the validation accuracy rose by "
-                f"{gain * 100:.2f} points at most ({'within' if converged else 'above'} the "
-                f"tolerance of {self.tolerance * 100:.2f})"
+                f"the later half of the last {window} of {epochs} epochs changed the best "
+                f"validation accuracy by {gain * 100:+.2f} points "
+                f"({'within' if converged else 'above'} the tolerance of "
+                f"{self.tolerance * 100:.2f})"
             ),
         }
 
