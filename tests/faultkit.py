@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 DAMAGES = ("flip", "truncate")
+REPORT: list[str] = []
+"""What the fault suites tried and what came of it; printed after the test session."""
 
 
 def damage(path: Path, how: str, rng: random.Random) -> str:
@@ -27,6 +29,32 @@ def damage(path: Path, how: str, rng: random.Random) -> str:
     size = rng.randrange(0, len(data))
     path.write_bytes(bytes(data[:size]))
     return f"truncated from {len(data)} to {size} bytes"
+
+
+def _parents() -> dict[int, int]:
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc."""
+    parents = _parents()
+    found, frontier = [], [pid]
+    while frontier:
+        kids = [child for child, parent in parents.items() if parent == frontier[-1]]
+        frontier.pop()
+        found += kids
+        frontier += kids
+    return found
+
+
+def command_line(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return ""
 
 
 def mount(*args: str) -> subprocess.CompletedProcess:
