@@ -135,3 +135,14 @@ def test_the_cli_prints_a_fault_as_one_line_without_a_traceback(capsys, monkeypa
     monkeypatch.setattr("tlrepro.cli._plan", fail)
     assert main(["validate"]) == 2
     assert capsys.readouterr().err == f"tlrepro validate: error: {error}\n"
+
+
+def test_a_damaged_rst_export_is_refused_before_it_touches_the_model(tmp_path):
+    from tlrepro.layout import RST_FILE
+    from tlrepro.methods.cmkd import load_rst
+
+    storage.save_tensors(tmp_path / RST_FILE, {"head.weight": torch.ones(4, 2)})
+    storage.write_json(tmp_path / "metrics.json", {"files": storage.record_files(tmp_path)})
+    damage(tmp_path / RST_FILE, "flip", random.Random(2))
+    with pytest.raises(DamagedFileError, match=rf"{RST_FILE}: (its sha256|not a readable)"):
+        load_rst(None, tmp_path / RST_FILE)  # type: ignore[arg-type]
