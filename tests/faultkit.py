@@ -17,13 +17,14 @@ REPORT: list[str] = []
 
 
 def damage(path: Path, how: str, rng: random.Random) -> str:
-    """Flip 8 seeded bytes of `path` (each xor a nonzero mask) or cut it to a seeded length
-    short of its end; returns what was done, for the suite's report."""
+    """Flip one bit in each of 8 seeded bytes of `path` (one of the low 7: text stays ASCII,
+    and a JSON file often stays valid JSON) or cut it to a seeded length short of its end;
+    returns what was done, for the suite's report."""
     data = bytearray(path.read_bytes())
     if how == "flip":
         where = sorted(rng.sample(range(len(data)), min(8, len(data))))
         for index in where:
-            data[index] ^= rng.randrange(1, 256)
+            data[index] ^= 1 << rng.randrange(7)
         path.write_bytes(bytes(data))
         return f"flipped bytes {where} of {len(data)}"
     size = rng.randrange(0, len(data))
