@@ -197,7 +197,7 @@ def test_a_full_disk_and_a_read_only_results_folder_then_space_returns(reference
         # a job that gets further says "cannot write <file>: read-only file system"
         said_so = re.search(r"Write-protected output files|cannot write \S+: read-only", said)
         assert said_so, said[-3000:]
-        named = sorted(set(re.findall(rf"{where}\S+", said[said_so.start() :])))
+        named = sorted(set(re.findall(rf"{where}[^\s,]+", said[said_so.start() :])))
         assert named, said[-3000:]
         REPORT.append(f"read-only {folder.relative_to(root)}: '{said_so.group(0)}', naming {named}")
         remount(folder, "rw")
