@@ -147,9 +147,11 @@ def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
 
 def verified(path: str | os.PathLike) -> Path:
     """`path`, a file of a finished job, once its sha256 matches the one the job recorded in
-    the metrics.json beside it (a file it does not list is returned unchecked)."""
+    the metrics.json beside it (a file with no such record, e.g. an export copied out of its
+    run folder, is returned unchecked)."""
     path = Path(path)
-    expected = read_json(path.parent / METRICS_FILE).get(FILES, {}).get(path.name)
+    record = path.parent / METRICS_FILE
+    expected = read_json(record).get(FILES, {}).get(path.name) if record.exists() else None
     if expected is not None and sha256_file(path) != expected:
         raise DamagedFileError(
             path, f"its sha256 differs from the one {path.parent / METRICS_FILE} recorded"
