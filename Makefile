@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup fashion-mnist tables test test-long test-cluster test-rehearsal lint dry-run dvc-plan pull estimate
+.PHONY: setup fashion-mnist tables test test-long test-cluster test-faults test-rehearsal lint dry-run dvc-plan pull estimate
 
 setup: $(STAMP)
 
@@ -59,6 +59,12 @@ test-long: setup
 ## slurm-client munge installed; .ci/run installs them)
 test-cluster: setup
 	pytest -q -m cluster
+
+## fault injection (runners killed again and again, damaged files, a full disk, a read-only
+## results folder) and DVC over a real SSH remote; prints what it tried at the end. Needs
+## root for its tmpfs mounts (else those tests skip, saying why) and Debian's openssh-server
+test-faults: setup
+	pytest -q -m faults
 
 ## the paper profile's rehearsal (tlrepro.rehearsal) through Snakemake in a scratch copy;
 ## a part of it: make test-rehearsal REHEARSAL_TARGET=group_cmkd_office31_vit

@@ -16,6 +16,16 @@ BIN = Path(sys.executable).parent
 TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault suites' account of what they tried (faults, kill points, files, outcomes)."""
+    from .faultkit import REPORT
+
+    if REPORT:
+        terminalreporter.section("faults injected")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
 def tiny_config() -> dict:
     """The small test config (.test/config.yaml): the quick profile shrunk to seconds,
     300 rendered digits, 3 epochs, 2 seeds; a fresh copy each call."""

@@ -5,7 +5,11 @@ clients find it through `SLURM_CONF`, so nothing is written to /etc/slurm: a slu
 there naming a controller that is not running makes every later `snakemake` call on the
 machine wait ~10 s (the Slurm plugin runs `scontrol show config` when it loads).
 The daemons run in the foreground as children of the test (there is no systemd), and
-exactly those processes are stopped at the end, after every job has been cancelled.
+exactly those processes are stopped at the end, after every job has been cancelled and
+every process of the jobs ended by PID: slurmd's proctrack/linuxproc follows a job's
+processes by parentage, so one reparented to PID 1 (a Snakemake job step whose srun was
+killed) escapes it; the cluster finds them by the job id and the cluster's SLURM_CONF
+in their environment instead.
 Written for Debian's Slurm 22.05 (`slurmctld slurmd slurm-client munge`).
 """
 
@@ -15,6 +19,7 @@ import contextlib
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -186,8 +191,49 @@ class SlurmCluster:
                 start_new_session=True,
             )
 
+    def job_processes(self) -> list[int]:
+        """The processes of this cluster's jobs still alive, wherever they were reparented:
+        those with a SLURM_JOB_ID and this cluster's SLURM_CONF in their environment."""
+        conf = f"SLURM_CONF={self.env['SLURM_CONF']}".encode()
+        found = []
+        for environ in Path("/proc").glob("[0-9]*/environ"):
+            try:
+                variables = environ.read_bytes().split(b"\0")
+            except OSError:  # ended meanwhile
+                continue
+            if conf in variables and any(v.startswith(b"SLURM_JOB_ID=") for v in variables):
+                found.append(int(environ.parent.name))
+        return found
+
+    def end_job_processes(self, timeout: float = 15) -> list[int]:
+        """SIGKILL every process of this cluster's jobs (what a dead node does to them) and
+        wait until they are gone; returns their PIDs."""
+        ended = self.job_processes()
+        for pid in ended:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while (alive := [p for p in ended if Path(f"/proc/{p}").exists()]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        if alive:
+            raise RuntimeError(f"processes {alive} of the test's jobs survived SIGKILL")
+        return ended
+
+    def node(self) -> str:
+        return self.run(["sinfo", "--noheader", "--format=%N"]).stdout.strip()
+
+    def set_node(self, state: str) -> None:
+        """`down` (its jobs end as NODE_FAIL) or `resume`, as an administrator would."""
+        self.run(
+            ["scontrol", "update", f"nodename={self.node()}", f"state={state}"]
+            + (["reason=tlrepro-test"] if state == "down" else [])
+        )
+
     def stop(self) -> None:
-        """Cancel every job and wait for them to end, then stop our daemons, newest first."""
+        """Cancel every job and wait for them to end, end any process of them left, then
+        stop our daemons, newest first."""
         if "slurmctld" in self.daemons and self.daemons["slurmctld"].poll() is None:
             self.run(["scancel", "--user", getpass.getuser()], check=False)
             with contextlib.suppress(RuntimeError):
@@ -196,6 +242,7 @@ class SlurmCluster:
                     "every job to end",
                     timeout=30,
                 )
+        self.end_job_processes()
         for proc in reversed(self.daemons.values()):
             if proc.poll() is None:
                 proc.terminate()

@@ -5,8 +5,10 @@ they need Debian's slurmctld, slurmd, slurm-client and munge. One Snakemake run 
 small config through the profile carries most checks: every job goes through sbatch,
 one transfer job is cancelled mid-run with scancel and the profile's retry resumes it,
 the training jobs ask for a GPU each on a node with two, and the metrics equal those of
-a local run. Every Snakemake call runs under `timeout -k`; the cluster fixture cancels
-any job left and stops exactly the daemons it started.
+a local run. Two more runs have a job killed by the scheduler (its time limit, a node
+failure) and resumed from its checkpoint. Every Snakemake call runs under `timeout -k`;
+the cluster fixture cancels any job left, ends by PID any process of its jobs still alive,
+stops exactly the daemons it started, and asserts that no process of the jobs survived.
 """
 
 from __future__ import annotations
@@ -96,6 +98,7 @@ def cluster(tmp_path_factory):
         yield started
     alive = [name for name, proc in started.daemons.items() if proc.poll() is None]
     assert not alive, f"still running after the cluster was stopped: {alive}"
+    assert not started.job_processes(), "processes of the test's jobs outlived the cluster"
 
 
 def cluster_env(cluster: SlurmCluster) -> dict[str, str]:
@@ -257,3 +260,83 @@ def test_metrics_equal_those_of_a_local_run(slurm_run, local_run):
         assert without_timing(slurm_run.root / path) == without_timing(local_run / path), path
     tables = "results/tables.md"
     assert (slurm_run.root / tables).read_text() == (local_run / tables).read_text()
+
+
+TARGET = f"{CANCELLED}/metrics.json"
+SCHEDULER_FAULTS = {
+    # Slurm's own kill at the job's time limit: 1 min is the least it has, so the run is
+    # made long enough to reach it; the job ends as TIMEOUT and the next invocation resumes
+    "time_limit": (150, ["--set-resources", "transfer:runtime=1"]),
+    # the node dies: set down, every process of its jobs killed (by PID), back up at once;
+    # Slurm requeues the job (its default, JobRequeue=1) or the next invocation reruns it
+    "node_failure": (8, []),
+}
+
+
+def one_run_config(epochs: int) -> dict:
+    """cluster_config() down to its scratch run, with `epochs` epochs."""
+    config = cluster_config()
+    group = config["profiles"]["quick"]["groups"]["baselines"]
+    group["methods"] = {"scratch": {"training": {"epochs": epochs}}}
+    return config
+
+
+def node_state(cluster: SlurmCluster) -> str:
+    return cluster.run(["sinfo", "--noheader", "--format=%T"]).stdout.strip()
+
+
+@pytest.mark.parametrize("fault", SCHEDULER_FAULTS)
+def test_a_job_the_scheduler_kills_resumes_from_its_checkpoint_with_the_same_metrics(
+    cluster, tmp_path, fault
+):
+    epochs, args = SCHEDULER_FAULTS[fault]
+    local = make_workspace(tmp_path / "local", one_run_config(epochs))
+    run(snakemake("--cores", "2", TARGET), local)
+    root = make_workspace(tmp_path / "repo", one_run_config(epochs))
+    checkpoint = root / CANCELLED / "checkpoints" / "last.pt"
+    env = cluster_env(cluster)
+    earlier = {j["id"] for j in cluster.jobs()}
+
+    def scratch_jobs() -> list[dict[str, str]]:
+        return [
+            j
+            for j in cluster.jobs()
+            if f"_scratch_{TASK}" in j["comment"] and j["id"] not in earlier
+        ]
+
+    first = subprocess.Popen(
+        on_slurm(TARGET, "--retries", "0", *args),
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    killed: list[int] = []
+    try:
+        while first.poll() is None:
+            if fault == "node_failure" and not killed and checkpoint.exists() and scratch_jobs():
+                cluster.set_node("down")
+                killed = cluster.end_job_processes()
+                if node_state(cluster).startswith(("down", "drain")):
+                    cluster.set_node("resume")
+            time.sleep(0.25)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+            first.wait()
+    states = [j["state"] for j in scratch_jobs()]
+    if fault == "time_limit":
+        assert first.returncode not in (0, 124, 137) and states == ["TIMEOUT"], states
+    else:
+        assert killed, "the node failed before any process of the job could be killed"
+    if not (root / TARGET).exists():  # not requeued by Slurm: the next invocation resumes
+        assert checkpoint.exists()
+        cluster.wait_until(lambda: node_state(cluster) == "idle", "the node back", timeout=60)
+        second = subprocess.run(on_slurm(TARGET), cwd=root, env=env, capture_output=True, text=True)
+        assert second.returncode == 0, second.stdout + second.stderr
+    log = "".join(p.read_text() for p in (root / "logs").rglob("*.log"))
+    resumed = re.search(rf"resuming from {CANCELLED}/checkpoints/last.pt after epoch (\d+)", log)
+    assert resumed and 1 <= int(resumed.group(1)) < epochs, log
+    assert without_timing(root / TARGET) == without_timing(local / TARGET)
+    assert not cluster.job_processes(), "a process of the killed job survived"

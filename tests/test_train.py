@@ -13,7 +13,14 @@ from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.erm_settings import ERMSettings
 from tlrepro.models.registry import build_model
-from tlrepro.train import CHECKPOINT, NonFiniteLossError, StreamSampler, TensorSet, fit
+from tlrepro.train import (
+    CHECKPOINT,
+    NonFiniteLossError,
+    StreamSampler,
+    TensorSet,
+    fit,
+    read_checkpoint,
+)
 
 TRAINING_DEFAULTS = default_training()
 
@@ -29,7 +36,7 @@ def random_set(n: int, seed: int) -> TensorSet:
 
 
 def train_with(
-    run_dir: Path, seed: int, method_class: type = ERM, **overrides
+    run_dir: Path, seed: int, method_class: type = ERM, log=print, **overrides
 ) -> tuple[list[dict], dict]:
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
@@ -52,6 +59,7 @@ def train_with(
         seed,
         "fingerprint",
         progress=False,
+        log=log,
     )
     return history, method.state_dict()
 
@@ -96,7 +104,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, monkeypa
     monkeypatch.setattr(ERMInterruptedAt, "stop_step", 8)  # 6 steps an epoch: inside epoch 2
     with pytest.raises(Interrupted):
         train_with(tmp_path / "resumed", 0, ERMInterruptedAt, epochs=3)
-    assert torch.load(tmp_path / "resumed" / CHECKPOINT, weights_only=True)["epoch"] == 1
+    assert read_checkpoint(tmp_path / "resumed" / CHECKPOINT)["epoch"] == 1
     resumed, state_resumed = train_once(tmp_path / "resumed", seed=0, epochs=3)
     assert without_timing(resumed) == without_timing(full)
     assert all(torch.equal(state_full[k], state_resumed[k]) for k in state_full)

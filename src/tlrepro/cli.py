@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlrepro import storage
-from tlrepro.config import DEFAULT_CONFIG, ConfigError, load_config
+from tlrepro.config import DEFAULT_CONFIG, load_config
+from tlrepro.errors import PipelineError
 from tlrepro.jobs import Jobs, parse_seeds, plan_jobs
 from tlrepro.layout import (
     active_tables,
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError,
+    PipelineError,
     UnknownNameError,
     PlanError,
     FileNotFoundError,

@@ -15,14 +15,11 @@ from typing import Any
 import yaml
 
 from tlrepro.config_expand import ExpandError, expand_config, training_defaults
+from tlrepro.errors import ConfigError
 from tlrepro.layout import REPO_ROOT
 
 DEFAULT_CONFIG = Path("config/config.yaml")
 SCHEMA_NAME = "schema.yaml"
-
-
-class ConfigError(ValueError):
-    """The config is wrong; the message says where and how to fix it."""
 
 
 def schema_path(config_path: Path) -> Path:

@@ -15,6 +15,7 @@ import torch
 from tlrepro import codebase, storage
 from tlrepro.convergence import Criterion, not_applicable
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
+from tlrepro.errors import PipelineError
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
@@ -115,9 +116,16 @@ def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, 
     state = method.saved_state()
     storage.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
     metrics = {**metrics, **method.export(folder)}
-    storage.write_json(folder / METRICS_FILE, metrics)
+    _write_metrics(folder, metrics)
     (folder / CHECKPOINT).unlink(missing_ok=True)
     return metrics
+
+
+def _write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
+    """metrics.json, the completion marker, with the sha256 of the files it completes."""
+    storage.write_json(
+        folder / METRICS_FILE, {**metrics, storage.FILES: storage.record_files(folder)}
+    )
 
 
 def pretraining_settings(job: PretrainJob) -> Settings:
@@ -133,7 +141,7 @@ SOURCE_ACCURACY = "source_accuracy"
 """metrics.json key of a pretraining's quality check (`judge_source`); tables read it."""
 
 
-class SourceModelError(RuntimeError):
+class SourceModelError(PipelineError, RuntimeError):
     """A source model that failed its quality bar: it must not feed any transfer run."""
 
 
@@ -210,6 +218,7 @@ def check_source(job: PretrainJob) -> None:
         )
     if not job.checkpoint.exists():
         raise SourceModelError(f"{job.checkpoint} is missing; run {rerun}")
+    storage.verified(job.checkpoint)
 
 
 def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[str, Any]:
@@ -277,7 +286,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     # The record of the failure, and no model file beside it; the resume state stays, so
     # that a rerun with a lower bar judges these weights again without retraining.
     job.checkpoint.unlink(missing_ok=True)
-    storage.write_json(job.folder / METRICS_FILE, metrics)
+    _write_metrics(job.folder, metrics)
     raise SourceModelError(
         f"{_below_bar_message(job, verdict)}, so it is not saved as a source model and no "
         f"transfer run can start from it. {_what_to_try(job)}. The trained state stays in "

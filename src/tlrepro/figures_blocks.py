@@ -36,7 +36,7 @@ def last_epoch_usage(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """One row per run: its group (the folder 4 levels up from seed<k>) and last-epoch usage."""
     rows = []
     for run_dir in map(Path, run_dirs):
-        log = pd.read_csv(run_dir / LOG_FILE)
+        log = pd.read_csv(storage.verified(run_dir / LOG_FILE))
         columns = [c for c in log.columns if c.startswith(PREFIX)]
         if not columns:
             raise ValueError(f"{run_dir}/log.csv has no {PREFIX}* columns (not a SpotTune run?)")

@@ -142,7 +142,7 @@ def judge_convergence(
             f"{run_dir / METRICS_FILE} records no convergence (written before runs were "
             "judged): delete the run folder and rerun it"
         )
-    val_acc = pd.read_csv(run_dir / LOG_FILE)["val_acc"].tolist()
+    val_acc = pd.read_csv(storage.verified(run_dir / LOG_FILE))["val_acc"].tolist()
     return judge_again(metrics["convergence"], val_acc, criterion)
 
 
@@ -188,7 +188,9 @@ def collect(
 def load_logs(group: GroupTable, run_dirs: Mapping[RunKey, Path]) -> pd.DataFrame:
     """Every run's log.csv of the group, tagged with `LOG_TAGS`."""
     logs = [
-        pd.read_csv(run_dir / LOG_FILE).assign(method_key=key, label=label, task=task, seed=seed)
+        pd.read_csv(storage.verified(run_dir / LOG_FILE)).assign(
+            method_key=key, label=label, task=task, seed=seed
+        )
         for key, label, task, seed, run_dir in group.runs(run_dirs)
     ]
     if not logs:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import math
 import time
@@ -42,6 +43,7 @@ from tlrepro.augment import (
     resize,
     strong_view,
 )
+from tlrepro.errors import DamagedFileError
 from tlrepro.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
 from tlrepro.methods.base import Method
 
@@ -220,10 +222,49 @@ def write_log(path: Path, history: list[dict[str, float]]) -> None:
     storage.write_text(path, buffer.getvalue())
 
 
+CHECKPOINT_MAGIC = b"tlrepro-checkpoint sha256="
+"""A checkpoint is this line with the sha256 of what follows, then torch.save's bytes: torch
+reads a zip whose stored tensors can be corrupt without it noticing."""
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode()
+    with storage.atomic_output(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(CHECKPOINT_MAGIC + digest + b"\n")
+        handle.write(payload)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The state in `path`; any file that is not a whole checkpoint of ours raises."""
+    header, _, payload = path.read_bytes().partition(b"\n")
+    if header != CHECKPOINT_MAGIC + hashlib.sha256(payload).hexdigest().encode():
+        raise DamagedFileError(path, "truncated, corrupt or not a tlrepro checkpoint")
+    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise DamagedFileError(path, "not a tlrepro checkpoint")
+    return state
+
+
 def _load_checkpoint(path: Path, fingerprint: str, log) -> dict[str, Any] | None:
+    """The resume state, if `path` holds one of this run. One that cannot be loaded is moved
+    aside (kept for inspection) and the run starts again from its first epoch: a rerun,
+    unattended or on a cluster, must never be stuck on it."""
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = read_checkpoint(path)
+    except Exception as error:  # whatever the bytes make torch raise, the way on is the same
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        path.rename(aside)
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log(
+            f"warning: {path} cannot be loaded ({reason}); kept as {aside}, "
+            "training again from the first epoch"
+        )
+        return None
     if state.get("fingerprint") != fingerprint:
         log(f"ignoring {path}: it belongs to a different configuration of this run")
         return None
@@ -330,19 +371,18 @@ def fit(
             row[name] = total / steps_per_epoch
         history.append(row)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=f"{row['val_acc']:.3f}")
-        with storage.atomic_output(checkpoint_path) as tmp:
-            torch.save(
-                {
-                    "epoch": epoch,
-                    "fingerprint": fingerprint,
-                    "method": method.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(device),
-                    "history": history,
-                },
-                tmp,
-            )
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "epoch": epoch,
+                "fingerprint": fingerprint,
+                "method": method.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(device),
+                "history": history,
+            },
+        )
         write_log(Path(run_dir) / LOG_FILE, history)
     bar.close()
     # Again after the loop: a run killed after its last checkpoint resumes with no

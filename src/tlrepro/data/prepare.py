@@ -17,6 +17,7 @@ from torch import Tensor
 
 from tlrepro import storage
 from tlrepro.data.registry import builder_for, dataset_spec
+from tlrepro.errors import DamagedFileError
 from tlrepro.layout import MANIFEST
 from tlrepro.registry import load_object
 
@@ -231,7 +232,7 @@ def load_prepared(folder: Path, verify: bool = True) -> PreparedDataset:
     for split, entry in manifest["splits"].items():
         path = folder / entry["file"]
         if verify and storage.sha256_file(path) != entry["sha256"]:
-            raise ValueError(f"{path}: sha256 differs from {manifest_path}; prepare it again")
+            raise DamagedFileError(path, f"its sha256 differs from the one {manifest_path} records")
         tensors = storage.load_tensors(path)
         splits[split] = (tensors["images"], tensors["labels"])
     return PreparedDataset(

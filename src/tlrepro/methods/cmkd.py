@@ -336,7 +336,7 @@ def load_rst(pretrained: ClipClassifier, path: Path) -> ClipClassifier:
     """Rebuild a CMKD+RST model: the pretrained CLIP (as loaded from its checkpoint) with the
     sparse residual written into its encoder and the stored task head. Modifies and returns
     `pretrained`."""
-    tensors = storage.load_tensors(path)
+    tensors = storage.load_tensors(storage.verified(path))
     parameters = dict(pretrained.encoder.named_parameters())
     with torch.no_grad():
         for key, index in tensors.items():

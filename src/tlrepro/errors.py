@@ -1,0 +1,43 @@
+"""The faults a user can act on, as one small family shared by the config, storage and the
+jobs: each message names the file (or the config key), what is wrong and the way forward,
+and the CLI prints it as one line instead of a traceback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class PipelineError(Exception):
+    """A fault whose message already says where and what to do."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """The config is wrong; the message says where and how to fix it."""
+
+
+def rebuild_command(path: str | os.PathLike) -> str:
+    """How either runner rebuilds one of the pipeline's files: Snakemake reruns the job of a
+    named file with --force; DVC reruns (or restores from its cache) a stage whose output
+    no longer matches dvc.lock."""
+    return f"`snakemake --cores all --force {path}` (or `dvc repro`)"
+
+
+class DamagedFileError(PipelineError, ValueError):
+    """A file the pipeline reads is corrupt, truncated or not one it wrote: never used."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = Path(path)
+        super().__init__(f"{path}: {problem}; rebuild it with {rebuild_command(path)}")
+
+
+class StorageError(PipelineError, OSError):
+    """A file could not be written (full disk, read-only or unwritable folder); nothing
+    half-written is left behind."""
+
+    def __init__(self, path: str | os.PathLike, problem: str):
+        self.path = Path(path)
+        super().__init__(
+            f"cannot write {path}: {problem}; nothing half-written was kept. Make room (or "
+            f"make {Path(path).parent} writable) and run the same command again"
+        )
