@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, make_workspace, run, tiny_config
+from .conftest import BIN, make_workspace, run, tables_without_cost, tiny_config
 from .slurm_cluster import PACKAGES, SlurmCluster, missing_programs, single_node_cluster
 from .test_recovery import without_timing
 
@@ -230,7 +230,7 @@ def test_a_cancelled_transfer_job_is_resubmitted_and_resumes_from_its_checkpoint
         "CANCELLED",
         "COMPLETED",
     ]
-    log = (slurm_run.root / f"logs/quick/runs/baselines/scratch/{TASK}.log").read_text()
+    log = (slurm_run.root / f"logs/quick/runs/baselines/scratch/{TASK}/seed0.log").read_text()
     assert re.search(rf"resuming from {CANCELLED}/checkpoints/last.pt after epoch [1-7]/8", log)
 
 
@@ -259,7 +259,7 @@ def test_metrics_equal_those_of_a_local_run(slurm_run, local_run):
     for path in metrics:
         assert without_timing(slurm_run.root / path) == without_timing(local_run / path), path
     tables = "results/tables.md"
-    assert (slurm_run.root / tables).read_text() == (local_run / tables).read_text()
+    assert tables_without_cost(slurm_run.root / tables) == tables_without_cost(local_run / tables)
 
 
 TARGET = f"{CANCELLED}/metrics.json"
@@ -340,3 +340,37 @@ def test_a_job_the_scheduler_kills_resumes_from_its_checkpoint_with_the_same_met
     assert resumed and 1 <= int(resumed.group(1)) < epochs, log
     assert without_timing(root / TARGET) == without_timing(local / TARGET)
     assert not cluster.job_processes(), "a process of the killed job survived"
+
+
+def test_per_seed_jobs_give_the_metrics_of_one_job_per_method_and_task(cluster, tmp_path):
+    """`seeds_per_job: 1` (the paper profile's layout) on Slurm: one job per seed, each
+    with the metrics that the quick layout's single job for all seeds gives locally."""
+
+    def config(per_job: int | str) -> dict:
+        config = one_run_config(3)
+        config["profiles"]["quick"]["seeds_per_job"] = per_job
+        config["profiles"]["quick"]["groups"]["baselines"]["seeds"] = [0, 1]
+        return config
+
+    local = make_workspace(tmp_path / "local", config("all"))
+    run(snakemake("--cores", "2", "results/tables.md"), local)
+    root = make_workspace(tmp_path / "repo", config(1))
+    earlier = {j["id"] for j in cluster.jobs()}
+    result = subprocess.run(
+        on_slurm("results/tables.md"),
+        cwd=root,
+        env=cluster_env(cluster),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ours = [j for j in cluster.jobs() if j["id"] not in earlier]
+    scratch = [j for j in ours if f"_scratch_{TASK}" in j["comment"]]
+    assert len(scratch) == 2 and {j["state"] for j in scratch} == {"COMPLETED"}, scratch
+    logs = root / "logs/quick/runs/baselines/scratch" / TASK
+    assert sorted(p.name for p in logs.glob("*.log")) == ["seed0.log", "seed1.log"]
+    for seed in (0, 1):
+        path = f"{CANCELLED.removesuffix('seed0')}seed{seed}/metrics.json"
+        assert without_timing(root / path) == without_timing(local / path), path
+    tables = "results/tables.md"
+    assert tables_without_cost(root / tables) == tables_without_cost(local / tables)
