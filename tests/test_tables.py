@@ -602,3 +602,24 @@ def test_dsp_is_shown_per_run_and_summed_over_the_groups_tasks() -> None:
     assert table[DSP_SUM].tolist() == ["0.7", "—"]  # CMKD ran one of the two tasks
     assert "summed over this group's tasks" in _dsp_line(table)
     assert _dsp_line(body) is None
+
+
+def test_each_rst_runs_density_is_shown_under_its_groups_table() -> None:
+    from tlrepro.markdown import _rst_density_line
+
+    group = GroupTable(
+        "uda", "UDA", ["a-to-b"], [("cmkd", "CMKD"), ("cmkd_rst", "CMKD+RST")], [0, 1]
+    )
+    frame = pd.DataFrame(
+        {
+            "group": "uda",
+            "protocol": ["best_val", "best_val", "best_val", "last"],
+            "label": ["CMKD", "CMKD+RST", "CMKD+RST", "CMKD+RST"],
+            "seed": [0, 0, 1, 0],
+            "rst_density": [float("nan"), 0.0036, 0.0040, 0.0036],
+        }
+    )
+    line = _rst_density_line(frame, group)
+    assert line is not None and "CMKD+RST 0.380% (seeds 0: 0.360%, 1: 0.400%)" in line
+    assert "CMKD " not in line
+    assert _rst_density_line(frame.assign(rst_density=float("nan")), group) is None

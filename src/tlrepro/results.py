@@ -41,6 +41,7 @@ FRAME_COLUMNS = [
     "test_acc",
     "selection_split",
     "dsp_millions",
+    "rst_density",
     "converged",
     "convergence",
     "run_seconds",
@@ -175,6 +176,8 @@ def collect(
                         "test_acc": entry["test_acc"],
                         "selection_split": entry.get("selection_split"),
                         "dsp_millions": metrics.get("dsp_millions", math.nan),
+                        # RST's share of changed image-tower parameters (RST runs only)
+                        "rst_density": metrics.get("rst", {}).get("density", math.nan),
                         "converged": convergence["converged"],
                         "convergence": convergence["reason"],
                         # the run's wall time on its device (absent before runs recorded it)
