@@ -37,21 +37,14 @@ from torch import Tensor, nn
 
 from tlrepro.methods.base import Batches, Method, MethodContext
 from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
-from tlrepro.models.base import Classifier
+from tlrepro.models.base import Classifier, he_init
 
 
 def reinitialise(block: nn.Module) -> None:
     """The release's fresh start of a block: He-normal convolutions (fan-out, as its
     N(0, 2 / (k * k * out_channels))), zero conv biases, batch norm gamma = 1 and beta = 0
     with the running statistics kept (they are the pretrained network's)."""
-    for layer in block.modules():
-        if isinstance(layer, nn.Conv2d):
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-        elif isinstance(layer, nn.BatchNorm2d):
-            nn.init.ones_(layer.weight)
-            nn.init.zeros_(layer.bias)
+    he_init(block)
 
 
 class BranchParameters(NamedTuple):

@@ -15,28 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from tlrepro import storage
 from tlrepro.methods.base import Batches, Method, MethodContext
 from tlrepro.methods.tlvfc_settings import HeInitSettings
-from tlrepro.models.base import Classifier
+from tlrepro.models.base import Classifier, he_init
 from tlrepro.transfer.recipes import TransferReport, dpiat_transfer, tlvfc_transfer
 
 REPORT_FILE = "transfer_report.json"
-
-
-def he_init(network: nn.Module) -> None:
-    """Kaiming-normal (fan_out, ReLU) convs and unit BatchNorm, as torchvision's ResNets:
-    the He-init baseline, and the filters TLVFC ranks when a target layer is wider."""
-    for module in network.modules():
-        if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
 
 
 class TLVFC(Method):

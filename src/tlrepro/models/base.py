@@ -117,3 +117,16 @@ class BlockClassifier(Classifier):
 def parameter_count(module: nn.Module) -> int:
     """How many numbers `module` stores as parameters (buffers such as BN statistics not)."""
     return sum(p.numel() for p in module.parameters())
+
+
+def he_init(network: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) convs and unit BatchNorm, as torchvision's ResNets:
+    the He-init baseline, and the filters TLVFC ranks when a target layer is wider."""
+    for module in network.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
