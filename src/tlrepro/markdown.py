@@ -92,15 +92,20 @@ def _pivot(cells: pd.DataFrame, labels: list[str], group: GroupTable) -> pd.Data
     return table.astype(object).fillna(MISSING)
 
 
+def _best_val_runs(
+    frame: pd.DataFrame, group: GroupTable, column: str | None = None
+) -> pd.DataFrame:
+    """The group's rows at the best validation epoch; with `column`, only those that record
+    it (a per-run figure only some methods report: DSP, RST density)."""
+    runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
+    return runs if column is None else runs[runs[column].notna()]
+
+
 def _with_dsp(body: pd.DataFrame, frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     """Where the methods report DSP (distinct stored parameters, millions): its mean per
     run, and its sum over the group's tasks of the per-task means (only when every task
     has one), which is what a paper's DSP for a benchmark adds up."""
-    runs = frame[
-        (frame["group"] == group.name)
-        & (frame["protocol"] == "best_val")
-        & frame["dsp_millions"].notna()
-    ]
+    runs = _best_val_runs(frame, group, "dsp_millions")
     if runs.empty:
         return body
     dsp = runs.groupby("label")["dsp_millions"].mean()
@@ -131,11 +136,7 @@ def _dsp_line(body: pd.DataFrame) -> str | None:
 def _rst_density_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
     """Each RST run's share of changed image-tower parameters: RST's claims (within a point
     of CMKD, >99 % less to store) depend on how sparse its update really was."""
-    runs = frame[
-        (frame["group"] == group.name)
-        & (frame["protocol"] == "best_val")
-        & frame["rst_density"].notna()
-    ]
+    runs = _best_val_runs(frame, group, "rst_density")
     if runs.empty:
         return None
     parts = [
@@ -162,7 +163,7 @@ def duration(seconds: float) -> str:
 
 def _with_cost(body: pd.DataFrame, frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     """A `COST` column: each method's mean wall time per run on the device it ran on."""
-    runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
+    runs = _best_val_runs(frame, group)
     runs = runs.assign(run_seconds=runs["run_seconds"].astype(float)).dropna(subset=["run_seconds"])
     if runs.empty:
         return body
@@ -191,7 +192,7 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 def _selection_line(frame: pd.DataFrame, group: GroupTable) -> str | None:
     """Which validation split chose the epoch (target-val or source-val), per method if mixed."""
-    runs = frame[(frame["group"] == group.name) & (frame["protocol"] == "best_val")]
+    runs = _best_val_runs(frame, group)
     splits = (
         runs.dropna(subset=["selection_split"])
         .groupby("label", sort=False)["selection_split"]
