@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from tlrepro.usage import cpu_model
+
 COMMIT_VARIABLE = "TLREPRO_COMMIT"
 """Where the commit comes from when the code runs outside a git checkout (an exported tree)."""
 
@@ -37,16 +39,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="smoke mode: a couple of steps, one round, the smallest sizes, on the CPU",
     )
     parser.add_argument("--json", type=Path, help="write a machine-readable summary here")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def commit() -> str:

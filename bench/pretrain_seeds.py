@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -39,13 +38,7 @@ from tlrepro.experiment import SOURCE_ACCURACY, SourceModelError, run_pretrain
 from tlrepro.layout import METRICS_FILE, prepared_dir, raw_dir
 from tlrepro.plan import Plan, PretrainJob, build_plan
 from tlrepro.storage import read_json
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return platform.processor() or "unknown CPU"
+from tlrepro.usage import cpu_model
 
 
 def provide_data(plan: Plan, repo: Path, names: set[str]) -> None:

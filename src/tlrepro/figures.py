@@ -10,6 +10,8 @@ touched.
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -18,18 +20,44 @@ from tlrepro import storage
 from tlrepro.results import GroupTable, display_task
 
 LINESTYLES = ("-", "--", ":", "-.")
+INCHES_PER_TITLE_CHARACTER = 0.11
+"""How wide one character of a 12 pt suptitle is, roughly: titles wrap to the figure."""
 
 
-def learning_curves(group: GroupTable, curves: pd.DataFrame, out_png: Path) -> None:
+def _frame(fig, title: str, handles: list, machines: Iterable[str]) -> None:
+    """Title wrapped to the figure's width and the legend under the plots (beside them it
+    hid a one-task figure's title), headed by the machines the runs were trained on."""
+    width = fig.get_figwidth()
+    fig.suptitle(textwrap.fill(title, max(20, int(width / INCHES_PER_TITLE_CHARACTER))))
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=min(3, len(handles)),
+        fontsize="small",
+        title=trained_on(machines),
+        title_fontsize="small",
+    )
+
+
+def trained_on(machines: Iterable[str]) -> str:
+    """The machines a figure's runs were trained on, for its legend: numbers differ between
+    CPUs, so every figure says which one it came from."""
+    return "trained on " + ("; ".join(sorted(set(machines))) or "a machine the runs did not record")
+
+
+def learning_curves(
+    group: GroupTable, curves: pd.DataFrame, out_png: Path, machines: Iterable[str] = ()
+) -> None:
     """One subplot per task, one colour per method: test accuracy (mean ± std) and val dashed.
 
-    `curves` is `aggregate.curves` of the group's logs."""
+    `curves` is `aggregate.curves` of the group's logs; `machines` what the runs record of
+    the machine they ran on (metrics.json's `timing.machine`)."""
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     colours = [f"C{i}" for i in range(len(group.methods))]
-    fig = Figure(figsize=(4.2 * len(group.tasks) + 1.0, 3.6), layout="constrained")
+    fig = Figure(figsize=(max(6.4, 4.2 * len(group.tasks) + 1.0), 4.6), layout="constrained")
     axes = fig.subplots(1, len(group.tasks), squeeze=False, sharey=True)[0]
     for ax, task in zip(axes, group.tasks, strict=True):
         for colour, (key, label) in zip(colours, group.methods, strict=True):
@@ -53,14 +81,16 @@ def learning_curves(group: GroupTable, curves: pd.DataFrame, out_png: Path) -> N
         Line2D([], [], color="grey", label="test (mean ± std over seeds)"),
         Line2D([], [], color="grey", linestyle="--", label="validation (mean)"),
     ]
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle(group.title)
+    _frame(fig, group.title, handles, machines)
     with storage.atomic_output(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
 
 
 def training_statistics(
-    group: GroupTable, statistics: dict[str, pd.DataFrame], out_png: Path
+    group: GroupTable,
+    statistics: dict[str, pd.DataFrame],
+    out_png: Path,
+    machines: Iterable[str] = (),
 ) -> None:
     """One subplot per statistic a method logs beside the fixed columns (e.g. GradMF's
     gradient cosines), one colour per method, one line style per task. `statistics` is
@@ -73,7 +103,7 @@ def training_statistics(
 
     columns = min(3, len(statistics))
     rows = -(-len(statistics) // columns)
-    fig = Figure(figsize=(4.2 * columns + 1.6, 3.2 * rows), layout="constrained")
+    fig = Figure(figsize=(max(6.4, 4.2 * columns + 1.6), 3.2 * rows + 1.2), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).flatten()
     colours = {key: f"C{i}" for i, (key, _) in enumerate(group.methods)}
     for ax, (name, frame) in zip(axes, statistics.items(), strict=False):
@@ -98,7 +128,6 @@ def training_statistics(
         )
         for i, t in enumerate(group.tasks)
     ]
-    fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-    fig.suptitle(f"{group.title}: training statistics (epoch means over seeds)")
+    _frame(fig, f"{group.title}: training statistics (epoch means over seeds)", handles, machines)
     with storage.atomic_output(out_png) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

@@ -20,7 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import storage
-from tlrepro.layout import LOG_FILE
+from tlrepro.figures import trained_on
+from tlrepro.layout import LOG_FILE, METRICS_FILE
+from tlrepro.results import read_metrics
 
 PREFIX = "usage_block"
 FIGURE = "spottune-usage.png"
@@ -55,7 +57,7 @@ def usage_bars(run_dirs: Sequence[Path], out_png: Path) -> None:
     blocks = sorted((c for c in frame.columns if c.startswith(PREFIX)), key=lambda c: int(c[11:]))
     groups = list(dict.fromkeys(frame["group"]))
     width = 0.8 / len(groups)
-    fig = Figure(figsize=(1.0 + 0.55 * len(blocks), 3.4), layout="constrained")
+    fig = Figure(figsize=(max(6.4, 1.0 + 0.55 * len(blocks)), 3.8), layout="constrained")
     ax = fig.add_subplot()
     for index, group in enumerate(groups):
         part = frame[frame["group"] == group][blocks]
@@ -66,7 +68,9 @@ def usage_bars(run_dirs: Sequence[Path], out_png: Path) -> None:
     ax.set_xlabel("residual block")
     ax.set_ylabel("fraction routed to the fine-tuned copy")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize="small")
+    timings = [read_metrics(Path(run) / METRICS_FILE).get("timing", {}) for run in run_dirs]
+    machines = [timing["machine"] for timing in timings if "machine" in timing]
+    ax.legend(fontsize="small", title=trained_on(machines), title_fontsize="small")
     ax.set_title("SpotTune block usage (last epoch, mean ± std over seeds)")
     with storage.atomic_output(Path(out_png)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)

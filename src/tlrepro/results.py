@@ -46,6 +46,7 @@ FRAME_COLUMNS = [
     "convergence",
     "run_seconds",
     "device",
+    "machine",
 ]
 LOG_TAGS = ("method_key", "label", "task", "seed")
 """The columns `load_logs` adds to every run's log.csv."""
@@ -183,6 +184,7 @@ def collect(
                         # the run's wall time on its device (absent before runs recorded it)
                         "run_seconds": timing.get("wall_seconds", math.nan),
                         "device": timing.get("device"),
+                        "machine": timing.get("machine"),
                     }
                 )
     return pd.DataFrame(rows, columns=FRAME_COLUMNS)

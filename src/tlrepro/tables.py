@@ -44,9 +44,11 @@ def write_tables(
         usage_runs += [run for *_, run in group.runs(run_dirs) if figures_blocks.has_usage(run)]
         logs = load_logs(group, run_dirs)
         names = {kind: name.format(group=group.name) for kind, name in GROUP_FIGURES.items()}
-        figures.learning_curves(group, aggregate.curves(logs), Path(figures_dir) / names["curves"])
+        machines = frame.loc[frame["group"] == group.name, "machine"].dropna()
+        curves_png, stats_png = (Path(figures_dir) / names[kind] for kind in ("curves", "stats"))
+        figures.learning_curves(group, aggregate.curves(logs), curves_png, machines)
         if statistics := aggregate.statistic_curves(logs):
-            figures.training_statistics(group, statistics, Path(figures_dir) / names["stats"])
+            figures.training_statistics(group, statistics, stats_png, machines)
             stats_figures.append(group.name)
     if usage_runs:
         figures_blocks.usage_bars(usage_runs, Path(figures_dir) / figures_blocks.FIGURE)

@@ -3,8 +3,11 @@ put each method's cost next to its accuracy, and the estimates are checked again
 
 from __future__ import annotations
 
+import platform
 import resource
 import time
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,4 +39,27 @@ class Meter:
                 torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else None
             ),
             "device": torch.cuda.get_device_name(self.device) if cuda else "CPU",
+            "machine": machine(self.device),
         }
+
+
+@cache
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (`/proc/cpuinfo`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine(device: torch.device) -> str:
+    """What ran a job, as figures and tables name it: the same code gives other numbers
+    on another CPU."""
+    threads = torch.get_num_threads()
+    host = f"{cpu_model()}, {threads} torch thread{'s' if threads > 1 else ''}"
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (host {host})"
+    return host
