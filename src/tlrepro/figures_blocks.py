@@ -68,7 +68,8 @@ def usage_bars(run_dirs: Sequence[Path], out_png: Path) -> None:
     ax.set_xlabel("residual block")
     ax.set_ylabel("fraction routed to the fine-tuned copy")
     ax.set_ylim(0, 1)
-    timings = [read_metrics(Path(run) / METRICS_FILE).get("timing", {}) for run in run_dirs]
+    metrics = [Path(run) / METRICS_FILE for run in run_dirs]
+    timings = [read_metrics(path).get("timing", {}) for path in metrics if path.exists()]
     machines = [timing["machine"] for timing in timings if "machine" in timing]
     ax.legend(fontsize="small", title=trained_on(machines), title_fontsize="small")
     ax.set_title("SpotTune block usage (last epoch, mean ± std over seeds)")
