@@ -10,7 +10,7 @@ UV_VERSION := 0.13.9
 IATRANSFER := iatransfer==1.0.3
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup fashion-mnist tables test test-long test-cluster test-faults test-rehearsal lint dry-run dvc-plan pull estimate
+.PHONY: setup fashion-mnist tables test test-long test-cluster test-faults test-rehearsal lint dry-run dvc-plan pull estimate measured
 
 setup: $(STAMP)
 
@@ -97,6 +97,11 @@ dvc-plan: setup
 ## memory, disk and downloads per group, from config/calibration.csv (bench/calibrate.py)
 estimate: setup
 	tlrepro --profile paper estimate --write docs/cost-paper.md
+
+## after `make tables`: the quick runs' machines, convergence, cost and verdicts into
+## docs/measured.md (generated, never typed)
+measured: setup
+	python bench/measured.py results quick docs/measured.md
 
 ## fetch data, checkpoints and results from the DVC remote; once DVC confirms they
 ## match the pipeline, give them Snakemake's timestamps so it sees them as current

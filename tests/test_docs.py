@@ -124,3 +124,14 @@ def test_docs_pages_named_in_code_and_config_exist():
         if not (ROOT / page).is_file()
     )
     assert not missing, "these name a docs page that does not exist:\n" + "\n".join(missing)
+
+
+def test_the_readme_is_for_users_and_short():
+    """The README is the two commands, how to read the results and where to go next; the
+    reference lives in docs/ (it had grown to 873 lines of it)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 250
+    assert "make tables" in readme and "make test" in readme
+    linked = set(LINK.findall(readme))
+    pages = {f"docs/{p.name}" for p in ROOT.glob("docs/*.md")}
+    assert not pages - linked, f"pages the README does not lead to: {sorted(pages - linked)}"

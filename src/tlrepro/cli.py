@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seeds",
         metavar="N|GROUP=N,...",
         help="give every group (or the groups named) at least N seeds: its own, then the "
-        "smallest it does not list; each added seed is a job of its own (README, "
+        "smallest it does not list; each added seed is a job of its own (docs/running.md, "
         '"Raising the seeds")',
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
