@@ -59,11 +59,13 @@ def _jobs_by_signature():
 
 
 def _rule_name(seeds, names):
-    """`transfer`, suffixed by what tells this rule's jobs from the others' jobs."""
+    """`transfer` for jobs that write a model, metrics and log only; `transfer_exporting_<x>`
+    for the jobs whose methods also export files (TLVFC's transfer report, RST's sparse
+    residual), plus `_seeds_<k>` where jobs hold different seeds."""
     signatures = _jobs_by_signature()
     words = ["transfer"]
-    if len({exports for _, exports in signatures}) > 1:
-        words += [Path(name).stem for name in names[3:]] or ["plain"]
+    if exports := names[3:]:
+        words += ["exporting", *(Path(name).stem for name in exports)]
     if len({seed_list for seed_list, _ in signatures}) > 1:
         words += ["seeds", *map(str, seeds)]
     return "_".join(words)

@@ -17,8 +17,8 @@ import torchvision
 from torchvision.transforms.v2 import functional as TF
 
 from tlrepro.data import mnist5k
-from tlrepro.data.fetch import ChecksumError
 from tlrepro.data.prepare import prepare_dataset
+from tlrepro.errors import ChecksumError
 from tlrepro.models import efficientnet
 from tlrepro.models.registry import build_model
 from tlrepro.packaged import PackagedFile

@@ -19,7 +19,7 @@ TRAINING_RULES = ("pretrain", "transfer")
 
 
 def rule_kind(name: str) -> str:
-    """`transfer_rst` and the other per-signature transfer rules count as `transfer`."""
+    """`transfer_exporting_rst` and the other per-signature transfer rules count as `transfer`."""
     return "transfer" if name.startswith("transfer") else name
 
 

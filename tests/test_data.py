@@ -11,8 +11,8 @@ import torch
 
 from tlrepro import storage
 from tlrepro.data import synthetic
-from tlrepro.data.fetch import ChecksumError
 from tlrepro.data.prepare import load_prepared, prepare_dataset
+from tlrepro.errors import ChecksumError
 
 SYN = {"n_images": 200, "val_fraction": 0.2, "test_fraction": 0.2, "seed": 0}
 

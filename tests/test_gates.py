@@ -102,6 +102,7 @@ def test_a_lower_bar_judges_the_failed_model_again_without_retraining(workdir):
     assert passed[SOURCE_ACCURACY]["accuracy"] == failed[SOURCE_ACCURACY]["accuracy"]
     assert passed[SOURCE_ACCURACY]["passed"] is True
     assert job.checkpoint.exists() and not (job.folder / CHECKPOINT).exists()
+    assert not (job.folder / CHECKPOINT).parent.exists()  # no empty checkpoints/ left behind
     check_source(replace(job, min_accuracy=0.0))
 
 

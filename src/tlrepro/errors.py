@@ -16,6 +16,10 @@ class ConfigError(PipelineError, ValueError):
     """The config is wrong; the message says where and how to fix it."""
 
 
+class ChecksumError(PipelineError, ValueError):
+    """A download or packaged file is not what its pinned checksum says it must be."""
+
+
 def rebuild_command(path: str | os.PathLike) -> str:
     """How either runner rebuilds one of the pipeline's files: Snakemake reruns the job of a
     named file with --force; DVC reruns (or restores from its cache) a stage whose output

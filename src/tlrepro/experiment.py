@@ -6,6 +6,7 @@ sees the config, and a method never reads a file.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,10 @@ def _record(method: Method, folder: Path, metrics: dict[str, Any]) -> dict[str, 
     storage.save_tensors(folder / MODEL_FILE, {k: v.detach().cpu() for k, v in state.items()})
     metrics = {**metrics, **method.export(folder)}
     _write_metrics(folder, metrics)
-    (folder / CHECKPOINT).unlink(missing_ok=True)
+    resume_state = folder / CHECKPOINT
+    resume_state.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty: an unreadable checkpoint kept aside
+        resume_state.parent.rmdir()
     return metrics
 
 

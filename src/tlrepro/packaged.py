@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlrepro import storage
-from tlrepro.data.fetch import ChecksumError
+from tlrepro.errors import ChecksumError
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlrepro.data.fetch import ChecksumError
 from tlrepro.data.prepare import RawSplits
 from tlrepro.data.registry import dataset_spec
+from tlrepro.errors import ChecksumError
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
 PAYLOAD_SHA256 = {

@@ -18,12 +18,9 @@ import zipfile
 from pathlib import Path
 
 from tlrepro import storage
+from tlrepro.errors import ChecksumError
 
 log = logging.getLogger(__name__)
-
-
-class ChecksumError(ValueError):
-    """A file is not what its pinned checksum says it must be."""
 
 
 class UnpinnedDownloadError(ValueError):
