@@ -1,4 +1,11 @@
 # Train a source model on a source dataset; fine-tuning style methods start from it.
+# Its request is sized from the calibrated cost of the method it resembles, like a
+# transfer job's (tlrepro.estimate.pretrain_requests; docs/cost.md).
+from tlrepro.estimate import pretrain_requests
+
+
+def pretrain_request(w):
+    return pretrain_requests(PLAN, PLAN.pretrain(w.model, w.dataset), CALIBRATION)
 
 
 rule pretrain:
@@ -15,8 +22,9 @@ rule pretrain:
     threads: TORCH_THREADS
     resources:
         gpu=resource("train", "gpu", 0),
-        mem_mb=resource("train", "mem_mb", 4000),
-        runtime=resource("train", "runtime", 60),
+        mem_mb=lambda w: pretrain_request(w).mem_mb,
+        runtime=lambda w: pretrain_request(w).runtime,
+        gpu_mem_mb=lambda w: pretrain_request(w).gpu_mem_mb,
     params:
         identity=lambda w: fingerprint(PLAN.pretrain(w.model, w.dataset).identity),
         code=lambda w: code(PLAN.pretrain(w.model, w.dataset).code_files),

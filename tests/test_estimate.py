@@ -12,7 +12,7 @@ import yaml
 from tlrepro import slurm
 from tlrepro.cli import main
 from tlrepro.config import load_config
-from tlrepro.estimate import COLUMNS, calibration_of, requests
+from tlrepro.estimate import COLUMNS, calibration_of, pretrain_requests, requests
 from tlrepro.jobs import plan_jobs
 
 from .conftest import REPO
@@ -113,6 +113,23 @@ def test_a_longer_job_asks_for_more_time_and_unmeasured_jobs_for_the_profiles(sm
     assert finetune.estimated and finetune.runtime == 57
     assert joint.runtime > finetune.runtime
     assert (cmkd.estimated, cmkd.runtime, cmkd.mem_mb) == (False, 720, 32000)  # resources.train
+
+
+def test_a_source_pretraining_is_sized_from_the_method_it_resembles(small_config):
+    """Supervised pretraining costs what `scratch` costs per image (same model and size);
+    CLIP's zero-shot "pretraining" has no calibrated row here and keeps the fixed request."""
+    sized = {}
+    for ms in (5.0, 10.0):
+        config = small_config(ms)
+        _, jobs = jobs_of(config)
+        plan, calibrated = jobs.plan, calibration_of(config)
+        sized[ms] = {
+            key: pretrain_requests(plan, job, calibrated) for key, job in plan.pretrains.items()
+        }
+    lenet = next(key for key in sized[5.0] if key[0] == "lenet")
+    clip = next(key for key in sized[5.0] if key[0] == "clip_rn50")
+    assert sized[5.0][lenet].estimated and sized[10.0][lenet].runtime > sized[5.0][lenet].runtime
+    assert (sized[5.0][clip].estimated, sized[5.0][clip].runtime) == (False, 720)
 
 
 def test_a_job_no_partition_can_hold_is_refused_before_submission(small_config):

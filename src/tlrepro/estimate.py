@@ -26,7 +26,8 @@ from tlrepro import storage
 from tlrepro.data.sizes import KNOWN
 from tlrepro.jobs import Job, Jobs
 from tlrepro.layout import MANIFEST, prepared_dir
-from tlrepro.plan import Plan, RunJob, paper_file
+from tlrepro.models.registry import pretraining_method
+from tlrepro.plan import Plan, PretrainJob, RunJob, paper_file
 
 CALIBRATION_FILE = "calibration.csv"
 KEY = ["model", "image_size", "method_key", "device"]
@@ -217,17 +218,61 @@ def job_seconds(plan: Plan, job: Job, calibration: pd.DataFrame, device: str) ->
 
 
 def requests(plan: Plan, job: Job, calibration: pd.DataFrame) -> Requests:
-    """What the job asks for (`Rule`): runtime and host memory, GPU memory where measured."""
+    """What a transfer job asks for (`Rule`): runtime and host memory, GPU memory where
+    measured."""
     rule = Rule.of(plan)
-    train = plan.profile.get("resources", {}).get("train", {})
     seconds = job_seconds(plan, job, calibration, rule.device)
     rows = [(run, _row(calibration, plan, run, rule.device)) for run in job.runs]
     host, accelerator = (
         pd.Series([_value(row, column) + data_mb(plan, run) for run, row in rows]).max()
         for column in ("peak_host_mb", "peak_accelerator_mb")
     )
+    return _sized(plan, rule, len(job.runs), seconds, host, accelerator)
+
+
+PRETRAINING_PROXY = {
+    "tlrepro.methods.erm:ERM": "scratch",
+    "tlrepro.methods.cmkd:ZeroShot": "zeroshot",
+}
+"""The calibrated method whose per-image cost a pretraining shares: supervised pretraining
+is `scratch`'s step (one stream, random initialisation, same model and size); a CLIP
+model's "pretraining" evaluates its zero-shot head, as `zeroshot` does. Other pretrainings
+(the tiny CLIP's contrastive one) are unmeasured and keep the fixed request."""
+
+
+def pretrain_requests(plan: Plan, job: PretrainJob, calibration: pd.DataFrame) -> Requests:
+    """What a source pretraining asks for, sized like a transfer job's from the calibrated
+    cost of the method it resembles (`PRETRAINING_PROXY`)."""
+    rule = Rule.of(plan)
+    proxy = PRETRAINING_PROXY.get(pretraining_method(job.model))
+    key = (job.model, plan.image_size(job.dataset), proxy, rule.device)
+    row = calibration.loc[key] if key in calibration.index else None
+    sizes = split_sizes(plan, job.dataset)
+    if sizes is None:
+        return _sized(plan, rule, 1, math.nan, math.nan, math.nan)
+    training = job.training
+    batch = training["batch_size"]
+    steps = training.get("steps_per_epoch") or math.ceil(sizes["train"] / batch)
+    train, evaluated = training["epochs"] * steps * batch, training["epochs"] * sizes["val"]
+    eval_ms = _value(row, "eval_ms_per_image")
+    if math.isnan(eval_ms):
+        eval_ms = _value(row, "train_ms_per_image")
+    seconds = (_value(row, "train_ms_per_image") * train + eval_ms * evaluated) / 1000
+    data = sum(sizes.values()) * 3 * plan.image_size(job.dataset) ** 2 / 2**20
+    host, accelerator = (
+        _value(row, column) + data for column in ("peak_host_mb", "peak_accelerator_mb")
+    )
+    return _sized(plan, rule, 1, seconds, host, accelerator)
+
+
+def _sized(
+    plan: Plan, rule: Rule, runs: int, seconds: float, host: float, accelerator: float
+) -> Requests:
+    """`safety` x the estimate, at least the floor; the profile's fixed `resources.train`
+    (per run) where the estimate is unmeasured."""
+    train = plan.profile.get("resources", {}).get("train", {})
     runtime = (
-        train.get("runtime", 60) * len(job.runs)
+        train.get("runtime", 60) * runs
         if math.isnan(seconds)
         else max(rule.min_runtime, math.ceil(rule.safety * seconds / 60))
     )
