@@ -441,3 +441,37 @@ def test_paper_adaptive_groups_name_rebuffis_weights_and_spottune_global(paper_p
     assert spottune["spottune"]["policy"] == "per_image"
     assert spottune["spottune_global"]["policy"] == "global"
     assert spottune["spottune_global"]["budget_blocks"] is not None
+
+
+def test_paper_tlvfc_groups_follow_the_releases_train_py(paper_plan):
+    """TLVFC's train.py as published: Resize(S + 2) + RandomCrop(S, padding 4) + flip, and a
+    constant lr (its MultiStep needs --lr-scheduler, off by default and passed by no published
+    command); Food-101's validation is 10 % of each class (dataset_utils.py's split_data_dir
+    call), CIFAR's and PetImages' 20 %."""
+    runs = [r for r in paper_plan.runs if r.group.startswith("tlvfc_")]
+    assert {r.group for r in runs} >= {"tlvfc_resnet18", "tlvfc_depth_resnet152"}
+    for run in runs:
+        assert run.training["augment"] == "tlvfc_crop", run.group
+        assert run.training["schedule"] == "constant", run.group
+        assert (run.training["optimizer"], run.training["lr"]) == ("adamw", 1e-4)
+        assert (run.training["epochs"], run.training["batch_size"]) == (200, 128)
+    datasets = paper_plan.profile["datasets"]
+    assert datasets["food101"]["val_fraction"] == 0.1
+    assert "test_fraction" not in datasets["food101"]  # Food-101's official test split
+    for name in ("cifar10", "cifar100", "pet_images"):
+        assert datasets[name]["val_fraction"] == 0.2, name
+
+
+def test_paper_gradmf_resnet50_groups_draw_no_augmentation(paper_plan):
+    """GradMF's ResNet-50 scripts (Office31.py, Grad_train_caltech256.py) only resize."""
+    runs = [r for r in paper_plan.runs if r.group in ("gradmf_caltech", "gradmf_office31")]
+    assert {r.group for r in runs} == {"gradmf_caltech", "gradmf_office31"}
+    assert {r.training["augment"] for r in runs} == {"none"}
+    assert {r.model for r in runs} == {"resnet50_imagenet"}
+
+
+def test_quick_profile_keeps_its_augmentations():
+    """The new views are paper-profile options: no quick run uses them."""
+    plan = build_plan(load_config(REPO / "config" / "config.yaml", profile="quick"), "quick")
+    assert {r.training["augment"] for r in plan.runs} == {"shift"}
+    assert {j.training["augment"] for j in plan.pretrains.values()} <= {"shift"}
