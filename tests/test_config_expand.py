@@ -201,7 +201,7 @@ def test_repository_config_expands_its_axes():
     depth = [name for name in paper if name.startswith("tlvfc_depth_")]
     assert depth == [f"tlvfc_depth_resnet{n}" for n in (34, 50, 101, 152)]
     assert paper["tlvfc_depth_resnet101"]["title"] == (
-        "TLVFC: ImageNet VGG16 into ResNet-101 (depth table, CIFAR-10)"
+        "TLVFC: ImageNet VGG19 into ResNet-101 (depth table, CIFAR-10)"
     )
     assert paper["tlvfc_depth_resnet101"]["reported"] == "tlvfc_depth_resnet101"
     assert paper["adaptive_n15"]["reported"] == "multitune_n15"

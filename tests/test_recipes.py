@@ -129,6 +129,82 @@ def test_clip_evaluation_view_is_resize_224():
     torch.testing.assert_close(unnormalise(evaluation), expected.long(), rtol=0, atol=1)
 
 
+# --------------------------------------------------------------------------- TLVFC's crop
+
+TLVFC_MEAN, TLVFC_STD = [0.5372, 0.4363, 0.3366], [0.2749, 0.2743, 0.2764]  # its Food-101's
+
+
+def tlvfc_set(images: torch.Tensor) -> TensorSet:
+    labels = torch.zeros(len(images), dtype=torch.long)
+    return TensorSet.create(images, labels, TLVFC_MEAN, TLVFC_STD, CPU, augment="tlvfc_crop")
+
+
+def release_candidates(image: torch.Tensor) -> dict[tuple[int, int, bool], torch.Tensor]:
+    """Every view torchvision's Resize(S + 2) + RandomCrop(S, padding=4) + flip can give of
+    one uint8 image, by (top, left, flipped) in the padded image."""
+    size = image.shape[-1]
+    padded = TF.pad(TF.resize(image, [size + 2, size + 2], antialias=True), [4], fill=0)
+    views = {}
+    for top in range(11):
+        for left in range(11):
+            crop = TF.crop(padded, top, left, size, size)
+            views[(top, left, False)] = crop
+            views[(top, left, True)] = crop.flip(-1)
+    return views
+
+
+@pytest.mark.parametrize("size", [32, 224])
+def test_tlvfc_crop_moves_at_most_5_px_at_every_size(size):
+    """Each training view is one of the release's: a crop at (top, left) in [0, 10]^2 of the
+    (S + 2) px image padded by 4, i.e. within 5 px of the centred crop at 32 px as at 224 px
+    (our `shift_flip` moves by S / 8: 28 px at 224)."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 3, size, size), dtype=torch.uint8, generator=generator)
+    x, _ = tlvfc_set(images).batch(torch.arange(24), "tlvfc_crop", torch.Generator().manual_seed(1))
+    assert x.shape == images.shape
+    mean, std = torch.tensor(TLVFC_MEAN).view(3, 1, 1), torch.tensor(TLVFC_STD).view(3, 1, 1)
+    offsets, flips = set(), set()
+    for image, view in zip(images, x, strict=True):
+        pixels = ((view * std + mean) * 255).round().to(torch.uint8)
+        found = [k for k, c in release_candidates(image).items() if torch.equal(c, pixels)]
+        assert found, "not a view the release's transforms can give"
+        (top, left, flipped) = found[0]
+        assert max(abs(top - 5), abs(left - 5)) <= 5
+        offsets.add((top, left))
+        flips.add(flipped)
+    assert len(offsets) > 5 and flips == {False, True}  # drawn per image
+
+
+def test_tlvfc_crop_pads_black_not_the_mean_colour():
+    """RandomCrop(padding=4) fills the PIL image with black: after Normalize, (0 - mean) / std,
+    where `shift` pads the normalised tensor with zeros (the mean colour). At most 4 rows
+    (columns) of padding enter a view on either side."""
+    images = torch.full((64, 3, 224, 224), 255, dtype=torch.uint8)
+    x, _ = tlvfc_set(images).batch(torch.arange(64), "tlvfc_crop", torch.Generator().manual_seed(2))
+    mean, std = torch.tensor(TLVFC_MEAN), torch.tensor(TLVFC_STD)
+    black, white = (0 - mean) / std, (1 - mean) / std
+    is_black = torch.isclose(x, black.view(1, 3, 1, 1)).all(dim=1)
+    is_white = torch.isclose(x, white.view(1, 3, 1, 1)).all(dim=1)
+    assert (is_black | is_white).all()
+    assert is_black.any() and not (x.abs() < 1e-6).all(dim=1).any()  # no mean-colour pixel
+    black_rows = is_black.all(dim=2)  # (image, row): the whole row is padding
+    black_cols = is_black.all(dim=1)
+    for lines in (black_rows, black_cols):
+        assert not lines[:, 4:-4].any()  # no padding beyond 4 px of either edge
+        assert lines[:, :4].any() and lines[:, -4:].any()
+    shifted, _ = tlvfc_set(images).batch(torch.arange(8), "shift", torch.Generator())
+    assert (shifted.abs() < 1e-6).all(dim=1).any()  # the old augmentation's mean-colour fill
+
+
+def test_tlvfc_crop_evaluation_view_is_the_stored_image():
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    data = tlvfc_set(images)
+    x, _ = data.batch(torch.arange(2))
+    assert data.eval_size is None
+    mean, std = torch.tensor(TLVFC_MEAN).view(3, 1, 1), torch.tensor(TLVFC_STD).view(3, 1, 1)
+    torch.testing.assert_close(x, (images.float() / 255 - mean) / std)
+
+
 # --------------------------------------------------------------------------- FixMatch strong view
 
 
@@ -365,3 +441,37 @@ def test_paper_adaptive_groups_name_rebuffis_weights_and_spottune_global(paper_p
     assert spottune["spottune"]["policy"] == "per_image"
     assert spottune["spottune_global"]["policy"] == "global"
     assert spottune["spottune_global"]["budget_blocks"] is not None
+
+
+def test_paper_tlvfc_groups_follow_the_releases_train_py(paper_plan):
+    """TLVFC's train.py as published: Resize(S + 2) + RandomCrop(S, padding 4) + flip, and a
+    constant lr (its MultiStep needs --lr-scheduler, off by default and passed by no published
+    command); Food-101's validation is 10 % of each class (dataset_utils.py's split_data_dir
+    call), CIFAR's and PetImages' 20 %."""
+    runs = [r for r in paper_plan.runs if r.group.startswith("tlvfc_")]
+    assert {r.group for r in runs} >= {"tlvfc_resnet18", "tlvfc_depth_resnet152"}
+    for run in runs:
+        assert run.training["augment"] == "tlvfc_crop", run.group
+        assert run.training["schedule"] == "constant", run.group
+        assert (run.training["optimizer"], run.training["lr"]) == ("adamw", 1e-4)
+        assert (run.training["epochs"], run.training["batch_size"]) == (200, 128)
+    datasets = paper_plan.profile["datasets"]
+    assert datasets["food101"]["val_fraction"] == 0.1
+    assert "test_fraction" not in datasets["food101"]  # Food-101's official test split
+    for name in ("cifar10", "cifar100", "pet_images"):
+        assert datasets[name]["val_fraction"] == 0.2, name
+
+
+def test_paper_gradmf_resnet50_groups_draw_no_augmentation(paper_plan):
+    """GradMF's ResNet-50 scripts (Office31.py, Grad_train_caltech256.py) only resize."""
+    runs = [r for r in paper_plan.runs if r.group in ("gradmf_caltech", "gradmf_office31")]
+    assert {r.group for r in runs} == {"gradmf_caltech", "gradmf_office31"}
+    assert {r.training["augment"] for r in runs} == {"none"}
+    assert {r.model for r in runs} == {"resnet50_imagenet"}
+
+
+def test_quick_profile_keeps_its_augmentations():
+    """The new views are paper-profile options: no quick run uses them."""
+    plan = build_plan(load_config(REPO / "config" / "config.yaml", profile="quick"), "quick")
+    assert {r.training["augment"] for r in plan.runs} == {"shift"}
+    assert {j.training["augment"] for j in plan.pretrains.values()} <= {"shift"}

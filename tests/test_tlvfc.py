@@ -379,6 +379,40 @@ def test_crossover_reads_the_sources_globally_pooled_last_conv_stage(name, zoo):
         assert pooled.shape[1] == 512 and net.feature_dim == 4096
 
 
+def test_crossover_sources_are_the_releases_vgg16_and_vgg19():
+    """The ResNet-18 table from VGG16 (the README's, before commit 33c3e0e), the depth table
+    from VGG19 (33c3e0e made the target selectable and the source and support net VGG19), so
+    the pooled-feature test above covers both."""
+    sources = _crossover_sources()
+    assert {("vgg16_imagenet", True), ("vgg19_imagenet", True)} <= sources
+    plan = build_plan(load_config(REPO_ROOT / "config" / "config.yaml", "paper"))
+    by_group: dict[str, set[str]] = {}
+    for run in plan.runs:
+        if run.group.startswith("tlvfc_") and run.zoo_source_model is not None:
+            by_group.setdefault(run.group, set()).add(run.zoo_source_model)
+    assert by_group.pop("tlvfc_resnet18") == {"vgg16_imagenet"}
+    assert sorted(by_group) == [f"tlvfc_depth_resnet{n}" for n in (101, 152, 34, 50)]
+    assert all(models == {"vgg19_imagenet"} for models in by_group.values())
+
+
+def test_vgg19_zoo_entry_is_torchvisions_imagenet_vgg19(monkeypatch):
+    """`vgg19_imagenet` asks torchvision for VGG19's IMAGENET1K_V1 weights (none offline), and
+    keeps the 1000-way head for a zoo source; its 16 convs feed TLVFC's index matching."""
+    asked, real_vgg19 = [], torchvision.models.vgg19
+
+    def fake_vgg19(weights=None):
+        asked.append(weights)
+        return real_vgg19(weights=None)
+
+    monkeypatch.setattr(torchvision.models, "vgg19", fake_vgg19)
+    net = build_model("vgg19_imagenet", None, download=False)
+    build_model("vgg19_imagenet", None)
+    assert asked == [None, "IMAGENET1K_V1"]
+    assert MODEL_OPTIONS["vgg19_imagenet"] == ("download",)
+    assert isinstance(net, TorchvisionVGG) and net.head.out_features == 1000
+    assert len(flatten(net, (nn.Conv2d,))) == 16
+
+
 def test_crossover_mixes_vggs_pooled_conv5_into_a_resnet():
     torch.manual_seed(0)
     source = TorchvisionVGG("vgg11", 10, download=False)

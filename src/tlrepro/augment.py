@@ -24,6 +24,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CLIP_TRAIN_RESIZE = 256
 CLIP_SIZE = 224
 
+# TLVFC's release (ThuanNaN/TLVFC, dataset_loader/dataset.py lines 47-54): Resize(S + 2, S + 2)
+# + RandomCrop(S, padding=4) (black fill) + horizontal flip, then ToTensor and Normalize.
+TLVFC_RESIZE_MARGIN = 2
+TLVFC_CROP_PADDING = 4
+
 STRONG = v2.Compose(
     [v2.RandomHorizontalFlip(), v2.ColorJitter(0.4, 0.4, 0.4, 0.0), v2.RandAugment(2, 10)]
 )
@@ -84,6 +89,20 @@ def resize(images: Tensor, size: int) -> Tensor:
 def clip_train_view(images: Tensor, generator: torch.Generator | None) -> Tensor:
     """CLIP's training view of uint8 images: Resize(256, 256) + RandomCrop(224) + flip."""
     return random_crop(resize(images, CLIP_TRAIN_RESIZE), CLIP_SIZE, generator, flip=True)
+
+
+def tlvfc_train_view(images: Tensor, generator: torch.Generator | None) -> Tensor:
+    """TLVFC's training view of uint8 S px images: Resize(S + 2, S + 2), 4 px of black
+    padding, a random S px crop and a horizontal flip, each drawn per image. The content moves
+    by at most (2 + 2 * 4) / 2 = 5 px from the centred crop, at every size; the padding is
+    black (0 before normalisation), as torchvision's RandomCrop(padding=4) fills a PIL image.
+
+    Resize and pad are v2 functionals over the whole batch; the crop and flip are one gather
+    (a v2 RandomCrop draws one offset per call, so on a batch every image would get the same)."""
+    size = images.shape[-1]
+    resized = resize(images, size + TLVFC_RESIZE_MARGIN)
+    padded = TF.pad(resized, [TLVFC_CROP_PADDING], fill=0)
+    return random_crop(padded, size, generator, flip=True)
 
 
 def per_image(transform: v2.Transform, images: Tensor, generator: torch.Generator) -> Tensor:

@@ -42,6 +42,7 @@ from tlrepro.augment import (
     random_shift,
     resize,
     strong_view,
+    tlvfc_train_view,
 )
 from tlrepro.errors import DamagedFileError
 from tlrepro.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
@@ -99,6 +100,8 @@ class TensorSet:
         images = self.images[index]
         if augment == "clip":
             images = clip_train_view(images, generator)
+        elif augment == "tlvfc_crop":
+            images = tlvfc_train_view(images, generator)
         elif augment == "none" and self.eval_size is not None:
             images = resize(images, self.eval_size)
         if strong:

@@ -64,6 +64,7 @@ def pretraining_method(name: str) -> str:
 PRETRAINED_MODELS: dict[str, str] = {
     "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
     "vgg16_imagenet": "tlrepro.models.torchvision_nets:vgg16_imagenet",
+    "vgg19_imagenet": "tlrepro.models.torchvision_nets:vgg19_imagenet",
     # From a PyPI package's file, pinned by sha256: needs no network.
     "efficientnet_lite0_imagenet": "tlrepro.models.efficientnet:EfficientNetLite0",
 }
