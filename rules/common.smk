@@ -10,7 +10,21 @@ from tlrepro.config import ConfigError, schema_path
 from tlrepro.config import validate as check_config
 from tlrepro.estimate import calibration_of
 from tlrepro.jobs import label, parse_seeds, plan_jobs
-from tlrepro.layout import active_tables, figures_dir, prepared_dir, profile_tables, report_dir
+from tlrepro.layout import (
+    LOG_FILE,
+    MANIFEST,
+    METRICS_FILE,
+    MODEL_FILE,
+    SPLIT_FILES,
+    active_tables,
+    figures_dir,
+    prepared_dir,
+    pretrained_dir,
+    profile_tables,
+    report_dir,
+    runs_dir,
+    seed_folder,
+)
 from tlrepro.plan import fingerprint, report_code_files, tables_code_files
 
 if len(workflow.configfiles) > 1:
@@ -69,7 +83,7 @@ def resource(kind, key, default):
 
 
 def prepared(dataset):
-    return str(prepared_dir(PROFILE, dataset) / "manifest.json")
+    return str(prepared_dir(PROFILE, dataset) / MANIFEST)
 
 
 def code(files):

@@ -3,13 +3,8 @@
 
 rule prepare:
     output:
-        manifest="data/prepared/{profile}/{dataset}/manifest.json",
-        splits=multiext(
-            "data/prepared/{profile}/{dataset}/",
-            "train.safetensors",
-            "val.safetensors",
-            "test.safetensors",
-        ),
+        manifest=str(prepared_dir("{profile}", "{dataset}") / MANIFEST),
+        splits=[str(prepared_dir("{profile}", "{dataset}") / name) for name in SPLIT_FILES],
     log:
         "logs/{profile}/prepare/{dataset}.log",
     benchmark:

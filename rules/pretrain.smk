@@ -12,9 +12,9 @@ rule pretrain:
     input:
         lambda w: prepared(w.dataset),
     output:
-        model="results/pretrained/{profile}/{model}/{dataset}/model.safetensors",
-        metrics="results/pretrained/{profile}/{model}/{dataset}/metrics.json",
-        curve="results/pretrained/{profile}/{model}/{dataset}/log.csv",
+        model=str(pretrained_dir("{profile}", "{model}", "{dataset}") / MODEL_FILE),
+        metrics=str(pretrained_dir("{profile}", "{model}", "{dataset}") / METRICS_FILE),
+        curve=str(pretrained_dir("{profile}", "{model}", "{dataset}") / LOG_FILE),
     log:
         "logs/{profile}/pretrain/{model}/{dataset}.log",
     benchmark:

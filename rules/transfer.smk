@@ -21,12 +21,7 @@ class JobOf:
         return JOBS.job(w.job, self.seeds)
 
     def inputs(self, w):
-        inputs = set()
-        for run in self.job(w).runs:
-            inputs.update(prepared(dataset) for dataset in run.datasets)
-            if run.pretrain is not None:
-                inputs.add(str(run.pretrain.checkpoint))
-        return sorted(inputs)
+        return self.job(w).inputs
 
     def identity(self, w):
         return fingerprint(self.job(w).identity)
@@ -81,7 +76,7 @@ for (_seeds, _names), _jobs in _jobs_by_signature().items():
             _of.inputs,
         output:
             [
-                f"results/runs/{PROFILE}/{{job}}/seed{seed}/{name}"
+                str(runs_dir(PROFILE) / "{job}" / seed_folder(seed) / name)
                 for seed in _seeds
                 for name in _names
             ],

@@ -21,7 +21,7 @@ import yaml
 from tlrepro import claims as claims_module
 from tlrepro.claims import Claim
 from tlrepro.data.registry import DATASETS
-from tlrepro.layout import LOG_COLUMNS
+from tlrepro.layout import LOG_COLUMNS, Task
 from tlrepro.results import LOG_TAGS, GroupTable, display_task
 from tlrepro.selection import PROTOCOLS
 
@@ -154,7 +154,7 @@ def _column(task: str, group: GroupTable, average_of: Sequence[str] = ()) -> str
     if suffix != AVG:
         return None
     domains = [name for name, spec in DATASETS.items() if spec.label_space == space]
-    every = set(average_of) or {f"{a}-to-{b}" for a in domains for b in domains if a != b}
+    every = set(average_of) or {Task(a, b).name for a in domains for b in domains if a != b}
     return AVG if every and set(group.tasks) == every else None
 
 

@@ -51,6 +51,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tlrepro.layout import Task
+
 CONFIDENCE = 0.95
 POWER = 0.80
 HOLDS, REVERSED, INCONCLUSIVE = "holds", "reversed", "inconclusive"
@@ -149,8 +151,8 @@ class Claim:
         """Whether the claim is made for `task` (ours, or a paper's `<space>-avg` cell)."""
         if self.label_spaces is None:
             return True
-        if "-to-" in task:
-            return _label_space(task.rpartition("-to-")[2]) in self.label_spaces
+        if Task.is_task(task):
+            return _label_space(Task.parse(task).target) in self.label_spaces
         return task.rpartition("-")[0] in self.label_spaces
 
     def applies_to(

@@ -112,14 +112,11 @@ def render(jobs: Jobs, config_file: Path) -> tuple[str, str]:
         key = "-".join([first.group, first.method_key, first.task.name])
         key += "" if job.whole else f"-{job.label}"
         params["transfer"][key] = _Digest(identity_digest(job.identity))
-        inputs = {str(prepared_dir(plan.profile_name, d) / MANIFEST) for d in first.datasets}
-        if first.pretrain is not None:
-            inputs.add(str(first.pretrain.checkpoint))
         others = [n for n in first.output_names if n not in (METRICS_FILE, LOG_FILE)]
         stages[f"transfer-{key}"] = {
             "cmd": _cmd(plan, config_file, *jobs.job_seeds_option(job), "transfer", *job.args),
             "params": _params("transfer", key),
-            "deps": sorted(inputs) + _code(first.code_files),
+            "deps": job.inputs + _code(first.code_files),
             "outs": [str(run.folder / name) for run in job.runs for name in others],
             "metrics": [str(run.folder / METRICS_FILE) for run in job.runs],
             "plots": [{str(run.folder / LOG_FILE): CURVE} for run in job.runs],

@@ -23,6 +23,7 @@ from functools import cached_property
 from typing import Any
 
 from tlrepro.config import ConfigError
+from tlrepro.layout import MANIFEST, prepared_dir, seed_folder
 from tlrepro.plan import Plan, RunJob, build_plan
 
 ALL = "all"
@@ -85,7 +86,7 @@ def raise_seeds(config: dict[str, Any], counts: SeedCounts) -> dict[str, Any]:
 
 def label(seeds: tuple[int, ...]) -> str:
     """A job's seeds in a name: `seed3`, or `seeds0-2` (its first and last seed)."""
-    return f"seed{seeds[0]}" if len(seeds) == 1 else f"seeds{seeds[0]}-{seeds[-1]}"
+    return seed_folder(seeds[0]) if len(seeds) == 1 else f"seeds{seeds[0]}-{seeds[-1]}"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,17 @@ class Job:
     @property
     def identity(self) -> dict[str, Any]:
         return {"runs": [run.identity for run in self.runs]}
+
+    @property
+    def inputs(self) -> list[str]:
+        """The files its runs read (prepared datasets, the source model), as both runners
+        declare them."""
+        inputs = set()
+        for run in self.runs:
+            inputs.update(str(prepared_dir(run.profile, d) / MANIFEST) for d in run.datasets)
+            if run.pretrain is not None:
+                inputs.add(str(run.pretrain.checkpoint))
+        return sorted(inputs)
 
 
 @dataclass(frozen=True)

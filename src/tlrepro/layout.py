@@ -6,7 +6,10 @@ once. Paths are relative to the repository root, where every command runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+
+from tlrepro.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 """The repository this package was installed from (editable), for the files it ships
@@ -45,6 +48,33 @@ GROUP_FIGURES = {"curves": "{group}.png", "stats": "{group}-stats.png"}
 its methods log (only where they log any); `.format(group=...)` names one."""
 
 
+TASK_SEPARATOR = "-to-"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A transfer task, `<source>-to-<target>` in the config, the folders and the tables."""
+
+    source: str
+    target: str
+
+    @classmethod
+    def parse(cls, name: str) -> Task:
+        source, separator, target = name.partition(TASK_SEPARATOR)
+        if not separator or not source or not target:
+            raise ConfigError(f"task {name!r} is not of the form <source>{TASK_SEPARATOR}<target>")
+        return cls(source, target)
+
+    @classmethod
+    def is_task(cls, name: str) -> bool:
+        """Whether `name` names a task (not, say, a paper's `<space>-avg` cell)."""
+        return TASK_SEPARATOR in name
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}{TASK_SEPARATOR}{self.target}"
+
+
 def raw_dir() -> Path:
     return DATA_DIR / "raw"
 
@@ -57,8 +87,16 @@ def pretrained_dir(profile: str, model: str, dataset: str) -> Path:
     return RESULTS_DIR / "pretrained" / profile / model / dataset
 
 
+def runs_dir(profile: str) -> Path:
+    return RESULTS_DIR / "runs" / profile
+
+
+def seed_folder(seed: int | str) -> str:
+    return f"seed{seed}"
+
+
 def run_dir(profile: str, group: str, method_key: str, task: str, seed: int) -> Path:
-    return RESULTS_DIR / "runs" / profile / group / method_key / task / f"seed{seed}"
+    return runs_dir(profile) / group / method_key / task / seed_folder(seed)
 
 
 def profile_tables(profile: str) -> dict[str, Path]:

@@ -21,6 +21,7 @@ from tlrepro.layout import (
     METRICS_FILE,
     MODEL_FILE,
     REPO_ROOT,
+    Task,
     pretrained_dir,
     run_dir,
 )
@@ -28,7 +29,6 @@ from tlrepro.methods.registry import MethodSpec, method_spec
 from tlrepro.methods.settings import Settings
 from tlrepro.models.registry import model_module, pretraining_method
 
-TASK_SEPARATOR = "-to-"
 RUN_MACHINERY = "tlrepro.experiment"
 """The shared run code (data loading, model building, trainer, selection) of every
 training job; its imports bring in the rest."""
@@ -36,23 +36,6 @@ training job; its imports bring in the rest."""
 
 class PlanError(ValueError):
     """The config asks for a job the plan does not have, or a combination it cannot run."""
-
-
-@dataclass(frozen=True)
-class Task:
-    source: str
-    target: str
-
-    @classmethod
-    def parse(cls, name: str) -> Task:
-        source, separator, target = name.partition(TASK_SEPARATOR)
-        if not separator or not source or not target:
-            raise PlanError(f"task {name!r} is not of the form <source>{TASK_SEPARATOR}<target>")
-        return cls(source, target)
-
-    @property
-    def name(self) -> str:
-        return f"{self.source}{TASK_SEPARATOR}{self.target}"
 
 
 def fingerprint(payload: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tlrepro.layout import Task
 from tlrepro.models.registry import MODEL_OPTIONS
 
 NAME = "rehearsal"
@@ -87,7 +88,8 @@ def covering_tasks(tasks: Iterable[str]) -> list[str]:
         return list(tasks)
     kept, seen = [], set()
     for task in tasks:
-        datasets = set(task.split("-to-"))
+        parsed = Task.parse(task)
+        datasets = {parsed.source, parsed.target}
         if not datasets <= seen:
             kept.append(task)
             seen |= datasets
@@ -115,7 +117,7 @@ def _train_per_class(name: str, groups: dict[str, dict[str, Any]]) -> int:
     needed = [
         group.get("target_train_per_class") or 0
         for group in groups.values()
-        if any(task.endswith(f"-to-{name}") for task in group["tasks"])
+        if any(Task.parse(task).target == name for task in group["tasks"])
     ]
     return max([MIN_TRAIN_PER_CLASS, *needed])
 

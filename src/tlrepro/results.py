@@ -19,7 +19,7 @@ import pandas as pd
 
 from tlrepro import storage
 from tlrepro.convergence import Criterion, judge_again
-from tlrepro.layout import LOG_FILE, METRICS_FILE
+from tlrepro.layout import LOG_FILE, METRICS_FILE, Task
 from tlrepro.selection import PROTOCOLS
 
 if TYPE_CHECKING:
@@ -121,7 +121,10 @@ class GroupTable:
 
 def display_task(task: str) -> str:
     """`mnist-to-svhn` -> `mnist→svhn` for headings, in the tables and the figures."""
-    return task.replace("-to-", ARROW)
+    if not Task.is_task(task):
+        return task
+    parsed = Task.parse(task)
+    return f"{parsed.source}{ARROW}{parsed.target}"
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
