@@ -33,6 +33,23 @@ class RawSplits:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+RESIZE_MODES = ("squash", "shorter_side_crop")
+"""Dataset option `resize`: how one decoded image reaches size x size (`resize_image`)."""
+
+
+def resize_image(image: Tensor, size: int, mode: str = "squash") -> Tensor:
+    """One (C, H, W) image at size x size: squashed (both sides resized, the aspect ratio
+    lost), or its shorter side resized to `size` with the aspect ratio kept and the centre
+    size x size kept (torchvision's Resize(size) + CenterCrop(size), the Visual Decathlon's)."""
+    from torchvision.transforms.v2 import functional as F
+
+    if mode == "squash":
+        return F.resize(image, [size, size], antialias=True)
+    if mode == "shorter_side_crop":
+        return F.center_crop(F.resize(image, size, antialias=True), [size, size])
+    raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(RESIZE_MODES)}")
+
+
 def resize_uint8(images: Tensor, size: int) -> Tensor:
     """Resize a uint8 (N, C, H, W) batch to size x size and make it 3-channel."""
     from torchvision.transforms.v2 import functional as F
