@@ -527,3 +527,15 @@ def test_paper_profile_prepares_aircraft_by_its_shorter_side():
     assert "resize" not in load_config(profile="quick")["profiles"]["quick"]["datasets"].get(
         "fashion_mnist", {}
     )
+
+
+def test_the_n_shot_val_cut_keeps_at_most_n_per_class_seeded():
+    from tlrepro.data.prepare import class_subset
+
+    labels = torch.tensor([0] * 30 + [1] * 3 + [2] * 12)
+    kept = class_subset(labels, 10, None, seed=1, at_most=True)
+    assert torch.bincount(labels[kept]).tolist() == [10, 3, 10]
+    assert torch.equal(kept, class_subset(labels, 10, None, seed=1, at_most=True))
+    assert not torch.equal(kept, class_subset(labels, 10, None, seed=2, at_most=True))
+    with pytest.raises(ValueError, match="fewer than"):
+        class_subset(labels, 10, None, seed=1)  # the training subset stays strict

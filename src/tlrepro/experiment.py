@@ -386,13 +386,15 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     selection_data = source if spec.selection == "source_val" else target
     val_index = None
     if job.target_val_per_class is not None and selection_data is target:
-        # the max-val protocol's N-shot groups: N validation images per class too
+        # the max-val protocol's N-shot groups: N validation images per class too (at most,
+        # as the release's make_small_dataset copies up to N files of a class)
         val_index = class_subset(
             target.splits["val"][1],
             job.target_val_per_class,
             None,
             job.seed,
             "target_val_per_class",
+            at_most=True,
         )
     val = _tensor_set(selection_data, "val", device, augment, val_index)
     info = {

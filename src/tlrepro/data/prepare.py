@@ -131,15 +131,23 @@ def carve_missing_splits(
 
 
 def class_subset(
-    labels: Tensor, per_class: int | None, fraction: float | None, seed: int, key: str = "per_class"
+    labels: Tensor,
+    per_class: int | None,
+    fraction: float | None,
+    seed: int,
+    key: str = "per_class",
+    at_most: bool = False,
 ) -> Tensor:
     """Indices of a seeded random subset of every class (not the first files): `per_class`
-    images, or `fraction` of them (at least one); `key` names the option in errors."""
+    images, or `fraction` of them (at least one); `key` names the option in errors. With
+    `at_most`, a class with fewer than `per_class` images keeps them all instead."""
     generator = torch.Generator().manual_seed(seed)
     picked = []
     for label in torch.unique(labels):
         members = torch.nonzero(labels == label).flatten()
         count = per_class if per_class is not None else max(1, round(fraction * len(members)))
+        if at_most:
+            count = min(count, len(members))
         if len(members) < count:
             raise ValueError(
                 f"class {int(label)} has {len(members)} images, fewer than {key}={per_class}"
