@@ -196,7 +196,8 @@ def frame_for_csv(
     """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
 
     Ours: one row per (group, protocol, method, task) with mean/std/n of test
-    accuracy in percent, `unconverged`, how many of the n runs did not converge, and
+    accuracy in percent (validation accuracy under REPORTS_VALIDATION's protocols, e.g.
+    max_val), `unconverged`, how many of the n runs did not converge, and
     `run_seconds`, their mean wall time on `device`, plus task `avg` rows where every
     task has a value.
     Reported: the paper's value as published, `protocol` saying how the paper
