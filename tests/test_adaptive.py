@@ -440,3 +440,102 @@ def test_block_usage_figure(tmp_path):
     (runs[0] / "log.csv").write_text("epoch,train_loss\n1,0.5\n")
     with pytest.raises(ValueError, match="no usage_block"):
         last_epoch_usage(runs)
+
+
+def paper_runs() -> list:
+    from tlrepro.config import load_config
+    from tlrepro.plan import build_plan
+
+    return [
+        run
+        for run in build_plan(load_config(profile="paper"), "paper").runs
+        if run.group.startswith("adaptive") and run.seed == 0
+    ]
+
+
+def test_paper_profile_trains_cifar100_without_weight_decay_as_both_releases():
+    """SpotTune's main.py and MultiTune's give CIFAR-100 weight decay 0, Aircraft 5e-4."""
+    runs = paper_runs()
+    for run in runs:
+        expected = 0.0 if run.task.target == "cifar100_decathlon" else 0.0005
+        assert run.training["weight_decay"] == expected, (run.group, run.method_key)
+    assert {run.task.target for run in runs} == {"cifar100_decathlon", "fgvc_aircraft"}
+
+
+def test_paper_profile_runs_multitune_under_its_own_recipe_and_spottune_under_its():
+    for run in paper_runs():
+        epochs = run.training["epochs"]
+        decays = [round(m * epochs) for m in run.training["milestones"]]
+        if run.method == "multitune":
+            # batch 120, CenterCrop(72) + flip, lr x0.1 at epochs 20, 50 and 80 of 110
+            assert (run.training["batch_size"], run.training["augment"]) == (120, "flip")
+            assert decays == [20, 50, 80]
+        else:
+            assert (run.training["batch_size"], run.training["augment"]) == (
+                128,
+                "decathlon_crop",
+            )
+            assert decays == [40, 60, 80]
+
+
+def test_paper_profile_reports_max_val_and_cuts_the_n_shot_val_split():
+    runs = paper_runs()
+    assert all(run.protocols == ("max_val",) for run in runs)
+    for run in runs:
+        assert run.target_val_per_class == run.target_train_per_class
+        if run.target_val_per_class is None:
+            assert "target_val_per_class" not in run.identity
+        else:
+            assert run.identity["target_val_per_class"] == run.target_val_per_class
+    assert {run.target_val_per_class for run in runs} == {None, 5, 10, 15, 20}
+
+
+def test_flip_augment_mirrors_some_images_and_moves_no_pixel_otherwise():
+    from tlrepro.augment import random_flip
+
+    x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5).repeat(8, 1, 1, 1)
+    out = random_flip(x, torch.Generator().manual_seed(0))
+    same = [torch.equal(o, i) for o, i in zip(out, x, strict=True)]
+    mirrored = [torch.equal(o, i.flip(-1)) for o, i in zip(out, x, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
+    assert any(same) and any(mirrored)
+
+
+def test_shorter_side_resize_crops_a_wide_image_instead_of_squashing_it():
+    """The Decathlon's Resize(72) + CenterCrop(72): a 2:1 image keeps its middle half."""
+    from tlrepro.data.prepare import resize_image
+
+    image = torch.zeros(3, 50, 100, dtype=torch.uint8)
+    image[0, :, :25] = 255  # red left quarter
+    image[2, :, 75:] = 255  # blue right quarter
+    image[1, :, 25:75] = 255  # green middle half
+    cropped = resize_image(image, 72, "shorter_side_crop")
+    squashed = resize_image(image, 72, "squash")
+    assert cropped.shape == squashed.shape == (3, 72, 72)
+    assert cropped[0].max() < 40 and cropped[2].max() < 40  # only the green middle is left
+    assert cropped[1].float().mean() > 250
+    assert squashed[0, :, :10].float().mean() > 250  # squashed: the red quarter is still there
+    with pytest.raises(ValueError, match="unknown resize mode"):
+        resize_image(image, 72, "stretch")
+
+
+def test_paper_profile_prepares_aircraft_by_its_shorter_side():
+    from tlrepro.config import load_config
+
+    datasets = load_config(profile="paper")["profiles"]["paper"]["datasets"]
+    assert datasets["fgvc_aircraft"]["resize"] == "shorter_side_crop"
+    assert "resize" not in load_config(profile="quick")["profiles"]["quick"]["datasets"].get(
+        "fashion_mnist", {}
+    )
+
+
+def test_the_n_shot_val_cut_keeps_at_most_n_per_class_seeded():
+    from tlrepro.data.prepare import class_subset
+
+    labels = torch.tensor([0] * 30 + [1] * 3 + [2] * 12)
+    kept = class_subset(labels, 10, None, seed=1, at_most=True)
+    assert torch.bincount(labels[kept]).tolist() == [10, 3, 10]
+    assert torch.equal(kept, class_subset(labels, 10, None, seed=1, at_most=True))
+    assert not torch.equal(kept, class_subset(labels, 10, None, seed=2, at_most=True))
+    with pytest.raises(ValueError, match="fewer than"):
+        class_subset(labels, 10, None, seed=1)  # the training subset stays strict

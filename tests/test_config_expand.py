@@ -208,3 +208,12 @@ def test_repository_config_expands_its_axes():
     assert paper["adaptive_n15"]["target_train_per_class"] == 15
     assert "spottune_global" in paper["adaptive_full"]["methods"]
     assert "spottune_global" not in paper["adaptive_n15"]["methods"]
+
+
+def test_task_training_resolves_per_task_and_must_name_the_groups_tasks():
+    groups = expand(
+        {"groups": {"g": {**GROUP, "task_training": {"a-to-b": {"weight_decay": 0.0}}}}}
+    )
+    assert groups["g"]["task_training"] == {"a-to-b": {"weight_decay": 0.0}}
+    with pytest.raises(ExpandError, match=r"task_training.*c-to-d not among"):
+        expand({"groups": {"g": {**GROUP, "task_training": {"c-to-d": {"weight_decay": 0.0}}}}})

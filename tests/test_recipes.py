@@ -3,6 +3,13 @@ strong view, Rebuffi's ResNet-26 checkpoint, and their use by the paper profile.
 
 from __future__ import annotations
 
+import pickle
+import struct
+import sys
+import types
+from typing import ClassVar
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -19,7 +26,12 @@ from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.settings import Settings
 from tlrepro.models.registry import build_model
-from tlrepro.models.resnet26_import import load_rebuffi_state, our_name
+from tlrepro.models.resnet26_import import (
+    export_published,
+    load_rebuffi_state,
+    our_name,
+    read_published,
+)
 from tlrepro.plan import PretrainJob, build_plan
 from tlrepro.train import TensorSet, fit, lr_lambda
 
@@ -475,3 +487,134 @@ def test_quick_profile_keeps_its_augmentations():
     plan = build_plan(load_config(REPO / "config" / "config.yaml", profile="quick"), "quick")
     assert {r.training["augment"] for r in plan.runs} == {"shift"}
     assert {j.training["augment"] for j in plan.pretrains.values()} <= {"shift"}
+
+
+class Py2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote: every str (and bytes) as a Python 2 byte string
+    (SHORT_BINSTRING / BINSTRING, latin-1 bytes), NumPy's rebuilder under numpy.core."""
+
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
+
+    def save_py2_str(self, obj) -> None:
+        data = obj.encode("latin-1") if isinstance(obj, str) else bytes(obj)
+        if len(data) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
+        self.memoize(obj)
+
+    dispatch[str] = save_py2_str
+    dispatch[bytes] = save_py2_str
+
+    def save_global(self, obj, name=None) -> None:
+        if getattr(obj, "__module__", "").startswith("numpy._core"):
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n" + obj.__name__.encode() + b"\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def py2_pickle_module() -> types.ModuleType:
+    module = types.ModuleType("py2_pickle")
+    module.Pickler = Py2Pickler
+    module.dump = lambda obj, file, protocol=2: Py2Pickler(file, protocol).dump(obj)
+    return module
+
+
+RAN_AUTHORS_CODE = []
+
+
+def published_network(state: dict[str, torch.Tensor]) -> nn.Module:
+    """The state under the authors' module tree (classes of a stand-in `models` module, as
+    their models.py; a __setstate__ that would record being run on unpickling)."""
+    authors = types.ModuleType("models")
+
+    def setstate(self, state):
+        RAN_AUTHORS_CODE.append(type(self).__name__)
+        nn.Module.__setstate__(self, state)
+
+    for name in ("ResNet", "conv_task", "BasicBlock", "Sequential"):
+        cls = type(name, (nn.Module,), {"__module__": "models", "__setstate__": setstate})
+        setattr(authors, name, cls)
+    root = authors.ResNet()
+    for dotted, tensor in state.items():
+        *path, leaf = dotted.split(".")
+        module = root
+        for part in path:
+            if part not in module._modules:
+                module.add_module(part, authors.conv_task())
+            module = module._modules[part]
+        if leaf.startswith("running_"):
+            module.register_buffer(leaf, tensor.clone())
+        else:
+            module.register_parameter(leaf, nn.Parameter(tensor.clone()))
+    return authors, root
+
+
+def test_the_published_python2_checkpoint_is_read_with_latin1_and_none_of_its_code(
+    tmp_path, monkeypatch
+):
+    """Rebuffi's .t7 as PyTorch 0.4 wrote it under Python 2 (legacy format, protocol 2,
+    byte strings, a NumPy array): a plain Python 3 load fails on its bytes; ours reads it as
+    latin-1 into the published state dict, which the loader then converts."""
+    state = published_state(classes=5)
+    authors, net = published_network(state)
+    monkeypatch.setitem(sys.modules, "models", authors)
+    checkpoint = {
+        "net": net,
+        "acc": 71.5,
+        "epoch": 60,
+        "comment": "ImageNet 72 px, r\xe9sidus",  # latin-1, not UTF-8, on the wire
+        "mean_std": np.array([0.485, 0.456, 0.406, 0.229, 0.224, 0.225]),
+    }
+    path = tmp_path / "resnet26_pretrained.t7"
+    torch.save(
+        checkpoint,
+        path,
+        pickle_module=py2_pickle_module(),
+        pickle_protocol=2,
+        _use_new_zipfile_serialization=False,
+    )
+    assert b"\x55\x03net" in path.read_bytes()  # SHORT_BINSTRING 'net': a Python 2 str
+    with pytest.raises(UnicodeDecodeError):  # what a plain load of such a file does
+        torch.load(path, weights_only=False)
+    RAN_AUTHORS_CODE.clear()
+
+    read = read_published(path)
+    assert RAN_AUTHORS_CODE == []  # their classes were never instantiated
+    assert set(read) == set(state)
+    for name, tensor in state.items():
+        assert torch.equal(read[name], tensor), name
+    out = export_published(path, tmp_path / "resnet26_imagenet.pt")
+    converted = load_rebuffi_state(out)  # weights_only=True, as the config's `weights`
+    assert torch.equal(converted["blocks.7.bn2.bias"], state["layer2.3.conv2.1.bns.0.bias"])
+    network = build_model("resnet26", 7, weights=str(out)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(network.features(x), published_features(state, x))
+
+
+def test_a_published_checkpoint_without_the_plain_network_is_refused(tmp_path, monkeypatch):
+    state = published_state(classes=3)
+    state["layer1.0.conv1.bns.0.0.conv.1.weight"] = torch.zeros(64, 64, 1, 1)
+    authors, net = published_network(state)
+    monkeypatch.setitem(sys.modules, "models", authors)
+    path = tmp_path / "adapters.t7"
+    torch.save(
+        {"net": net},
+        path,
+        pickle_module=py2_pickle_module(),
+        pickle_protocol=2,
+        _use_new_zipfile_serialization=False,
+    )
+    with pytest.raises(ValueError, match="series adapters"):
+        read_published(path)
+    torch.save(
+        {"acc": 1.0},
+        path,
+        pickle_module=py2_pickle_module(),
+        pickle_protocol=2,
+        _use_new_zipfile_serialization=False,
+    )
+    with pytest.raises(ValueError, match="no 'net'"):
+        read_published(path)

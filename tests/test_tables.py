@@ -623,3 +623,50 @@ def test_each_rst_runs_density_is_shown_under_its_groups_table() -> None:
     assert line is not None and "CMKD+RST 0.380% (seeds 0: 0.360%, 1: 0.400%)" in line
     assert "CMKD " not in line
     assert _rst_density_line(frame.assign(rst_density=float("nan")), group) is None
+
+
+def test_the_max_val_protocol_shows_validation_accuracy_beside_the_papers_maxima(
+    tmp_path, run_dirs, groups
+) -> None:
+    """A group asking for max_val gets a section of validation accuracies (not test), and a
+    reported table measured that way (`protocol_key: max_val`) stands under it, not under
+    the best validation epoch's test accuracies."""
+    for (group, method, task, seed), run_dir in run_dirs.items():
+        metrics = storage.read_json(run_dir / "metrics.json")
+        acc = ACCURACY[(group, method, task)][seed]
+        metrics["protocols"]["max_val"] = {
+            "epoch": 2,
+            "val_acc": acc + 0.02,
+            "test_acc": acc,
+            "selection_split": "target_val",
+        }
+        storage.write_json(run_dir / "metrics.json", metrics)
+    path = tmp_path / "reported_max_val.yaml"
+    path.write_text(REPORTED_YAML.replace("  rows:", "  protocol_key: max_val\n  rows:"))
+    reported = load_reported(path)
+    alpha = dataclasses.replace(groups[0], protocols=("max_val",))
+    frame = collect([alpha], run_dirs)
+    text = render_markdown(frame, [alpha], reported, HEADER, [])
+    heading = "Max validation accuracy over epochs"
+    # fine-tune on a→b: test 95/96/97 % at the picked epochs, validation 97/98/99 %
+    assert _row(text, "Alpha", heading, "fine-tune")[0].startswith("98.00")
+    assert _row(text, "Alpha", "Best validation epoch", "fine-tune")[0].startswith("96.00")
+    assert _row(text, "Alpha", heading, "reported: Method X [Paper X]")[0] == "91.5"
+    with pytest.raises(AssertionError, match="no row"):
+        _row(text, "Alpha", "Best validation epoch", "reported: Method X [Paper X]")
+    # the other groups' tables are as before: no max-val section
+    beta_frame = collect([groups[1]], run_dirs)
+    assert heading not in render_markdown(beta_frame, [groups[1]], reported, HEADER, [])
+
+
+def test_a_run_without_its_groups_extra_protocol_is_named(run_dirs, groups) -> None:
+    alpha = dataclasses.replace(groups[0], protocols=("max_val",))
+    with pytest.raises(ValueError, match=r"no protocol 'max_val'.*rerun"):
+        collect([alpha], run_dirs)
+
+
+def test_a_reported_tables_protocol_key_must_be_a_protocol(tmp_path) -> None:
+    path = tmp_path / "reported.yaml"
+    path.write_text(REPORTED_YAML.replace("  rows:", "  protocol_key: max_test\n  rows:"))
+    with pytest.raises(ReportedFormatError, match="protocol_key"):
+        load_reported(path)

@@ -23,7 +23,7 @@ from tlrepro.claims import Claim
 from tlrepro.data.registry import DATASETS
 from tlrepro.layout import LOG_COLUMNS, Task
 from tlrepro.results import LOG_TAGS, GroupTable, display_task
-from tlrepro.selection import PROTOCOLS
+from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS, REPORTS_VALIDATION
 
 AVG = "avg"
 CLAIMS_CSV_COLUMNS = ["group", "method", "baseline", *claims_module.COLUMNS]
@@ -54,7 +54,7 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ReportedFormatError(f"{path}: expected a mapping of table keys to tables")
     required = {"source": str, "metric": str, "protocol": str, "rows": dict}
-    optional = {"short": str, "note": str, "average_of": list}
+    optional = {"short": str, "note": str, "average_of": list, "protocol_key": str}
     for key, table in data.items():
         where = f"{path}: {key}"
         if not isinstance(table, dict):
@@ -69,6 +69,11 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
                     f"{where}.{field_name}: expected {kind.__name__}, "
                     f"got {type(table[field_name]).__name__}"
                 )
+        if table.get("protocol_key", "best_val") not in {**PROTOCOLS, **EXTRA_PROTOCOLS}:
+            raise ReportedFormatError(
+                f"{where}.protocol_key: {table['protocol_key']!r} is not a protocol "
+                f"({', '.join([*PROTOCOLS, *EXTRA_PROTOCOLS])})"
+            )
         if not all(isinstance(task, str) for task in table.get("average_of", [])):
             raise ReportedFormatError(f"{where}.average_of: expected a list of task names")
         for label, cells in table["rows"].items():
@@ -108,14 +113,16 @@ def devices(names: pd.Series) -> str:
 
 
 def _ours(frame: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
-    """Per-cell test accuracy (%) over seeds, how many of those runs did not converge and
+    """Per-cell test accuracy (%) over seeds (validation accuracy under the protocols of
+    REPORTS_VALIDATION), how many of those runs did not converge and
     their mean seconds on their devices, plus the avg column where complete (its count:
     the tasks' counts summed; its seconds: the mean of the tasks')."""
     runs = frame[frame["group"] == group.name]
     keys = ["protocol", "method_key", "label"]
     stats = (
         runs.assign(
-            acc=runs["test_acc"] * 100.0,
+            acc=runs["test_acc"].where(~runs["protocol"].isin(REPORTS_VALIDATION), runs["val_acc"])
+            * 100.0,
             unconverged=~runs["converged"].astype(bool),
             run_seconds=runs["run_seconds"].astype(float),
         )
@@ -174,7 +181,7 @@ def _reported(table: dict[str, Any], group: GroupTable) -> pd.DataFrame:
 def _ordered(ours: pd.DataFrame, group: GroupTable) -> pd.DataFrame:
     """Sort by protocol, method and task in display order (not alphabetically)."""
     rank = {
-        "protocol": list(PROTOCOLS),
+        "protocol": [*PROTOCOLS, *EXTRA_PROTOCOLS],
         "method_key": [key for key, _ in group.methods],
         "task": [*group.tasks, AVG],
     }
@@ -189,7 +196,8 @@ def frame_for_csv(
     """Long form of every table cell: ours (kind=ours) and the papers' (kind=reported).
 
     Ours: one row per (group, protocol, method, task) with mean/std/n of test
-    accuracy in percent, `unconverged`, how many of the n runs did not converge, and
+    accuracy in percent (validation accuracy under REPORTS_VALIDATION's protocols, e.g.
+    max_val), `unconverged`, how many of the n runs did not converge, and
     `run_seconds`, their mean wall time on `device`, plus task `avg` rows where every
     task has a value.
     Reported: the paper's value as published, `protocol` saying how the paper

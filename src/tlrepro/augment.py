@@ -60,6 +60,15 @@ def random_shift(x: Tensor, pad: int, generator: torch.Generator | None, flip: b
     return _gather(padded, rows, cols)
 
 
+def random_flip(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Per-image random horizontal flip and nothing else, one gather (MultiTune's training
+    view: Resize(72) + CenterCrop(72) + RandomHorizontalFlip of images stored at 72 px)."""
+    n, _, height, width = x.shape
+    rows = torch.arange(height, device=x.device)[None, None, :, None].expand(n, 1, height, 1)
+    cols = torch.arange(width, device=x.device)[None, None, None, :].expand(n, 1, 1, width)
+    return _gather(x, rows, _flip_columns(cols, generator))
+
+
 def random_crop(
     x: Tensor, size: int, generator: torch.Generator | None, flip: bool = False
 ) -> Tensor:

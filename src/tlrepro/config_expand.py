@@ -187,6 +187,16 @@ def _groups(
         else method
         for key, method in methods.items()
     }
+    if "task_training" in entry:
+        unknown = sorted(set(entry["task_training"]) - set(group["tasks"]))
+        if unknown:
+            raise ExpandError(
+                f"at '{where}.task_training': {', '.join(unknown)} not among the group's tasks"
+            )
+        group["task_training"] = {
+            task: pieces.training(block, {}, base, f"{where}.task_training.{task}")
+            for task, block in entry["task_training"].items()
+        }
     models = _axis(entry["model"], f"{where}.model", _model_value)
     regimes = _axis(entry.get("target_train_per_class"), f"{where}.target_train_per_class", _regime)
     for (model_suffix, model, model_text), (regime_suffix, per_class, n_text) in itertools.product(

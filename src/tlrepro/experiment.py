@@ -86,12 +86,13 @@ def _metrics(
     digest: str,
     convergence: dict[str, Any],
     meter: Meter,
+    protocols: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     seconds = sum(row["seconds"] for row in history)
     images = sum(row["images_per_second"] * row["seconds"] for row in history)
     return {
         "run": run_info,
-        "protocols": select_epochs(history, selection_split),
+        "protocols": select_epochs(history, selection_split, protocols),
         "epochs": len(history),
         "convergence": convergence,
         "settings": settings,
@@ -383,7 +384,19 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     if source is not None:
         streams["source"] = _tensor_set(source, "train", device, augment)
     selection_data = source if spec.selection == "source_val" else target
-    val = _tensor_set(selection_data, "val", device, augment)
+    val_index = None
+    if job.target_val_per_class is not None and selection_data is target:
+        # the max-val protocol's N-shot groups: N validation images per class too (at most,
+        # as the release's make_small_dataset copies up to N files of a class)
+        val_index = class_subset(
+            target.splits["val"][1],
+            job.target_val_per_class,
+            None,
+            job.seed,
+            "target_val_per_class",
+            at_most=True,
+        )
+    val = _tensor_set(selection_data, "val", device, augment, val_index)
     info = {
         "profile": job.profile,
         "kind": "transfer",
@@ -415,5 +428,9 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "target_train_fraction": job.target_train_fraction,
     }
     convergence = _convergence(plan, method, history)
-    metrics = _metrics(history, spec.selection, info, settings, digest, convergence, meter)
+    if job.target_val_per_class is not None:  # only then: other runs' metrics stay as they were
+        settings["target_val_per_class"] = job.target_val_per_class
+    metrics = _metrics(
+        history, spec.selection, info, settings, digest, convergence, meter, job.protocols
+    )
     return _record(method, job.folder, metrics)

@@ -29,7 +29,7 @@ from tlrepro.aggregate import (
 from tlrepro.claims import Claim
 from tlrepro.layout import GROUP_FIGURES
 from tlrepro.results import GroupTable, SourceModel, display_task, read_metrics
-from tlrepro.selection import PROTOCOLS
+from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS
 
 DSP = "DSP (M)"
 DSP_SUM = "DSP Σ tasks (M)"
@@ -378,12 +378,18 @@ def _group_section(
     theirs = long[(long["group"] == group.name) & (long["kind"] == "reported")]
     labels = [label for _, label in group.methods]
     table = reported_table(reported, group)
-    for protocol, heading in PROTOCOLS.items():
+    # the reported rows go under the protocol that measures what the paper reported
+    beside = table.get("protocol_key", "best_val") if table is not None else None
+    if beside not in group.all_protocols:
+        beside = "best_val"
+    headings = {**PROTOCOLS, **EXTRA_PROTOCOLS}
+    for protocol in group.all_protocols:
+        heading = headings[protocol]
         lines += ["", f"### {heading[0].upper()}{heading[1:]}", ""]
         if protocol == "best_val" and (selection := _selection_line(frame, group)):
             lines += [selection, ""]
         body = _pivot(ours[ours["protocol"] == protocol], labels, group)
-        if protocol == "best_val" and table is not None:
+        if protocol == beside and table is not None:
             short = table.get("short", group.reported)
             reported_labels = list(dict.fromkeys(theirs["method"]))
             rows = _pivot(theirs, reported_labels, group)
@@ -398,7 +404,7 @@ def _group_section(
             lines += ["", density]
         if legend := _unconverged_line(ours[ours["protocol"] == protocol]):
             lines += ["", legend]
-        if protocol == "best_val" and table is not None:
+        if protocol == beside and table is not None:
             lines += ["", _reported_line(table, theirs)]
     lines += _claims_lines(tested[tested["group"] == group.name], reported, frame, group)
     return "\n".join(lines)

@@ -137,6 +137,11 @@ class RunJob:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Construction options of the models the run builds, by model name (from the
     profile's `model_options`; a model without options is absent)."""
+    protocols: tuple[str, ...] = ()
+    """Extra reporting protocols its metrics must hold (the group's `protocols`)."""
+    target_val_per_class: int | None = None
+    """Validation images kept per class (seeded, as the training subset): the N-shot groups'
+    N under the max-val protocol, whose release cut its validation split alike."""
 
     def options_for(self, model: str) -> dict[str, Any]:
         return self.model_options.get(model, {})
@@ -192,6 +197,10 @@ class RunJob:
         }
         if self.model_options:  # only then: runs without options keep their identity
             identity["model_options"] = self.model_options
+        if self.protocols:  # likewise
+            identity["protocols"] = list(self.protocols)
+        if self.target_val_per_class is not None:
+            identity["target_val_per_class"] = self.target_val_per_class
         return identity
 
 
@@ -365,10 +374,15 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
         for method_key, entry in group["methods"].items():
             method = entry.get("method", method_key)
             spec = method_spec(method)
-            training = {**group.get("training", {}), **entry.get("training", {})}
+            method_training = {**group.get("training", {}), **entry.get("training", {})}
             settings = spec.settings.from_config(entry.get("settings", {}))
+            protocols = tuple(group.get("protocols", ()))
+            per_class = group.get("target_train_per_class")
+            val_per_class = per_class if "max_val" in protocols else None
             for task_name in group["tasks"]:
                 task = Task.parse(task_name)
+                # a task's own keys (the releases' per-dataset weight decay) come last
+                training = {**method_training, **group.get("task_training", {}).get(task_name, {})}
                 if spec.needs_shared_labels and not shares_labels(task):
                     continue
                 pretrain, zoo_source_model = None, None
@@ -414,6 +428,8 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             pretrain,
                             zoo_source_model,
                             {m: model_options[m] for m in sorted(built & set(model_options))},
+                            protocols,
+                            val_per_class,
                         )
                     )
     return plan

@@ -103,13 +103,20 @@ def shrink_group(group: dict[str, Any]) -> dict[str, Any]:
         else dict(entry)
         for key, entry in group["methods"].items()
     }
-    return {
+    shrunk = {
         **group,
         "tasks": covering_tasks(group["tasks"]),
         "seeds": list(group["seeds"][:SEEDS]),
         "training": shrink_training(group.get("training", {})),
         "methods": methods,
     }
+    if "task_training" in group:  # a task's own keys come last: capped too
+        shrunk["task_training"] = {
+            task: shrink_training(block)
+            for task, block in group["task_training"].items()
+            if task in shrunk["tasks"]
+        }
+    return shrunk
 
 
 def _train_per_class(name: str, groups: dict[str, dict[str, Any]]) -> int:

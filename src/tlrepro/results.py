@@ -20,7 +20,7 @@ import pandas as pd
 from tlrepro import storage
 from tlrepro.convergence import Criterion, judge_again
 from tlrepro.layout import LOG_FILE, METRICS_FILE, Task
-from tlrepro.selection import PROTOCOLS
+from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS
 
 if TYPE_CHECKING:
     from tlrepro.claims import Claim
@@ -99,6 +99,13 @@ class GroupTable:
     """The source models its methods start from or read, in first-use order."""
     reference: Reference | None = None
     """Its reference baseline and floor (config `reference`); None: no floor is set."""
+    protocols: tuple[str, ...] = ()
+    """Its extra protocols (config `protocols`, keys of selection.EXTRA_PROTOCOLS)."""
+
+    @property
+    def all_protocols(self) -> list[str]:
+        """The protocols its tables show, in order: every group's, then its own."""
+        return [*PROTOCOLS, *(p for p in EXTRA_PROTOCOLS if p in self.protocols)]
 
     def claims(self, claims: Sequence[Claim]) -> list[Claim]:
         """The claims that compare two of this group's methods."""
@@ -165,7 +172,12 @@ def collect(
             metrics = read_metrics(run_dir / METRICS_FILE)
             convergence = judge_convergence(run_dir, metrics, criterion)
             timing = metrics.get("timing", {})
-            for protocol in PROTOCOLS:
+            for protocol in group.all_protocols:
+                if protocol not in metrics["protocols"]:
+                    raise ValueError(
+                        f"{run_dir / METRICS_FILE}: no protocol {protocol!r}, which group "
+                        f"{group.name!r} reports (computed by runs that ask for it): rerun it"
+                    )
                 entry = metrics["protocols"][protocol]
                 rows.append(
                     {

@@ -39,6 +39,7 @@ from tlrepro.augment import (
     CLIP_STD,
     clip_train_view,
     random_crop,
+    random_flip,
     random_shift,
     resize,
     strong_view,
@@ -111,6 +112,8 @@ class TensorSet:
         x = (images.float().div_(255) - self.mean) / self.std
         if augment == "decathlon_crop":
             x = random_crop(x, round(x.shape[-1] * 8 / 9), generator)
+        elif augment == "flip":
+            x = random_flip(x, generator)
         elif augment in ("shift", "shift_flip"):
             x = random_shift(x, max(1, x.shape[-1] // 8), generator, flip=augment == "shift_flip")
         return x.contiguous(memory_format=torch.channels_last), self.labels[index]

@@ -33,6 +33,23 @@ class RawSplits:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+RESIZE_MODES = ("squash", "shorter_side_crop")
+"""Dataset option `resize`: how one decoded image reaches size x size (`resize_image`)."""
+
+
+def resize_image(image: Tensor, size: int, mode: str = "squash") -> Tensor:
+    """One (C, H, W) image at size x size: squashed (both sides resized, the aspect ratio
+    lost), or its shorter side resized to `size` with the aspect ratio kept and the centre
+    size x size kept (torchvision's Resize(size) + CenterCrop(size), the Visual Decathlon's)."""
+    from torchvision.transforms.v2 import functional as F
+
+    if mode == "squash":
+        return F.resize(image, [size, size], antialias=True)
+    if mode == "shorter_side_crop":
+        return F.center_crop(F.resize(image, size, antialias=True), [size, size])
+    raise ValueError(f"unknown resize mode {mode!r}; known: {', '.join(RESIZE_MODES)}")
+
+
 def resize_uint8(images: Tensor, size: int) -> Tensor:
     """Resize a uint8 (N, C, H, W) batch to size x size and make it 3-channel."""
     from torchvision.transforms.v2 import functional as F
@@ -114,15 +131,23 @@ def carve_missing_splits(
 
 
 def class_subset(
-    labels: Tensor, per_class: int | None, fraction: float | None, seed: int, key: str = "per_class"
+    labels: Tensor,
+    per_class: int | None,
+    fraction: float | None,
+    seed: int,
+    key: str = "per_class",
+    at_most: bool = False,
 ) -> Tensor:
     """Indices of a seeded random subset of every class (not the first files): `per_class`
-    images, or `fraction` of them (at least one); `key` names the option in errors."""
+    images, or `fraction` of them (at least one); `key` names the option in errors. With
+    `at_most`, a class with fewer than `per_class` images keeps them all instead."""
     generator = torch.Generator().manual_seed(seed)
     picked = []
     for label in torch.unique(labels):
         members = torch.nonzero(labels == label).flatten()
         count = per_class if per_class is not None else max(1, round(fraction * len(members)))
+        if at_most:
+            count = min(count, len(members))
         if len(members) < count:
             raise ValueError(
                 f"class {int(label)} has {len(members)} images, fewer than {key}={per_class}"

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from tlrepro import storage
-from tlrepro.data.prepare import RawSplits
+from tlrepro.data.prepare import RawSplits, resize_image
 from tlrepro.data.registry import DIGITS
 
 # torchvision class name -> {our split: constructor keyword arguments}
@@ -34,8 +34,11 @@ def construct(name: str, root: Path, **kwargs: Any):
     return getattr(torchvision.datasets, name)(str(root), download=True, **kwargs)
 
 
-def to_tensors(dataset, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode every PIL image once at preparation time, resized to the working size.
+def to_tensors(
+    dataset, image_size: int, resize: str = "squash"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode every PIL image once at preparation time, resized to the working size (the
+    dataset option `resize`: squashed, or shorter side then centre crop).
 
     The output is allocated up front: Food-101 at 224 px is 11 GB, and a list
     of per-image tensors stacked at the end would need twice that.
@@ -47,7 +50,7 @@ def to_tensors(dataset, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     for index in range(len(dataset)):
         image, label = dataset[index]
         tensor = F.pil_to_tensor(image.convert("RGB"))
-        images[index] = F.resize(tensor, [image_size, image_size], antialias=True)
+        images[index] = resize_image(tensor, image_size, resize)
         labels[index] = int(label)
     return images, labels
 
@@ -59,7 +62,7 @@ def build(options: dict[str, Any], image_size: int, raw_root: Path, name: str) -
         # Several registry entries may share one download (mnist_0to4, mnist_5to9).
         with storage.exclusive(root, wait=True):
             dataset = construct(name, root, **kwargs)
-        splits[split] = to_tensors(dataset, image_size)
+        splits[split] = to_tensors(dataset, image_size, options.get("resize", "squash"))
         classes = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
     if name in DIGIT_SETS:
         classes = DIGITS

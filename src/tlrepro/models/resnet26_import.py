@@ -2,10 +2,19 @@
 source of SpotTune's and MultiTune's groups, converted to this project's layout.
 
 The published checkpoint (`resnet26_pretrained.t7`, which SpotTune's release loads too) is a
-pickled dict whose "net" is the authors' whole `models.ResNet` object: unpickling it runs
-their code, so this module never does. Export its state dict once, with their code, as
-docs/adaptive.md ("Pretrained weights") shows, and name that file in the config
-(`pretrain.models.resnet26.weights`); it is read with `weights_only=True`. The published
+pickled dict whose "net" is the authors' whole `models.ResNet` object, saved by PyTorch 0.4
+under Python 2 (SpotTune's README): a Python 2 pickle, whose byte strings (and any NumPy
+array's data) Python 3 reads only with `encoding="latin1"`, as MultiTune's release does
+(its main.py, load_weights_to_flatresnet). `export_published` reads it that way without
+the authors' code and without running any of it: every class the pickle names stands in
+as an inert record of its state (`_Stub`), except a short list of tensor, container and
+NumPy rebuilders, and the modules' `_parameters` and `_buffers` are collected under their
+dotted names, i.e. what `checkpoint["net"].state_dict()` gives with the authors' code:
+
+    python -m tlrepro.models.resnet26_import resnet26_pretrained.t7 resnet26_imagenet.pt
+
+Name the exported file in the config (`pretrain.models.resnet26.weights`); it is read with
+`weights_only=True`. The published
 parameter names (their models.py, plain mode, one task)
 and ours (`tlrepro.models.resnet26`, block i = 4 * (stage - 1) + b):
 
@@ -26,10 +35,16 @@ head. Checkpoints of that era have no `num_batches_tracked`; those buffers start
 
 from __future__ import annotations
 
+import collections
+import copyreg
 import pickle
 import re
+import sys
+import types
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -107,3 +122,132 @@ def resnet26_with_weights(num_classes: int, weights: str | None = None) -> ResNe
         # Everything but the head, which belongs to ImageNet's classes.
         network.load_body(load_rebuffi_state(weights), weights)
     return network
+
+
+PUBLISHED_ENCODING = "latin1"
+"""How Python 3 must decode the Python 2 pickle's byte strings (NumPy's documented choice
+for Python 2 arrays; MultiTune's release loads the checkpoint so)."""
+
+
+class _Stub:
+    """Stands in for a class the pickle names (the authors' modules, old torch.nn classes):
+    it records the state unpickling gives it and runs no code of theirs."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Stub:
+        stub = object.__new__(cls)
+        stub.__dict__["_args"] = args
+        return stub
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state = {**(state[0] or {}), **state[1]}  # (dict, slots)
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self.__dict__["_state"] = state
+
+
+def _allowed() -> dict[tuple[str, str], Any]:
+    """The only callables the pickle may reach: rebuilders of tensors, parameters, ordered
+    dicts and NumPy arrays (Python 2 and 3 module names)."""
+    import numpy
+
+    reconstruct = numpy.ndarray.__reduce__(numpy.zeros(1))[0]
+    allowed: dict[tuple[str, str], Any] = {
+        ("collections", "OrderedDict"): collections.OrderedDict,
+        ("torch", "Size"): torch.Size,
+        ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
+        ("numpy", "ndarray"): numpy.ndarray,
+        ("numpy", "dtype"): numpy.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+        ("copy_reg", "_reconstructor"): copyreg._reconstructor,
+        ("copyreg", "_reconstructor"): copyreg._reconstructor,
+    }
+    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_parameter"):
+        allowed[("torch._utils", name)] = getattr(torch._utils, name)
+    for name in ("set", "frozenset", "object"):
+        allowed[("__builtin__", name)] = allowed[("builtins", name)] = getattr(
+            __import__("builtins"), name
+        )
+    return allowed
+
+
+class _Unpickler(pickle.Unpickler):
+    allowed: ClassVar[dict[tuple[str, str], Any]] = {}
+    stubs: ClassVar[dict[tuple[str, str], type]] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = (module, name)
+        if key in self.allowed:
+            return self.allowed[key]
+        if key not in self.stubs:
+            self.stubs[key] = type(name, (_Stub,), {"__module__": f"stub:{module}"})
+        return self.stubs[key]
+
+
+def _pickle_module() -> types.ModuleType:
+    """A `pickle_module` for torch.load whose Unpickler is `_Unpickler`."""
+    module = types.ModuleType("tlrepro_published_pickle")
+    _Unpickler.allowed = _allowed()
+    module.Unpickler = _Unpickler  # type: ignore[attr-defined]
+    module.load = lambda file, **kwargs: _Unpickler(file, **kwargs).load()  # type: ignore[attr-defined]
+    module.__dict__["UnpicklingError"] = pickle.UnpicklingError
+    return module
+
+
+def _as_tensor(value: Any) -> Tensor:
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    return torch.as_tensor(__import__("numpy").asarray(value)).clone()
+
+
+def _module_state(module: Any, prefix: str = "") -> dict[str, Tensor]:
+    """A recorded module's parameters and buffers under dotted names, as state_dict()."""
+    fields = getattr(module, "__dict__", {})
+    state = {}
+    for kind in ("_parameters", "_buffers"):
+        for name, value in (fields.get(kind) or {}).items():
+            if value is not None:
+                state[prefix + name] = _as_tensor(value)
+    for name, child in (fields.get("_modules") or {}).items():
+        if child is not None:
+            state.update(_module_state(child, f"{prefix}{name}."))
+    return state
+
+
+def read_published(path: str | Path) -> dict[str, Tensor]:
+    """The parameters and buffers of the published checkpoint's "net" (published names),
+    read as a Python 2 pickle (`PUBLISHED_ENCODING`) without running the authors' code."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "couldn't retrieve source code for container"
+        checkpoint = torch.load(
+            path,
+            map_location="cpu",
+            pickle_module=_pickle_module(),
+            weights_only=False,
+            encoding=PUBLISHED_ENCODING,
+        )
+    net = checkpoint.get("net") if isinstance(checkpoint, Mapping) else None
+    if net is None:
+        raise ValueError(f"{path}: no 'net' in the checkpoint (not Rebuffi's .t7 layout)")
+    state = _module_state(net)
+    if state and all(name.startswith("module.") for name in state):  # saved from DataParallel
+        state = {name.removeprefix("module."): tensor for name, tensor in state.items()}
+    convert_rebuffi_state(state)  # the names must be the plain ResNet-26's
+    return state
+
+
+def export_published(source: str | Path, target: str | Path) -> Path:
+    """Write the published checkpoint's state dict (published names) for `weights`."""
+    torch.save(read_published(source), target)
+    return Path(target)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m tlrepro.models.resnet26_import PUBLISHED.t7 OUT.pt")
+    print(f"wrote {export_published(sys.argv[1], sys.argv[2])}")
