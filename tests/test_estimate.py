@@ -18,7 +18,7 @@ from tlrepro.jobs import plan_jobs
 from .conftest import REPO
 
 GROUPS = ("gradmf_mnist_split", "cmkd_digits")
-LENET = ("scratch", "finetune", "joint", "pcgrad", "gradmf_coded", "gradmf_drawn")
+LENET = ("scratch", "finetune", "joint", "pcgrad", "gradmf_coded", "gradmf_drawn", "gradmf_release")
 H200 = "NVIDIA H200"
 SINFO = "gpu01|gpu*|16|256000|gpu:h200:1|12:00:00\n"  # 720 min
 
@@ -28,7 +28,7 @@ def calibration(ms_per_image: float) -> pd.DataFrame:
     rows = [
         {
             "model": "lenet",
-            "image_size": 32,
+            "image_size": 28,  # GradMF's MNIST split at the release's 28 px
             "method_key": key,
             "device": H200,
             "batch_size": 64,
@@ -79,16 +79,16 @@ def test_estimate_prints_a_bill_per_group_and_a_total(small_config, capsys):
     header = next(line for line in out.splitlines() if line.startswith("| group"))
     columns = [cell.strip() for cell in header.strip("|").split("|")][1:]
     split, cmkd, total = (dict(zip(columns, rows[name], strict=True)) for name in rows)
-    # 6 methods x 3 seeds, 1 seed a job; 30 epochs x 50 steps x 64 images, x2 for 2 streams
-    assert (split["jobs"], split["runs"]) == ("18", "18")
-    assert split["train images"] == f"{3 * (2 * 96_000 + 4 * 192_000):,}"
-    assert split[f"GPU-h train ({H200})"] == "0.01"  # 2.88 M images at 0.01 ms
+    # 7 methods x 3 seeds, 1 seed a job; 30 epochs x 50 steps x 64 images, x2 for 2 streams
+    assert (split["jobs"], split["runs"]) == ("21", "21")
+    assert split["train images"] == f"{3 * (2 * 96_000 + 5 * 192_000):,}"
+    assert split[f"GPU-h train ({H200})"] == "0.01"  # 3.46 M images at 0.01 ms
     assert split[f"GPU-h eval ({H200})"] == "unmeasured"  # no evaluation in the GPU rows
     assert cmkd[f"GPU-h train ({H200})"] == "unmeasured"
     assert total[f"GPU-h train ({H200})"] == "0.01 + 45 runs unmeasured"
     assert split["download GB"] == "0.01"  # MNIST's 11.6 MB, once for both halves
     assert "No NVIDIA H200 row (its runs are unmeasured there): clip_rn50 32 px cmkd;" in out
-    assert "- NVIDIA H200: NVIDIA H200 at commit(s) abc1234 (6 rows; test)" in out
+    assert "- NVIDIA H200: NVIDIA H200 at commit(s) abc1234 (7 rows; test)" in out
 
 
 def jobs_of(config: Path):

@@ -15,7 +15,7 @@ from tlrepro.config import default_training
 from tlrepro.methods import gradient_algebra
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.gradient_algebra import EPS
-from tlrepro.methods.gradmf import GradMF
+from tlrepro.methods.gradmf import GradMF, ReleaseSchedule
 from tlrepro.methods.gradmf_settings import GradMFSettings
 from tlrepro.methods.pcgrad import PCGrad
 from tlrepro.methods.settings import SettingError, Settings
@@ -368,4 +368,170 @@ def test_settings_are_checked_against_their_dataclass():
         "tau": 1,
         "max_steps": 5,
         "project": True,
+        "schedule": "joint",
+        "release_period": 3,
     }
+    with pytest.raises(SettingError, match=r"'release_period' is 1; it must be >= 2"):
+        GradMFSettings.from_config({"release_period": 1})
+    with pytest.raises(SettingError, match="choose one of joint, release"):
+        GradMFSettings.from_config({"schedule": "alternate"})
+
+
+# The release schedule (docs/gradmf.md, "Schedules").
+
+
+@pytest.mark.parametrize(("period", "gradmf_epochs"), [(3, [3, 6, 9]), (2, [2, 4, 6, 8])])
+def test_the_release_schedule_names_the_scripts_gradmf_epochs(period: int, gradmf_epochs):
+    """`ep % period != 0 or ep == 0` trains on the source in the released scripts."""
+    schedule = ReleaseSchedule(period, steps_per_epoch=4)
+    assert [e for e in range(10) if schedule.is_gradmf(e)] == gradmf_epochs
+    assert [schedule.epoch(step) for step in (0, 3, 4, 9)] == [
+        (0, True),
+        (0, False),
+        (1, True),
+        (2, False),
+    ]
+
+
+def test_the_release_schedule_needs_the_epoch_length():
+    context = MethodContext(
+        tiny_net(3), STREAMS, GradMFSettings(schedule="release"), source_model=tiny_net(3)
+    )
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        GradMF(context)
+
+
+def release_method(shared_labels: bool, steps_per_epoch: int = 2) -> GradMF:
+    torch.manual_seed(0)
+    return GradMF(
+        MethodContext(
+            tiny_net(3),
+            STREAMS,
+            GradMFSettings(schedule="release"),
+            source_model=tiny_net(3),
+            shared_labels=shared_labels,
+            steps_per_epoch=steps_per_epoch,
+        )
+    )
+
+
+def parameters_of(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("shared_labels", [True, False])
+def test_a_gradmf_epoch_restarts_from_the_best_source_state_and_reuses_one_source_gradient(
+    shared_labels: bool,
+):
+    """Epochs 0-2 train on the source (2 steps each); the first is the best (its counted
+    hits are set by hand: 8/8, then 0/8 and 4/8); GradMF epoch 3 starts from the end of
+    epoch 0 and combines every target gradient with g_s of its first step's source batch."""
+    method = release_method(shared_labels)
+    optimizer = torch.optim.SGD([p for p in method.parameters() if p.requires_grad], lr=0.1)
+    hits = {0: (8.0, 8.0), 1: (0.0, 8.0), 2: (4.0, 8.0)}
+    ends = {}
+    for step in range(6):
+        optimizer.zero_grad(set_to_none=True)
+        stats = method.update(make_batches(10 + step), step)
+        assert float(stats["gradmf_epoch"]) == 0.0
+        assert torch.isnan(stats["cos_update_target"])
+        assert method.network.head.weight.grad is not None or not shared_labels
+        optimizer.step()
+        if step % 2 == 1:
+            epoch = step // 2
+            method.source_hits.copy_(torch.tensor(hits[epoch]))
+            ends[epoch] = copy.deepcopy(method)  # the state this source epoch ended in
+    assert not torch.equal(
+        ends[0].network.head.weight if shared_labels else ends[0].source_head.weight,
+        ends[2].network.head.weight if shared_labels else ends[2].source_head.weight,
+    )
+
+    source_forwards = []
+    source_logits = method.source_logits
+    method.source_logits = lambda x: source_forwards.append(len(x)) or source_logits(x)
+
+    best = ends[0]
+    params = best.trainable()
+    first, second = make_batches(16), make_batches(17)
+    x_s, y_s = first["source"]
+    g_s = logical_gradient(best.criterion(best.source_logits(x_s), y_s), params)
+    for step, batches in ((6, first), (7, second)):
+        optimizer.zero_grad(set_to_none=True)
+        if step == 6:
+            before = {n: p.detach().clone() for n, p in method.named_parameters()}
+        stats = method.update(batches, step)
+        if step == 6:  # restarted from the best source state (epoch 0's end), heads included
+            for name, want in parameters_of(best).items():
+                if not name.startswith("best_source."):
+                    torch.testing.assert_close(dict(method.named_parameters())[name].detach(), want)
+            assert any(
+                not torch.equal(before[n], p) for n, p in method.named_parameters()
+            )  # epoch 2 ended elsewhere
+        x_t, y_t = batches["target"]
+        reference = copy.deepcopy(method)
+        g_t = logical_gradient(
+            reference.criterion(reference.network(x_t), y_t), reference.trainable()
+        )
+        got = torch.cat([p.grad.reshape(-1) for p in method.trainable()])
+        torch.testing.assert_close(got, gradmf_coded(g_s, g_t))
+        assert float(stats["gradmf_epoch"]) == 1.0
+        optimizer.step()
+    assert source_forwards == [8]  # one source loss for the whole GradMF epoch
+    assert float(method.best_source_accuracy) == 1.0
+
+
+def test_the_best_source_state_is_judged_by_the_source_epochs_counted_hits():
+    method = release_method(shared_labels=True, steps_per_epoch=1)
+    first = method.update(make_batches(0), 0)
+    assert method.source_hits.tolist() == [float(first["correct"]), 8.0]
+    second = method.update(make_batches(1), 1)  # epoch 1 begins: epoch 0 is the best so far
+    assert float(method.best_source_accuracy) == float(first["correct"]) / 8
+    assert method.source_hits.tolist() == [float(second["correct"]), 8.0]
+
+
+def release_fit(tmp_path, epochs: int, method: GradMF | None = None) -> tuple[GradMF, list]:
+    method = method or release_method(shared_labels=False, steps_per_epoch=3)
+
+    def data(seed: int) -> TensorSet:
+        generator = torch.Generator().manual_seed(seed)
+        images = torch.randint(0, 256, (24, 3, 8, 8), generator=generator, dtype=torch.uint8)
+        return TensorSet.create(images, torch.arange(24) % 3, [0.5] * 3, [0.25] * 3, "cpu")
+
+    # constant: a shorter run then is the longer one stopped early
+    training = {
+        **TRAINING_DEFAULTS,
+        **{"epochs": epochs, "batch_size": 8, "steps_per_epoch": 3, "schedule": "constant"},
+    }
+    history = fit(
+        method,
+        {"target": data(0), "source": data(1)},
+        {"val": data(2), "test": data(3)},
+        training,
+        tmp_path,
+        seed=0,
+        fingerprint="f",
+        progress=False,
+    )
+    return method, history
+
+
+def test_the_trainer_logs_which_epochs_are_gradmf_epochs(tmp_path):
+    release_fit(tmp_path, epochs=7)
+    with open(tmp_path / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [float(row["gradmf_epoch"]) for row in rows] == [0, 0, 0, 1, 0, 0, 1]
+    for row in rows:
+        combined = float(row["gradmf_epoch"]) == 1
+        assert np.isnan(float(row["cos_source_target"])) != combined
+        assert np.isnan(float(row["altering_steps"])) != combined
+
+
+def test_a_resumed_release_run_keeps_its_best_source_state(tmp_path):
+    whole, _ = release_fit(tmp_path / "whole", epochs=5)
+    release_fit(tmp_path / "resumed", epochs=2)
+    resumed, history = release_fit(tmp_path / "resumed", epochs=5)
+    assert len(history) == 5
+    for (name, want), got in zip(
+        whole.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(got, want, msg=name)

@@ -27,7 +27,7 @@ from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretrai
 from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest, shares_labels
 from tlrepro.registry import load_object
 from tlrepro.selection import select_epochs
-from tlrepro.train import CHECKPOINT, TensorSet, fit
+from tlrepro.train import CHECKPOINT, TensorSet, epoch_steps, fit
 from tlrepro.usage import Meter
 
 CHANNELS_LAST = torch.channels_last
@@ -358,18 +358,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     # else (`source_weights: model`) the zoo model is the group's model: built above with
     # its own pretrained weights and a new head, it already starts from the source weights
     network.set_class_names(target.classes)
-    context = MethodContext(
-        network,
-        spec.streams,
-        job.settings,
-        job.training["label_smoothing"],
-        source_model=(
-            load_source_model(job, device, source_state) if spec.uses_source_model else None
-        ),
-        shared_labels=shared_labels,
-    )
-    method = build_method(spec.cls, context, device)
-
     target_index = None
     if job.target_train_per_class is not None or job.target_train_fraction is not None:
         target_index = class_subset(
@@ -383,6 +371,21 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     streams = {"target": _tensor_set(target, "train", device, augment, target_index)}
     if source is not None:
         streams["source"] = _tensor_set(source, "train", device, augment)
+    # built after the streams (whose epoch length it is given): neither draws from torch's
+    # global generator, so the source model's initialisation sees the same state as before
+    context = MethodContext(
+        network,
+        spec.streams,
+        job.settings,
+        job.training["label_smoothing"],
+        source_model=(
+            load_source_model(job, device, source_state) if spec.uses_source_model else None
+        ),
+        shared_labels=shared_labels,
+        steps_per_epoch=epoch_steps(job.training, len(streams[spec.streams[0]])),
+    )
+    method = build_method(spec.cls, context, device)
+
     selection_data = source if spec.selection == "source_val" else target
     val_index = None
     if job.target_val_per_class is not None and selection_data is target:

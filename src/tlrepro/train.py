@@ -163,6 +163,12 @@ def lr_lambda(training: dict[str, Any], total_steps: int):
     return lambda step: gamma ** sum(step >= m for m in milestones)
 
 
+def epoch_steps(training: dict[str, Any], primary_size: int) -> int:
+    """Optimiser steps per epoch: the configured number, or one pass over the method's first
+    stream of `primary_size` images."""
+    return training["steps_per_epoch"] or math.ceil(primary_size / training["batch_size"])
+
+
 def build_optimizer(method: Method, training: dict[str, Any]) -> torch.optim.Optimizer:
     groups = []
     for group in method.parameter_groups():
@@ -300,8 +306,7 @@ def fit(
         name: StreamSampler(len(streams[name]), batch_size, seed * 31 + index, device)
         for index, name in enumerate(method.streams)
     }
-    primary = len(streams[method.streams[0]])
-    steps_per_epoch = training["steps_per_epoch"] or math.ceil(primary / batch_size)
+    steps_per_epoch = epoch_steps(training, len(streams[method.streams[0]]))
     epochs = training["epochs"]
     optimizer = build_optimizer(method, training)
     scheduler = torch.optim.lr_scheduler.LambdaLR(

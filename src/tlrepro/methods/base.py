@@ -39,6 +39,9 @@ class MethodContext:
     sets `uses_source_model`."""
     shared_labels: bool = False
     """Whether the source model's head speaks the target's label space."""
+    steps_per_epoch: int | None = None
+    """The trainer's optimiser steps per epoch (`tlrepro.train.epoch_steps`), for a method
+    whose schedule changes by epoch: `update`'s `step` counts from 0 over the whole run."""
 
 
 class Method(nn.Module):

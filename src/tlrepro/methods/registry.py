@@ -132,7 +132,8 @@ METHODS: dict[str, MethodSpec] = {
         "tlrepro.methods.gradmf:GradMF",
         "Like joint, with the source gradient steered towards the target's direction "
         "(variant coded: the release's one step; drawn: the paper's figure, using tau, "
-        "max_steps and project).",
+        "max_steps and project; schedule release: the released scripts' source epochs with "
+        "a GradMF epoch every release_period-th).",
         ("target", "source"),
         "source",
         uses_source_model=True,

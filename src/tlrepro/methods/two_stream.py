@@ -95,6 +95,11 @@ class SeparateGradients(Joint):
         grads = gradient_buffer(params)
         flat_gradient(source_loss, params, out=grads[0])
         flat_gradient(target_loss, params, out=grads[1])
+        return {**stats, **self.set_combined_gradient(grads, params)}
+
+    def set_combined_gradient(self, grads: Tensor, params: list[nn.Parameter]) -> dict[str, Tensor]:
+        """G from the (2, N) stack (g_s, g_t) written into every parameter's `.grad`; returns
+        the `extra_stats` of the combination."""
         # The trainer calls update under autocast (bf16 on CUDA), which would run these
         # matmuls in bf16: the Gram matrix would lose its precision and the update its dtype.
         with torch.autocast(grads.device.type, enabled=False):
@@ -103,7 +108,7 @@ class SeparateGradients(Joint):
             update = gradient_algebra.combine(grads, coefficients)
         for param, part in zip(params, parameter_views(update, params), strict=True):
             param.grad = part
-        return {**stats, **extra, **gradient_algebra.cosines(gram_matrix, coefficients)}
+        return {**extra, **gradient_algebra.cosines(gram_matrix, coefficients)}
 
 
 def gradient_buffer(params: list[nn.Parameter]) -> Tensor:

@@ -105,25 +105,30 @@ class SmallResNet(Classifier):
 
 
 class LeNet(Classifier):
-    """The two-convolution LeNet of GradMF's MNIST split (16 and 32 5x5 filters)."""
+    """The LeNet of GradMF's MNIST split as released (`MNIST_Net`, Grad_train_Mnist.py:90-117):
+    two 5x5 convolutions of 10 and 20 filters, each with ReLU and 2x2 max-pooling, on the
+    grey image; 320 features at 28 px, a linear layer to 50 (the features, no activation
+    after it, as there) and the head. The pipeline stores every image with three channels
+    (grey ones repeated): their mean is the grey image."""
 
     def __init__(self, num_classes: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(3, 16, 5),
+            nn.Conv2d(1, 10, 5),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 5),
+            nn.Conv2d(10, 20, 5),
             nn.ReLU(inplace=True),
             nn.MaxPool2d(2),
-            nn.AdaptiveMaxPool2d(5),  # 5x5 at 32 px already; other sizes still fit
+            nn.AdaptiveMaxPool2d(4),  # 4x4 at 28 px already; other sizes still fit
             nn.Flatten(),
+            nn.Linear(20 * 4 * 4, 50),
         )
-        self.feature_dim = 32 * 5 * 5
+        self.feature_dim = 50
         self.head = nn.Linear(self.feature_dim, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
-        return self.body(x)
+        return self.body(x.mean(dim=1, keepdim=True))
 
 
 def small_resnet_deep(num_classes: int) -> SmallResNet:
