@@ -623,3 +623,17 @@ def test_each_rst_runs_density_is_shown_under_its_groups_table() -> None:
     assert line is not None and "CMKD+RST 0.380% (seeds 0: 0.360%, 1: 0.400%)" in line
     assert "CMKD " not in line
     assert _rst_density_line(frame.assign(rst_density=float("nan")), group) is None
+
+
+def test_a_transductive_group_says_how_its_splits_differ() -> None:
+    """The CMKD office groups train and test on every target image (the release's
+    protocol): their section says so; a held-out group's says nothing."""
+    from tlrepro.markdown import _protocol_line
+
+    held_out = GroupTable("g", "G", ["a-to-b"], [("cmkd", "CMKD")], [0])
+    assert _protocol_line(held_out) is None
+    transductive = GroupTable(
+        "g", "G", ["a-to-b"], [("cmkd", "CMKD")], [0], protocol="transductive"
+    )
+    line = _protocol_line(transductive)
+    assert "transductive" in line and "every target image" in line and "validation" in line

@@ -14,8 +14,11 @@ from typing import Any
 import torch
 
 from tlrepro import codebase, storage
+from tlrepro.augment import stream_augment
 from tlrepro.convergence import Criterion, not_applicable
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
+from tlrepro.data.protocol import run_splits
+from tlrepro.data.registry import class_prompts
 from tlrepro.errors import PipelineError
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
@@ -356,7 +359,9 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         network.load_body(source_state, job.pretrain.checkpoint)
     # else (`source_weights: model`) the zoo model is the group's model: built above with
     # its own pretrained weights and a new head, it already starts from the source weights
-    network.set_class_names(target.classes)
+    network.set_class_names(
+        target.classes, class_prompts(target.label_space, target.classes, job.prompts)
+    )
     context = MethodContext(
         network,
         spec.streams,
@@ -379,11 +384,19 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
             "target_train_per_class",
         )
     augment = job.training["augment"]
-    streams = {"target": _tensor_set(target, "train", device, augment, target_index)}
-    if source is not None:
-        streams["source"] = _tensor_set(source, "train", device, augment)
-    selection_data = source if spec.selection == "source_val" else target
-    val = _tensor_set(selection_data, "val", device, augment)
+    splits = run_splits(source, target, job.protocol, spec.selection, target_index)
+
+    def tensor_set(name: str) -> TensorSet:
+        """A split on the device, normalised by its dataset's statistics (or CLIP's)."""
+        from_source = name == "source" or (name == "val" and spec.selection == "source_val")
+        stats = source if from_source else target
+        view = stream_augment(augment, name, stats.name)
+        return TensorSet.create(
+            *splits[name], stats.mean, stats.std, device, augment, None if view == augment else view
+        )
+
+    streams = {name: tensor_set(name) for name in ("target", "source") if name in splits}
+    val = tensor_set("val")
     info = {
         "profile": job.profile,
         "kind": "transfer",
@@ -401,7 +414,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     history = fit(
         method,
         {name: streams[name] for name in spec.streams},
-        {"val": val, "test": _tensor_set(target, "test", device, augment)},
+        {"val": val, "test": tensor_set("test")},
         job.training,
         job.folder,
         job.seed,

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tlrepro import codebase, storage
-from tlrepro.data.registry import builder_for, dataset_spec
+from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
+from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
 from tlrepro.layout import (
     LOG_FILE,
     METRICS_FILE,
@@ -154,6 +155,10 @@ class RunJob:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Construction options of the models the run builds, by model name (from the
     profile's `model_options`; a model without options is absent)."""
+    protocol: str = DEFAULT_PROTOCOL
+    """Which splits it trains, selects and tests on (`tlrepro.data.protocol`)."""
+    prompts: str = DEFAULT_PROMPTS
+    """How a CLIP model's class prompts are written (`tlrepro.data.registry.class_prompts`)."""
 
     def options_for(self, model: str) -> dict[str, Any]:
         return self.model_options.get(model, {})
@@ -209,6 +214,10 @@ class RunJob:
         }
         if self.model_options:  # only then: runs without options keep their identity
             identity["model_options"] = self.model_options
+        if self.protocol != DEFAULT_PROTOCOL:  # likewise
+            identity["protocol"] = self.protocol
+        if self.prompts != DEFAULT_PROMPTS:  # likewise
+            identity["prompts"] = self.prompts
         return identity
 
 
@@ -388,6 +397,16 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                 task = Task.parse(task_name)
                 if spec.needs_shared_labels and not shares_labels(task):
                     continue
+                protocol = group.get("protocol", DEFAULT_PROTOCOL)
+                try:
+                    check_protocol(
+                        protocol,
+                        spec.selection,
+                        group.get("target_train_per_class") is not None
+                        or group.get("target_train_fraction") is not None,
+                    )
+                except ValueError as error:
+                    raise PlanError(f"group {group_name}, method {method_key}: {error}") from None
                 pretrain, zoo_source_model = None, None
                 if group.get("source_weights") == "model" and (
                     spec.init == "source" or spec.uses_source_model
@@ -431,6 +450,8 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             pretrain,
                             zoo_source_model,
                             {m: model_options[m] for m in sorted(built & set(model_options))},
+                            protocol,
+                            group.get("prompts", DEFAULT_PROMPTS),
                         )
                     )
     return plan
