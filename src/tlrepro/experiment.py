@@ -397,6 +397,9 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
 
     streams = {name: tensor_set(name) for name in ("target", "source") if name in splits}
     val = tensor_set("val")
+    # transductive: the test set is the target stream's images, not a second device copy
+    shared = splits["test"] is splits["target"] and streams["target"].view is None
+    test = streams["target"] if shared else tensor_set("test")
     info = {
         "profile": job.profile,
         "kind": "transfer",
@@ -414,7 +417,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     history = fit(
         method,
         {name: streams[name] for name in spec.streams},
-        {"val": val, "test": tensor_set("test")},
+        {"val": val, "test": test},
         job.training,
         job.folder,
         job.seed,
