@@ -430,6 +430,10 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "target_train_per_class": job.target_train_per_class,
         "target_train_fraction": job.target_train_fraction,
     }
+    # recorded where they differ from the defaults (as in the identity)
+    for key in ("protocol", "prompts"):
+        if key in job.identity:
+            settings[key] = job.identity[key]
     convergence = _convergence(plan, method, history)
     metrics = _metrics(history, spec.selection, info, settings, digest, convergence, meter)
     return _record(method, job.folder, metrics)
