@@ -34,7 +34,7 @@ from tlrepro.config import load_config
 from tlrepro.estimate import COLUMNS, KEY, read_calibration
 from tlrepro.layout import CHECKPOINT
 from tlrepro.plan import Plan, RunJob, build_plan
-from tlrepro.train import _autocast_for, evaluate, fit
+from tlrepro.train import DEFAULT_PRECISION, _autocast_for, evaluate, fit
 
 
 def reset_peak(device: torch.device) -> None:
@@ -84,7 +84,8 @@ def measure(run: RunJob, plan: Plan, device: torch.device, args) -> dict[str, An
         resume_mb = (Path(folder) / CHECKPOINT).stat().st_size / 2**20
     images = random_set(args.eval_images, size, len(classes(run.task.target)), device, augment)
     began = time.perf_counter()
-    evaluate(method, images, run.training["eval_batch_size"], _autocast_for(device))
+    precision = run.training.get("precision", DEFAULT_PRECISION)
+    evaluate(method, images, run.training["eval_batch_size"], _autocast_for(device, precision))
     eval_seconds = time.perf_counter() - began
     state = method.saved_state()
     cuda = device.type == "cuda"

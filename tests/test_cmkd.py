@@ -317,3 +317,277 @@ def test_per_model_pretraining_settings_are_checked_and_used():
     quick["pretrain"]["models"] = {"small_vgq": {}}
     with pytest.raises(ConfigError, match=r"pretrain\.models\.small_vgq"):
         check_names(config, "quick")
+
+
+# --------------------------------------------------------------------------- paper fidelity
+
+
+def _prepared(name: str, label_space: str, sizes: dict[str, int], fill: int):
+    """A prepared dataset whose images carry their split and position (pixel [0, 0, 0] =
+    `fill` + index within the split; pixel [0, 0, 1] = split number)."""
+    from tlrepro.data.prepare import PreparedDataset
+
+    splits = {}
+    for number, (split, n) in enumerate(sizes.items()):
+        images = torch.zeros(n, 3, 4, 4, dtype=torch.uint8)
+        images[:, 0, 0, 0] = torch.arange(n, dtype=torch.uint8) + fill
+        images[:, 0, 0, 1] = number
+        splits[split] = (images, torch.arange(n) % 3)
+    return PreparedDataset(name, ["a", "b", "c"], label_space, [0.5] * 3, [0.25] * 3, splits)
+
+
+def _ids(split) -> set[tuple[int, int]]:
+    images = split[0]
+    return {(int(i[0, 0, 0]), int(i[0, 0, 1])) for i in images}
+
+
+def test_a_transductive_cmkd_split_trains_and_tests_on_every_target_image():
+    """The release's protocol (main.py lines 101-106): every target image is unlabelled
+    training data and test data; the source trains on all but its val carve-out, which
+    chooses the epoch. held_out keeps the test images out of training."""
+    from tlrepro.data.protocol import run_splits
+
+    source = _prepared("office31_amazon", "office31", {"train": 12, "val": 3, "test": 6}, 0)
+    target = _prepared("office31_webcam", "office31", {"train": 9, "val": 2, "test": 5}, 100)
+    every_target = _ids(target.splits["train"]) | _ids(target.splits["val"])
+    every_target |= _ids(target.splits["test"])
+    assert len(every_target) == 16
+
+    splits = run_splits(source, target, "transductive", "source_val")
+    assert _ids(splits["target"]) == every_target and len(splits["target"][0]) == 16
+    assert _ids(splits["test"]) == every_target and len(splits["test"][0]) == 16
+    assert _ids(splits["source"]) == _ids(source.splits["train"]) | _ids(source.splits["test"])
+    assert _ids(splits["val"]) == _ids(source.splits["val"])  # the honest selection split
+    assert not _ids(splits["val"]) & _ids(splits["source"])
+    # the labels travel with their images
+    torch.testing.assert_close(
+        splits["target"][1], torch.cat([target.splits[s][1] for s in ("train", "val", "test")])
+    )
+
+    held_out = run_splits(source, target, "held_out", "source_val")
+    assert _ids(held_out["target"]) == _ids(target.splits["train"])
+    assert _ids(held_out["test"]) == _ids(target.splits["test"])
+    assert not _ids(held_out["target"]) & _ids(held_out["test"])
+    assert _ids(held_out["source"]) == _ids(source.splits["train"])
+
+
+def test_the_transductive_protocol_refuses_target_selection_and_target_subsets():
+    from tlrepro.data.protocol import run_splits
+
+    source = _prepared("s", "office31", {"train": 6, "val": 3, "test": 3}, 0)
+    target = _prepared("t", "office31", {"train": 6, "val": 3, "test": 3}, 50)
+    with pytest.raises(ValueError, match="source validation"):
+        run_splits(source, target, "transductive", "target_val")
+    with pytest.raises(ValueError, match="target_train_per_class"):
+        run_splits(source, target, "transductive", "source_val", torch.arange(3))
+    with pytest.raises(ValueError, match="unknown protocol"):
+        run_splits(source, target, "inductive", "source_val")
+
+
+# The release's class prompts (models/backbone.py lines 17, 21 and 23 of Wenlve-Zhou/VLP-UDA).
+RELEASE_OFFICE_HOME = [
+    f"an image of a {name}"
+    for name in [
+        "alarm clock",
+        "backpack",
+        "batteries",
+        "bed",
+        "bike",
+        "bottle",
+        "bucket",
+        "calculator",
+        "calendar",
+        "candles",
+        "chair",
+        "clipboards",
+        "computer",
+        "couch",
+        "curtains",
+        "desk lamp",
+        "drill",
+        "eraser",
+        "exit sign",
+        "fan",
+        "file cabinet",
+        "flipflops",
+        "flowers",
+        "folder",
+        "fork",
+        "glasses",
+        "hammer",
+        "helmet",
+        "kettle",
+        "keyboard",
+        "knives",
+        "lamp shade",
+        "laptop",
+        "marker",
+        "monitor",
+        "mop",
+        "mouse",
+        "mug",
+        "notebook",
+        "oven",
+        "pan",
+        "paper clip",
+        "pen",
+        "pencil",
+        "postit notes",
+        "printer",
+        "push pin",
+        "radio",
+        "refrigerator",
+        "ruler",
+        "scissors",
+        "screwdriver",
+        "shelf",
+        "sink",
+        "sneakers",
+        "soda",
+        "speaker",
+        "spoon",
+        "tv",
+        "table",
+        "telephone",
+        "toothbrush",
+        "toys",
+        "trash can",
+        "webcam",
+    ]
+]
+RELEASE_OFFICE31 = [
+    f"a photo of a {name}"
+    for name in [
+        "backpack",
+        "bike",
+        "bike helmet",
+        "bookcase",
+        "bottle",
+        "calculator",
+        "desk chair",
+        "desk lamp",
+        "desktop computer",
+        "file cabinet",
+        "headphones",
+        "keyboard",
+        "laptop computer",
+        "letter tray",
+        "mobile phone",
+        "monitor",
+        "mouse",
+        "mug",
+        "paper notebook",
+        "pen",
+        "phone",
+        "printer",
+        "projector",
+        "punchers",
+        "ring binder",
+        "ruler",
+        "scissors",
+        "speaker",
+        "stapler",
+        "tape dispenser",
+        "trash can",
+    ]
+]
+RELEASE_DIGITS = [f'a photo of the number: "{d}"' for d in range(10)]
+
+
+def test_release_prompts_are_the_releases_lists_in_our_label_order():
+    """Our classes are ImageFolder's (sorted folder names, as the release's loader): the
+    release's prompt lists must come out of them, prompt for prompt."""
+    from tlrepro.data.registry import DIGITS, class_prompts
+    from tlrepro.data.standin import OFFICE31, OFFICE_HOME
+
+    assert class_prompts("office_home", sorted(OFFICE_HOME), "release") == RELEASE_OFFICE_HOME
+    assert class_prompts("office31", sorted(OFFICE31), "release") == RELEASE_OFFICE31
+    assert class_prompts("digits10", DIGITS, "release") == RELEASE_DIGITS
+    assert class_prompts("office31", sorted(OFFICE31), "default") is None
+    with pytest.raises(ValueError, match="no prompts for label space"):
+        class_prompts("letters_a_to_j", list("ABC"), "release")
+
+
+def test_a_runs_prompts_make_its_zero_shot_head():
+    torch.manual_seed(0)
+    default, release = tiny_clip(3), tiny_clip(3)
+    release.load_state_dict(default.state_dict())
+    classes = ("0", "1", "2")
+    prompts = [f'a photo of the number: "{d}"' for d in classes]
+    default.set_class_names(classes)
+    release.set_class_names(classes, prompts)
+    assert release.prompts(classes) == prompts
+    tokens = release.tokenizer(prompts)
+    with torch.no_grad():
+        text = F.normalize(release.clip.encode_text(tokens), dim=-1)
+    torch.testing.assert_close(release.head.weight, release.logit_scale * text)
+    assert not torch.allclose(release.head.weight, default.head.weight)
+    with pytest.raises(ValueError, match="2 prompts for 3 classes"):
+        release.set_class_names(classes, prompts[:2])
+
+
+def test_fp32_precision_turns_cuda_autocast_off():
+    """The CLIP paper groups run CUDA steps in fp32 (the release's CLIP); other recipes keep
+    bf16 autocast, and the CPU is fp32 either way."""
+    import contextlib
+
+    from tlrepro.train import _autocast_for
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _autocast_for(cuda, "fp32") is contextlib.nullcontext
+    assert _autocast_for(cpu, "bf16") is contextlib.nullcontext
+    bf16 = _autocast_for(cuda, "bf16")
+    assert bf16 is not contextlib.nullcontext
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
+        context = bf16()
+    assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown precision"):
+        _autocast_for(cuda, "fp16")
+
+
+def test_digits_views_are_the_releases_random_resized_crop_and_usps_source_view():
+    """clip_digits: RandomResizedCrop(224, scale 0.75-1.2) per image, no flip, CLIP's
+    statistics, 224 px evaluation; a USPS source stream gets the USPS view."""
+    from tlrepro.augment import CLIP_MEAN, DIGITS_VIEW, USPS_SOURCE_VIEW, stream_augment
+
+    assert DIGITS_VIEW.scale == (0.75, 1.2) and tuple(DIGITS_VIEW.size) == (224, 224)
+    names = [type(t).__name__ for t in USPS_SOURCE_VIEW.transforms]
+    assert names == ["Resize", "Pad", "RandomCrop", "RandomRotation", "Resize"]
+    assert stream_augment("clip_digits", "source", "usps") == "clip_digits_usps"
+    assert stream_augment("clip_digits", "target", "usps") == "clip_digits"
+    assert stream_augment("clip_digits", "source", "svhn") == "clip_digits"
+    assert stream_augment("clip", "source", "usps") == "clip"
+
+    # a left-right asymmetric image: a flip would move the bright column to the right
+    images = torch.zeros(16, 3, 32, 32, dtype=torch.uint8)
+    images[..., :4] = 255
+    labels = torch.arange(16) % 10
+    stream = TensorSet.create(
+        images, labels, [0.5] * 3, [0.25] * 3, torch.device("cpu"), "clip_digits"
+    )
+    torch.testing.assert_close(stream.mean.flatten(), torch.tensor(CLIP_MEAN))
+    x, _ = stream.batch(torch.arange(16), "clip_digits", torch.Generator().manual_seed(0))
+    assert x.shape == (16, 3, 224, 224)
+    again, _ = stream.batch(torch.arange(16), "clip_digits", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(x, again)  # a pure function of the step's generator
+    bright = x[:, 0] > 0
+    # the stripe (at most 4 of >= 24 columns a crop spans) never reaches the right quarter,
+    # where a flip would put it; it stays on the left in the crops that keep it
+    assert bright[:, :, -56:].sum() == 0 and bright[:, :, :56].sum((1, 2)).gt(0).sum() > 8
+    left_edge = bright.float().mean((1, 2))
+    assert len(set(left_edge.tolist())) > 1  # crops drawn per image
+    assert stream.batch(torch.arange(2))[0].shape[-1] == 224  # evaluation: Resize(224)
+
+    usps = TensorSet.create(
+        images,
+        labels,
+        [0.5] * 3,
+        [0.25] * 3,
+        torch.device("cpu"),
+        "clip_digits",
+        "clip_digits_usps",
+    )
+    y, _ = usps.batch(torch.arange(16), "clip_digits", torch.Generator().manual_seed(0))
+    assert y.shape == (16, 3, 224, 224) and not torch.allclose(x, y)
+    # the Pad(4) + RandomCrop(28) shows black borders that RandomResizedCrop never makes
+    assert (y[:, 0, :, -1] < 0).any()

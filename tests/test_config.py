@@ -227,3 +227,85 @@ def test_a_model_pretrained_on_its_own_dataset_is_one_job_for_every_task():
     assert list(plan.pretrains) == [("small_vgg", "caption_mix")]
     assert {run.pretrain.dataset for run in plan.runs if run.pretrain} == {"caption_mix"}
     assert any(path.name == "synthetic.py" for path in plan.prepare_code_files("caption_mix"))
+
+
+PAPER_CMKD = (
+    "cmkd_office_home_rn50",
+    "cmkd_office_home_vit",
+    "cmkd_office31_rn50",
+    "cmkd_office31_vit",
+    "cmkd_digits",
+    "cmkd_digits_vit",
+)
+
+
+@pytest.fixture(scope="module")
+def paper_plan():
+    return build_plan(load_config(REPO / "config" / "config.yaml", "paper"))
+
+
+def _runs(plan, group: str, method_key: str | None = None):
+    runs = [r for r in plan.runs if r.group == group]
+    assert runs, group
+    return [r for r in runs if method_key in (None, r.method_key)]
+
+
+def test_cmkd_paper_groups_follow_the_releases_protocol_prompts_and_precision(paper_plan):
+    """Office groups: transductive (the whole target trains and tests); digits: the official
+    splits (held_out). Every CMKD group: the release's prompts; CLIP in fp32 on the office
+    benchmarks, mixed precision on digits (the release's use_amp)."""
+    for group in PAPER_CMKD:
+        runs = _runs(paper_plan, group)
+        office = group.startswith("cmkd_office")
+        assert {r.protocol for r in runs} == {"transductive" if office else "held_out"}, group
+        assert {r.prompts for r in runs} == {"release"}, group
+        precision = {r.training["precision"] for r in runs if r.method_key != "zeroshot"}
+        assert precision == {"fp32" if office else "bf16"}, group
+        assert all(r.identity["prompts"] == "release" for r in runs)
+        assert all(("protocol" in r.identity) == office for r in runs)
+
+
+def test_quick_runs_keep_their_identities_without_protocol_prompts_or_precision():
+    plan = build_plan(load_config(REPO / "config" / "config.yaml", "quick"))
+    for job in plan.runs:
+        assert job.protocol == "held_out" and job.prompts == "default"
+        assert not {"protocol", "prompts"} & set(job.identity)
+        assert "precision" not in job.training
+
+
+def test_rst_tau_is_1e5_for_resnet_and_1e6_for_vit(paper_plan):
+    for group in PAPER_CMKD:
+        runs = _runs(paper_plan, group, "cmkd_rst")
+        tau = 1e-6 if runs[0].model == "clip_vit_b16" else 1e-5
+        assert {r.settings.rst_tau for r in runs} == {tau}, group
+
+
+def test_office31_cmkd_drops_lambda2_and_lambda3_as_the_appendix_says(paper_plan):
+    for group in PAPER_CMKD:
+        for key in ("cmkd", "cmkd_rst", "cmkd_fixmatch"):
+            for job in _runs(paper_plan, group, key):
+                s = job.settings
+                expected = (0.0, 0.0) if "office31" in group else (0.1, 0.025)
+                assert (s.l1, s.l2, s.l3) == (0.25, *expected), (group, key)
+
+
+def test_digits_groups_use_the_releases_digits_recipe(paper_plan):
+    """configs/digits.yaml: 64 + 64 images, 20 x 1000 iterations, ViT lr 3e-6 with head
+    x1000; the digits views (no flip)."""
+    for group, lr, head in (("cmkd_digits_vit", 3e-6, 1000), ("cmkd_digits", 3e-7, 10000)):
+        for job in _runs(paper_plan, group, "cmkd"):
+            t = job.training
+            assert (t["batch_size"], t["epochs"], t["steps_per_epoch"]) == (64, 20, 1000)
+            assert t["augment"] == "clip_digits" and t["lr"] == lr and t["schedule"] == "inv"
+            assert job.settings.head_lr_scale == head
+    assert {r.model for r in _runs(paper_plan, "cmkd_digits_vit")} == {"clip_vit_b16"}
+    groups = paper_plan.groups()
+    assert groups["cmkd_digits_vit"]["reported"] == "cmkd_digits_vit"
+
+
+def test_a_transductive_group_refuses_methods_that_select_on_the_target():
+    config = tiny_config()
+    config["profiles"]["quick"]["groups"]["baselines"]["protocol"] = "transductive"
+    check(config)
+    with pytest.raises(PlanError, match="source validation split"):
+        build_plan(config)

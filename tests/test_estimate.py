@@ -150,3 +150,21 @@ def test_a_job_no_partition_can_hold_is_refused_before_submission(small_config):
     too_long = job(("gradmf_mnist_split", "gradmf_drawn", (0,)))
     with pytest.raises(slurm.ClusterTooSmallError, match="nothing was submitted"):
         slurm.check_jobs([fits, too_long], ["printf", "%s", SINFO])
+
+
+def test_a_transductive_run_is_costed_on_every_target_image():
+    """The office CMKD groups test on the whole target domain each epoch (and the source
+    trains on all but its val carve-out): the estimate counts those images."""
+    from tlrepro.estimate import _train_size, images, split_sizes
+    from tlrepro.plan import build_plan
+
+    plan = build_plan(load_config(REPO / "config" / "config.yaml", "paper"))
+    run = next(r for r in plan.runs if r.group == "cmkd_office31_rn50" and r.method_key == "cmkd")
+    assert run.protocol == "transductive"
+    target, source = split_sizes(plan, run.task.target), split_sizes(plan, run.task.source)
+    if target is None or source is None:
+        pytest.skip("Office-31's split sizes are not known here")
+    _, evaluated = images(plan, run)
+    assert evaluated == run.training["epochs"] * (source["val"] + sum(target.values()))
+    assert _train_size(plan, run, "source") == source["train"] + source["test"]
+    assert _train_size(plan, run, "target") == sum(target.values())

@@ -37,11 +37,20 @@ def profiles() -> tuple[dict, dict]:
 def test_same_groups_methods_models_and_recipes_as_the_paper(profiles):
     paper, derived = profiles
     assert list(derived["groups"]) == list(paper["groups"])
-    recipe_keys = ("optimizer", "lr", "schedule", "milestones", "augment", "label_smoothing")
+    recipe_keys = (
+        "optimizer",
+        "lr",
+        "schedule",
+        "milestones",
+        "augment",
+        "label_smoothing",
+        "precision",
+    )
     for name, group in paper["groups"].items():
         ours = derived["groups"][name]
-        for key in ("model", "source_model", "source_weights", "reported", "title"):
+        for key in ("model", "source_model", "source_weights", "reported", "title", "protocol"):
             assert ours.get(key) == group.get(key), (name, key)
+        assert ours.get("prompts") == group.get("prompts"), name
         assert ours["seeds"] == group["seeds"][:1]
         assert list(ours["methods"]) == list(group["methods"])
         for key, entry in group["methods"].items():

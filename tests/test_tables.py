@@ -670,3 +670,17 @@ def test_a_reported_tables_protocol_key_must_be_a_protocol(tmp_path) -> None:
     path.write_text(REPORTED_YAML.replace("  rows:", "  protocol_key: max_test\n  rows:"))
     with pytest.raises(ReportedFormatError, match="protocol_key"):
         load_reported(path)
+
+
+def test_a_transductive_group_says_how_its_splits_differ() -> None:
+    """The CMKD office groups train and test on every target image (the release's
+    protocol): their section says so; a held-out group's says nothing."""
+    from tlrepro.markdown import _protocol_line
+
+    held_out = GroupTable("g", "G", ["a-to-b"], [("cmkd", "CMKD")], [0])
+    assert _protocol_line(held_out) is None
+    transductive = GroupTable(
+        "g", "G", ["a-to-b"], [("cmkd", "CMKD")], [0], protocol="transductive"
+    )
+    line = _protocol_line(transductive)
+    assert "transductive" in line and "every target image" in line and "validation" in line

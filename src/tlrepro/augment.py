@@ -35,6 +35,35 @@ STRONG = v2.Compose(
 """FixMatch's strong augmentation in the CMKD paper, for one uint8 image."""
 
 
+DIGITS_VIEW = v2.RandomResizedCrop(CLIP_SIZE, scale=(0.75, 1.2), antialias=True)
+"""The CMKD release's digits training view of one image (`utils/data_loader.py` lines
+30-81): RandomResizedCrop((224, 224), scale=(0.75, 1.2)), no flip."""
+
+USPS_SOURCE_VIEW = v2.Compose(
+    [
+        v2.Resize(28, antialias=True),
+        v2.Pad(4),
+        v2.RandomCrop(28),
+        v2.RandomRotation(10),
+        v2.Resize(CLIP_SIZE, antialias=True),
+    ]
+)
+"""The release's view of USPS as the labelled source (`utils/data_loader.py` lines 45-56):
+Resize(28) + Pad(4) + RandomCrop(28) + RandomRotation(10) + Resize(224)."""
+
+CLIP_AUGMENTS = ("clip", "clip_digits", "clip_digits_usps")
+"""Augmentations that are CLIP's preprocessing: CLIP's mean and std, evaluated at 224 px."""
+
+
+def stream_augment(augment: str, stream: str, dataset: str) -> str:
+    """The view a training stream gets under the recipe's `augment`: with clip_digits, a
+    USPS source gets the release's USPS view (it has it for USPS->MNIST, its only task with
+    USPS as the source), every other stream the digits view."""
+    if augment == "clip_digits" and stream == "source" and dataset == "usps":
+        return "clip_digits_usps"
+    return augment
+
+
 def _flip_columns(cols: Tensor, generator: torch.Generator | None) -> Tensor:
     """Reverse the column index of a random half of the images (per-image horizontal flip)."""
     flips = torch.rand(len(cols), generator=generator).to(cols.device) < 0.5
@@ -112,6 +141,16 @@ def tlvfc_train_view(images: Tensor, generator: torch.Generator | None) -> Tenso
     resized = resize(images, size + TLVFC_RESIZE_MARGIN)
     padded = TF.pad(resized, [TLVFC_CROP_PADDING], fill=0)
     return random_crop(padded, size, generator, flip=True)
+
+
+def digits_train_view(images: Tensor, generator: torch.Generator) -> Tensor:
+    """The release's digits training view (`DIGITS_VIEW`), drawn per image."""
+    return per_image(DIGITS_VIEW, images, generator)
+
+
+def usps_source_view(images: Tensor, generator: torch.Generator) -> Tensor:
+    """The release's USPS-source training view (`USPS_SOURCE_VIEW`), drawn per image."""
+    return per_image(USPS_SOURCE_VIEW, images, generator)
 
 
 def per_image(transform: v2.Transform, images: Tensor, generator: torch.Generator) -> Tensor:

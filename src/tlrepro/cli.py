@@ -223,6 +223,7 @@ def group_tables(plan: Plan) -> list[GroupTable]:
             sources=_source_models(plan, name),
             reference=Reference(**group["reference"]) if "reference" in group else None,
             protocols=tuple(group.get("protocols", ())),
+            protocol=group.get("protocol", "held_out"),
         )
         for name, group in plan.groups().items()
     ]

@@ -95,6 +95,9 @@ def _train_size(plan: Plan, run: RunJob, stream: str) -> float:
         return run.target_train_per_class * KNOWN[dataset].classes
     if stream == "target" and run.target_train_fraction is not None:
         return max(KNOWN[dataset].classes, round(run.target_train_fraction * sizes["train"]))
+    if run.protocol == "transductive":  # tlrepro.data.protocol.run_splits
+        kept = ("train", "val", "test") if stream == "target" else ("train", "test")
+        return sum(sizes[split] for split in kept)
     return sizes["train"]
 
 
@@ -106,7 +109,11 @@ def images(plan: Plan, run: RunJob) -> tuple[float, float]:
     steps = training["steps_per_epoch"] or math.ceil(_train_size(plan, run, streams[0]) / batch)
     selection = run.task.source if run.spec.selection == "source_val" else run.task.target
     chosen, target = split_sizes(plan, selection), split_sizes(plan, run.task.target)
-    evaluated = math.nan if chosen is None or target is None else chosen["val"] + target["test"]
+    if chosen is None or target is None:
+        evaluated = math.nan
+    else:  # the transductive protocol tests on every target image
+        tested = sum(target.values()) if run.protocol == "transductive" else target["test"]
+        evaluated = chosen["val"] + tested
     return training["epochs"] * steps * batch * len(streams), training["epochs"] * evaluated
 
 

@@ -14,8 +14,11 @@ from typing import Any
 import torch
 
 from tlrepro import codebase, storage
+from tlrepro.augment import stream_augment
 from tlrepro.convergence import Criterion, not_applicable
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
+from tlrepro.data.protocol import run_splits
+from tlrepro.data.registry import class_prompts
 from tlrepro.errors import PipelineError
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
@@ -357,7 +360,9 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         network.load_body(source_state, job.pretrain.checkpoint)
     # else (`source_weights: model`) the zoo model is the group's model: built above with
     # its own pretrained weights and a new head, it already starts from the source weights
-    network.set_class_names(target.classes)
+    network.set_class_names(
+        target.classes, class_prompts(target.label_space, target.classes, job.prompts)
+    )
     target_index = None
     if job.target_train_per_class is not None or job.target_train_fraction is not None:
         target_index = class_subset(
@@ -368,9 +373,30 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
             "target_train_per_class",
         )
     augment = job.training["augment"]
-    streams = {"target": _tensor_set(target, "train", device, augment, target_index)}
-    if source is not None:
-        streams["source"] = _tensor_set(source, "train", device, augment)
+    splits = run_splits(source, target, job.protocol, spec.selection, target_index)
+    if job.target_val_per_class is not None and spec.selection != "source_val":
+        # the max-val protocol's N-shot groups: N validation images per class too (at most,
+        # as the release's make_small_dataset copies up to N files of a class)
+        images, labels = splits["val"]
+        val_index = class_subset(
+            labels, job.target_val_per_class, None, job.seed, "target_val_per_class", at_most=True
+        )
+        splits["val"] = (images[val_index], labels[val_index])
+
+    def tensor_set(name: str) -> TensorSet:
+        """A split on the device, normalised by its dataset's statistics (or CLIP's)."""
+        from_source = name == "source" or (name == "val" and spec.selection == "source_val")
+        stats = source if from_source else target
+        view = stream_augment(augment, name, stats.name)
+        return TensorSet.create(
+            *splits[name], stats.mean, stats.std, device, augment, None if view == augment else view
+        )
+
+    streams = {name: tensor_set(name) for name in ("target", "source") if name in splits}
+    val = tensor_set("val")
+    # transductive: the test set is the target stream's images, not a second device copy
+    shared = splits["test"] is splits["target"] and streams["target"].view is None
+    test = streams["target"] if shared else tensor_set("test")
     # built after the streams (whose epoch length it is given): neither draws from torch's
     # global generator, so the source model's initialisation sees the same state as before
     context = MethodContext(
@@ -385,21 +411,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         steps_per_epoch=epoch_steps(job.training, len(streams[spec.streams[0]])),
     )
     method = build_method(spec.cls, context, device)
-
-    selection_data = source if spec.selection == "source_val" else target
-    val_index = None
-    if job.target_val_per_class is not None and selection_data is target:
-        # the max-val protocol's N-shot groups: N validation images per class too (at most,
-        # as the release's make_small_dataset copies up to N files of a class)
-        val_index = class_subset(
-            target.splits["val"][1],
-            job.target_val_per_class,
-            None,
-            job.seed,
-            "target_val_per_class",
-            at_most=True,
-        )
-    val = _tensor_set(selection_data, "val", device, augment, val_index)
     info = {
         "profile": job.profile,
         "kind": "transfer",
@@ -417,7 +428,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     history = fit(
         method,
         {name: streams[name] for name in spec.streams},
-        {"val": val, "test": _tensor_set(target, "test", device, augment)},
+        {"val": val, "test": test},
         job.training,
         job.folder,
         job.seed,
@@ -430,6 +441,10 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         "target_train_per_class": job.target_train_per_class,
         "target_train_fraction": job.target_train_fraction,
     }
+    # recorded where they differ from the defaults (as in the identity)
+    for key in ("protocol", "prompts"):
+        if key in job.identity:
+            settings[key] = job.identity[key]
     convergence = _convergence(plan, method, history)
     if job.target_val_per_class is not None:  # only then: other runs' metrics stay as they were
         settings["target_val_per_class"] = job.target_val_per_class

@@ -354,6 +354,18 @@ def _claims_lines(
     ]
 
 
+def _protocol_line(group: GroupTable) -> str | None:
+    """How a group's splits differ from the held-out default (config `protocol`)."""
+    if group.protocol != "transductive":
+        return None
+    return (
+        "Protocol: transductive, as the CMKD release: every target image (labels unread) "
+        "is both unlabelled training data and test data, and the labelled source is its "
+        "whole domain but the validation carve-out the epoch is chosen on; the other "
+        "groups test on target images their runs never saw."
+    )
+
+
 def _group_section(
     group: GroupTable,
     long: pd.DataFrame,
@@ -374,6 +386,8 @@ def _group_section(
         stats = f"{figures_dir}/{GROUP_FIGURES['stats'].format(group=group.name)}"
         lines[-1] += f". Methods' own training statistics (epoch means): [{stats}]({stats})"
     lines += ["", *_sources_lines(group)]
+    if protocol_line := _protocol_line(group):
+        lines += ["", protocol_line]
     ours = long[(long["group"] == group.name) & (long["kind"] == "ours")]
     theirs = long[(long["group"] == group.name) & (long["kind"] == "reported")]
     labels = [label for _, label in group.methods]

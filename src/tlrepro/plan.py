@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tlrepro import codebase, storage
-from tlrepro.data.registry import builder_for, dataset_spec
+from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
+from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
 from tlrepro.layout import (
     LOG_FILE,
     METRICS_FILE,
@@ -142,6 +143,10 @@ class RunJob:
     target_val_per_class: int | None = None
     """Validation images kept per class (seeded, as the training subset): the N-shot groups'
     N under the max-val protocol, whose release cut its validation split alike."""
+    protocol: str = DEFAULT_PROTOCOL
+    """Which splits it trains, selects and tests on (`tlrepro.data.protocol`)."""
+    prompts: str = DEFAULT_PROMPTS
+    """How a CLIP model's class prompts are written (`tlrepro.data.registry.class_prompts`)."""
 
     def options_for(self, model: str) -> dict[str, Any]:
         return self.model_options.get(model, {})
@@ -201,6 +206,10 @@ class RunJob:
             identity["protocols"] = list(self.protocols)
         if self.target_val_per_class is not None:
             identity["target_val_per_class"] = self.target_val_per_class
+        if self.protocol != DEFAULT_PROTOCOL:  # likewise
+            identity["protocol"] = self.protocol
+        if self.prompts != DEFAULT_PROMPTS:  # likewise
+            identity["prompts"] = self.prompts
         return identity
 
 
@@ -385,6 +394,16 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                 training = {**method_training, **group.get("task_training", {}).get(task_name, {})}
                 if spec.needs_shared_labels and not shares_labels(task):
                     continue
+                protocol = group.get("protocol", DEFAULT_PROTOCOL)
+                try:
+                    check_protocol(
+                        protocol,
+                        spec.selection,
+                        group.get("target_train_per_class") is not None
+                        or group.get("target_train_fraction") is not None,
+                    )
+                except ValueError as error:
+                    raise PlanError(f"group {group_name}, method {method_key}: {error}") from None
                 pretrain, zoo_source_model = None, None
                 if group.get("source_weights") == "model" and (
                     spec.init == "source" or spec.uses_source_model
@@ -430,6 +449,8 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                             {m: model_options[m] for m in sorted(built & set(model_options))},
                             protocols,
                             val_per_class,
+                            protocol,
+                            group.get("prompts", DEFAULT_PROMPTS),
                         )
                     )
     return plan

@@ -99,6 +99,9 @@ class GroupTable:
     """The source models its methods start from or read, in first-use order."""
     reference: Reference | None = None
     """Its reference baseline and floor (config `reference`); None: no floor is set."""
+    protocol: str = "held_out"
+    """Which splits its runs train, select and test on (config `protocol`)."""
+
     protocols: tuple[str, ...] = ()
     """Its extra protocols (config `protocols`, keys of selection.EXTRA_PROTOCOLS)."""
 

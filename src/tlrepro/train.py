@@ -5,7 +5,8 @@ Why it looks the way it does:
   normalisation and augmentation are batched tensor ops (no per-image Python,
   except FixMatch's strong view: see tlrepro.augment).
   Batches are channels_last (about 20% faster on this CPU too, and what cuDNN's
-  bf16 kernels want); CUDA steps run under bf16 autocast.
+  bf16 kernels want); CUDA steps run under bf16 autocast unless the recipe says
+  `precision: fp32`.
 - The batch order and the augmentation of step k are pure functions of
   (seed, k), so a resumed run needs only the step number and the torch RNG
   state to continue exactly where the killed one stopped.
@@ -34,16 +35,19 @@ from torch import Tensor
 
 from tlrepro import storage
 from tlrepro.augment import (
+    CLIP_AUGMENTS,
     CLIP_MEAN,
     CLIP_SIZE,
     CLIP_STD,
     clip_train_view,
+    digits_train_view,
     random_crop,
     random_flip,
     random_shift,
     resize,
     strong_view,
     tlvfc_train_view,
+    usps_source_view,
 )
 from tlrepro.errors import DamagedFileError
 from tlrepro.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
@@ -64,6 +68,9 @@ class TensorSet:
     mean: Tensor
     std: Tensor
     eval_size: int | None = None
+    view: str | None = None
+    """This stream's training augmentation where it differs from the recipe's (the
+    release's USPS-source view under clip_digits: `tlrepro.augment.stream_augment`)."""
 
     @classmethod
     def create(
@@ -74,17 +81,19 @@ class TensorSet:
         std: list[float],
         device: torch.device,
         augment: str = "none",
+        view: str | None = None,
     ) -> TensorSet:
-        """`mean`/`std`: the dataset's statistics; with `augment` "clip" the split is
-        normalised by CLIP's instead and evaluated at CLIP's 224 px (its preprocessing)."""
+        """`mean`/`std`: the dataset's statistics; with a CLIP `augment` ("clip",
+        "clip_digits") the split is normalised by CLIP's instead and evaluated at CLIP's
+        224 px (its preprocessing). `view`: the stream's own training augmentation."""
         eval_size = None
-        if augment == "clip":
+        if augment in CLIP_AUGMENTS:
             mean, std, eval_size = list(CLIP_MEAN), list(CLIP_STD), CLIP_SIZE
 
         def stat(values: list[float]) -> Tensor:
             return torch.tensor(values, device=device).view(1, -1, 1, 1)
 
-        return cls(images.to(device), labels.to(device), stat(mean), stat(std), eval_size)
+        return cls(images.to(device), labels.to(device), stat(mean), stat(std), eval_size, view)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -99,10 +108,17 @@ class TensorSet:
         """The training view of `index` under `augment` (with `strong`, FixMatch's strong
         augmentation on top, drawn from `generator`); augment "none" is the evaluation view."""
         images = self.images[index]
+        if augment != "none" and self.view is not None:
+            augment = self.view
         if augment == "clip":
             images = clip_train_view(images, generator)
         elif augment == "tlvfc_crop":
             images = tlvfc_train_view(images, generator)
+        elif augment in ("clip_digits", "clip_digits_usps"):
+            if generator is None:
+                raise ValueError(f"the {augment} view needs the step's generator")
+            view = digits_train_view if augment == "clip_digits" else usps_source_view
+            images = view(images, generator)
         elif augment == "none" and self.eval_size is not None:
             images = resize(images, self.eval_size)
         if strong:
@@ -203,8 +219,16 @@ def evaluate(method: Method, data: TensorSet, batch_size: int, autocast) -> tupl
     return loss / len(data), hits / len(data)
 
 
-def _autocast_for(device: torch.device):
-    if device.type == "cuda":
+PRECISIONS = ("bf16", "fp32")
+DEFAULT_PRECISION = "bf16"
+
+
+def _autocast_for(device: torch.device, precision: str = DEFAULT_PRECISION):
+    """The context of a training or evaluation step: bf16 autocast on CUDA unless the
+    recipe's `precision` is fp32 (the CMKD release's CLIP arithmetic); the CPU is fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
+    if device.type == "cuda" and precision == "bf16":
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
 
@@ -300,7 +324,7 @@ def fit(
     "val" (the selection split) and "test". Returns the per-epoch history.
     """
     device = next(iter(eval_sets.values())).labels.device
-    autocast = _autocast_for(device)
+    autocast = _autocast_for(device, training.get("precision", DEFAULT_PRECISION))
     batch_size = training["batch_size"]
     samplers = {
         name: StreamSampler(len(streams[name]), batch_size, seed * 31 + index, device)

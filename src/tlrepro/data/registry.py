@@ -8,6 +8,7 @@ tensors plus a manifest.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +16,49 @@ from tlrepro.registry import lookup
 
 DIGITS = tuple(str(d) for d in range(10))
 LETTERS_A_TO_J = tuple("ABCDEFGHIJ")
+
+DEFAULT_PROMPTS = "default"
+PROMPT_STYLES = (DEFAULT_PROMPTS, "release")
+"""A group's `prompts`: `default`, the model's own template ("a photo of a {class}.", what
+the tiny CLIP is pretrained on); `release`, the CMKD release's prompt of the target's label
+space (`RELEASE_PROMPTS`)."""
+
+
+@dataclass(frozen=True)
+class ReleasePrompt:
+    """How the CMKD release (`Wenlve-Zhou/VLP-UDA`, `models/backbone.py` lines 16-27) writes
+    a label space's class prompts: `template` filled with the class name, its underscores
+    as spaces, lower-cased with `lower`, after `renames` of the folder name."""
+
+    template: str
+    lower: bool = False
+    renames: dict[str, str] = field(default_factory=dict)
+
+    def prompts(self, classes: Sequence[str]) -> list[str]:
+        names = [self.renames.get(name, name).replace("_", " ") for name in classes]
+        return [self.template.format(n.lower() if self.lower else n) for n in names]
+
+
+RELEASE_PROMPTS: dict[str, ReleasePrompt] = {
+    "office_home": ReleasePrompt("an image of a {}", lower=True),
+    "office31": ReleasePrompt("a photo of a {}", renames={"back_pack": "backpack"}),
+    "digits10": ReleasePrompt('a photo of the number: "{}"'),
+}
+"""By label space: the release's lists are these prompts of the classes in label order."""
+
+
+def class_prompts(label_space: str, classes: Sequence[str], style: str) -> list[str] | None:
+    """The class prompts of a run under the group's `prompts` style; None: the model's own."""
+    if style == DEFAULT_PROMPTS:
+        return None
+    if style != "release":
+        raise ValueError(f"unknown prompts {style!r}; one of {', '.join(PROMPT_STYLES)}")
+    if label_space not in RELEASE_PROMPTS:
+        raise ValueError(
+            f"the CMKD release has no prompts for label space {label_space!r} "
+            f"(it has {', '.join(RELEASE_PROMPTS)})"
+        )
+    return RELEASE_PROMPTS[label_space].prompts(classes)
 
 
 @dataclass(frozen=True)

@@ -76,5 +76,5 @@ class ContrastivePretraining(Method):
     @torch.no_grad()
     def predict(self, x: Tensor) -> Tensor:
         """Zero-shot logits of the current towers; refreshes the stored head first."""
-        self.network.set_class_names(self.network.class_names)
+        self.network.set_class_names(self.network.class_names, self.network.class_prompts)
         return self.network(x)

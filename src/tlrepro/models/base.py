@@ -80,9 +80,12 @@ class Classifier(nn.Module):
         device = next(self.head.parameters()).device
         self.head = nn.Linear(self.feature_dim, num_classes).to(device)
 
-    def set_class_names(self, class_names: Sequence[str]) -> None:
+    def set_class_names(
+        self, class_names: Sequence[str], prompts: Sequence[str] | None = None
+    ) -> None:
         """Called with the run's class names (label order) before the method is built; a
-        model whose head can be made from them (CLIP's zero-shot head) does so."""
+        model whose head can be made from them (CLIP's zero-shot head) does so, from
+        `prompts` (one per class) where given."""
 
 
 class BlockClassifier(Classifier):

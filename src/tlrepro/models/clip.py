@@ -49,6 +49,7 @@ class ClipClassifier(Classifier):
         self.feature_dim = clip.visual.output_dim
         self.head = nn.Linear(self.feature_dim, num_classes)
         self.class_names: tuple[str, ...] = ()
+        self.class_prompts: tuple[str, ...] | None = None
         size = getattr(clip.visual, "image_size", None)
         self.image_size = (size, size) if isinstance(size, int) else size
         for name, parameter in self.clip.named_parameters():
@@ -72,7 +73,10 @@ class ClipClassifier(Classifier):
         return F.normalize(self.clip.encode_image(x), dim=-1)
 
     def prompts(self, class_names: Sequence[str]) -> list[str]:
-        """One prompt per class, in the dataset's label order (never sorted)."""
+        """One prompt per class, in the dataset's label order (never sorted): the run's own
+        (`set_class_names(..., prompts)`) for its classes, else `self.prompt` of each name."""
+        if self.class_prompts is not None and tuple(class_names) == self.class_names:
+            return list(self.class_prompts)
         return [self.prompt.format(name.replace("_", " ")) for name in class_names]
 
     def text_embeddings(self, class_names: Sequence[str]) -> Tensor:
@@ -81,13 +85,19 @@ class ClipClassifier(Classifier):
         return F.normalize(self.clip.encode_text(tokens), dim=-1)
 
     @torch.no_grad()
-    def set_class_names(self, class_names: Sequence[str]) -> None:
-        """Make `head` the zero-shot classifier of these classes (computed once, here)."""
+    def set_class_names(
+        self, class_names: Sequence[str], prompts: Sequence[str] | None = None
+    ) -> None:
+        """Make `head` the zero-shot classifier of these classes (computed once, here), from
+        `prompts` (one per class, label order) or else `self.prompt` filled with each name."""
         if len(class_names) != self.num_classes:
             raise ValueError(
                 f"{len(class_names)} class names for a head of {self.num_classes} classes"
             )
+        if prompts is not None and len(prompts) != len(class_names):
+            raise ValueError(f"{len(prompts)} prompts for {len(class_names)} classes")
         self.class_names = tuple(class_names)
+        self.class_prompts = tuple(prompts) if prompts is not None else None
         self.head.weight.copy_(self.logit_scale * self.text_embeddings(class_names))
         self.head.bias.zero_()
 
