@@ -15,7 +15,7 @@ from tlrepro.methods.settings import SettingError
 from tlrepro.methods.tlvfc import TLVFC
 from tlrepro.methods.tlvfc_settings import DPIATSettings, HeInitSettings, TLVFCSettings
 from tlrepro.models.base import BlockClassifier, Classifier
-from tlrepro.models.registry import MODEL_OPTIONS, build_model
+from tlrepro.models.registry import build_model, model_spec
 from tlrepro.models.small import SmallVGG, small_resnet_deep
 from tlrepro.models.torchvision_nets import TorchvisionVGG, resnet18
 from tlrepro.plan import build_plan
@@ -353,7 +353,7 @@ def _crossover_sources() -> set[tuple[str, bool]]:
 
 def _offline(name: str, zoo: bool) -> Classifier:
     """The source network with random weights where published ones would be downloaded."""
-    options = {"download": False} if "download" in MODEL_OPTIONS.get(name, ()) else {}
+    options = {"download": False} if "download" in model_spec(name).options else {}
     return build_model(name, None if zoo else 10, **options).eval()
 
 
@@ -408,7 +408,7 @@ def test_vgg19_zoo_entry_is_torchvisions_imagenet_vgg19(monkeypatch):
     net = build_model("vgg19_imagenet", None, download=False)
     build_model("vgg19_imagenet", None)
     assert asked == [None, "IMAGENET1K_V1"]
-    assert MODEL_OPTIONS["vgg19_imagenet"] == ("download",)
+    assert model_spec("vgg19_imagenet").options == ("download",)
     assert isinstance(net, TorchvisionVGG) and net.head.out_features == 1000
     assert len(flatten(net, (nn.Conv2d,))) == 16
 

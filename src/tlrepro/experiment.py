@@ -19,11 +19,10 @@ from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
 from tlrepro.errors import PipelineError
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
-from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.registry import method_spec
 from tlrepro.methods.settings import Settings
 from tlrepro.models.base import Classifier, head_classes, split_head
-from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
+from tlrepro.models.registry import build_model, model_spec
 from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest, shares_labels
 from tlrepro.registry import load_object
 from tlrepro.selection import select_epochs
@@ -134,12 +133,8 @@ def _write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
 
 
 def pretraining_settings(job: PretrainJob) -> Settings:
-    """A supervised pretraining that starts from given weights (Rebuffi's ImageNet ResNet-26)
-    keeps their body and batch-norm statistics and fits only a source head: the runs then
-    start from exactly those weights, as in the papers. (CLIP's pretrainings have none.)"""
-    if pretraining_method(job.model) != SUPERVISED_PRETRAINING:
-        return Settings()
-    return LinearProbeSettings() if job.weights is not None else ERMSettings()
+    """The settings of the model's pretraining (`Pretraining.settings_for`)."""
+    return model_spec(job.model).pretraining.settings_for(job.weights)
 
 
 SOURCE_ACCURACY = "source_accuracy"
@@ -237,7 +232,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
     network = build_model(job.model, len(data.classes), **options)
     network.set_class_names(data.classes)
     method = build_method(
-        pretraining_method(job.model),
+        model_spec(job.model).pretraining.cls,
         MethodContext(
             network, ("source",), pretraining_settings(job), job.training["label_smoothing"]
         ),
@@ -272,7 +267,7 @@ def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[st
         progress,
     )
     # CLIP models (contrastive or zero-shot "pretraining") are judged by zero-shot accuracy.
-    zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
+    zero_shot = model_spec(job.model).pretraining.zero_shot
     verdict = judge_source(job, history, zero_shot)
     metrics = {
         **_metrics(

@@ -27,7 +27,8 @@ from tlrepro.layout import (
 )
 from tlrepro.methods.registry import MethodSpec, method_spec
 from tlrepro.methods.settings import Settings
-from tlrepro.models.registry import model_module, pretraining_method
+from tlrepro.models.registry import model_spec
+from tlrepro.registry import module_of
 
 RUN_MACHINERY = "tlrepro.experiment"
 """The shared run code (data loading, model building, trainer, selection) of every
@@ -90,8 +91,8 @@ class PretrainJob:
         return codebase.closure(
             [
                 RUN_MACHINERY,
-                model_module(self.model),
-                codebase.module_of(pretraining_method(self.model)),
+                model_spec(self.model).module,
+                module_of(model_spec(self.model).pretraining.cls),
             ]
         )
 
@@ -166,10 +167,10 @@ class RunJob:
 
     @property
     def code_files(self) -> tuple[Path, ...]:
-        entries = [RUN_MACHINERY, codebase.module_of(self.spec.cls), model_module(self.model)]
+        entries = [RUN_MACHINERY, module_of(self.spec.cls), model_spec(self.model).module]
         source_model = self.zoo_source_model or (self.pretrain and self.pretrain.model)
         if self.spec.uses_source_model and source_model:
-            entries.append(model_module(source_model))
+            entries.append(model_spec(source_model).module)
         return codebase.closure(entries)
 
     @property
@@ -289,7 +290,7 @@ class Plan:
         builders = [builder_for(dataset, options)]
         parts = options.get("parts", {})
         builders += [builder_for(name, part or {}) for name, part in parts.items()]
-        return codebase.closure([PREPARE_MACHINERY, *map(codebase.module_of, builders)])
+        return codebase.closure([PREPARE_MACHINERY, *map(module_of, builders)])
 
 
 PAPER_FILES = ("reported.yaml", "claims.yaml")
