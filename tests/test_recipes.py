@@ -21,11 +21,10 @@ from torchvision.transforms.v2 import functional as TF
 from tests.conftest import REPO
 from tlrepro.augment import per_image, strong_view
 from tlrepro.config import ConfigError, default_training, load_config, validate
-from tlrepro.experiment import pretraining_settings
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.settings import Settings
-from tlrepro.models.registry import build_model
+from tlrepro.models.registry import build_model, model_spec
 from tlrepro.models.resnet26_import import (
     export_published,
     load_rebuffi_state,
@@ -390,6 +389,10 @@ def test_rebuffi_loader_refuses_other_files_with_a_way_out(tmp_path):
     torch.save(narrow, tmp_path / "narrow.pt")
     with pytest.raises(ValueError, match=r"narrow\.pt does not fit ResNet26"):
         build_model("resnet26", 3, weights=str(tmp_path / "narrow.pt"))
+
+
+def pretraining_settings(job: PretrainJob) -> Settings:
+    return model_spec(job.model).pretraining.settings_for(job.weights)
 
 
 def test_given_weights_are_kept_by_the_source_pretraining():

@@ -70,7 +70,7 @@ class PretrainJob:
     """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
     min_accuracy: float = 0.0
     """The quality bar on the source validation split; not part of `identity`, so changing
-    it never retrains a model (see tlrepro.experiment.judge_source)."""
+    it never retrains a model (see tlrepro.source_bar.judge_source)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The model's construction options (the profile's `model_options` for it)."""
 
@@ -150,6 +150,10 @@ class RunJob:
     @property
     def spec(self) -> MethodSpec:
         return method_spec(self.method)
+
+    @property
+    def shared_labels(self) -> bool:
+        return shares_labels(self.task)
 
     @property
     def folder(self) -> Path:
