@@ -30,7 +30,7 @@ from tlrepro.data.registry import dataset_spec
 from tlrepro.experiment import build_method
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.models.base import Classifier
-from tlrepro.models.registry import MODEL_OPTIONS, MODELS, build_model
+from tlrepro.models.registry import build_model, model_spec
 from tlrepro.plan import RunJob, build_plan, shares_labels
 from tlrepro.registry import load_object
 from tlrepro.train import TensorSet, fit
@@ -52,12 +52,9 @@ def classes(dataset: str) -> tuple[str, ...]:
 def offline(name: str) -> dict[str, Any]:
     """Random weights where the model would download its published ones (a model that
     ships its weights, as EfficientNet-Lite0 does, takes no `download`)."""
-    accepts = inspect.signature(load_object(MODELS[name])).parameters
-    return (
-        {"download": False}
-        if "download" in MODEL_OPTIONS.get(name, ()) and "download" in accepts
-        else {}
-    )
+    spec = model_spec(name)
+    accepts = inspect.signature(load_object(spec.target)).parameters
+    return {"download": False} if "download" in spec.options and "download" in accepts else {}
 
 
 def random_set(n: int, size: int, n_classes: int, device: torch.device, augment: str):

@@ -34,9 +34,10 @@ from benchlib import add_options, ratio, write_summary
 
 from tlrepro.config import DEFAULT_CONFIG, load_config
 from tlrepro.data.prepare import MANIFEST, prepare_dataset
-from tlrepro.experiment import SOURCE_ACCURACY, SourceModelError, run_pretrain
+from tlrepro.experiment import run_pretrain
 from tlrepro.layout import METRICS_FILE, prepared_dir, raw_dir
 from tlrepro.plan import Plan, PretrainJob, build_plan
+from tlrepro.source_bar import SOURCE_ACCURACY, SourceModelError
 from tlrepro.storage import read_json
 from tlrepro.usage import cpu_model
 

@@ -12,15 +12,10 @@ import yaml
 from tlrepro import cli
 from tlrepro.config import ConfigError, load_config, validate
 from tlrepro.data.prepare import prepare_dataset
-from tlrepro.experiment import (
-    SOURCE_ACCURACY,
-    SourceModelError,
-    check_source,
-    run_pretrain,
-    run_transfer,
-)
+from tlrepro.experiment import run_pretrain, run_transfer
 from tlrepro.layout import METRICS_FILE, prepared_dir
 from tlrepro.plan import build_plan, fingerprint
+from tlrepro.source_bar import SOURCE_ACCURACY, SourceModelError, check_source
 from tlrepro.storage import read_json
 from tlrepro.train import CHECKPOINT
 

@@ -31,6 +31,7 @@ from tlrepro.models.base import Classifier
 from tlrepro.models.clip import tiny_clip
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.small import SmallResNet, SmallVGG
+from tlrepro.registry import module_of
 from tlrepro.train import TensorSet, build_optimizer
 
 TRAINING_DEFAULTS = default_training()
@@ -86,7 +87,7 @@ def batches(streams: tuple[str, ...], strong: tuple[str, ...], source_classes: i
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path: Path):
     spec = method_spec(name)
-    module = spec.cls.partition(":")[0]
+    module = module_of(spec.cls)
     settings = spec.settings.from_config({})
     assert spec.settings.from_config(settings.record()) == settings, name
     shared_labels = spec.needs_shared_labels

@@ -103,7 +103,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     elif args.what == "methods":
         rows = {name: spec.description for name, spec in METHODS.items()}
     else:
-        rows = {name: target for name, target in MODELS.items()}
+        rows = {name: spec.target for name, spec in MODELS.items()}
     width = max(map(len, rows))
     for name, text in rows.items():
         print(f"{name:<{width}}  {text}")
@@ -175,7 +175,7 @@ def _commit() -> str:
 def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
     """The source models a group's runs start from or read, each once, in first-use order."""
     from tlrepro.data.registry import same_source_files
-    from tlrepro.models.registry import SUPERVISED_PRETRAINING, pretraining_method
+    from tlrepro.models.registry import model_spec
     from tlrepro.plan import METRICS_FILE
     from tlrepro.results import SourceModel
 
@@ -185,9 +185,7 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
             continue
         if run.pretrain is not None:
             job = run.pretrain
-            # The only pretrainings that are not supervised are CLIPs': they evaluate
-            # the zero-shot head of their text tower.
-            zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
+            zero_shot = model_spec(job.model).pretraining.zero_shot
             parts = tuple(plan.dataset_options(job.dataset).get("parts", {}))
             seen = None
             if parts:

@@ -94,11 +94,6 @@ def closure(entry_modules: Iterable[str]) -> tuple[Path, ...]:
     return tuple(sorted(module_file(m) for m in seen))
 
 
-def module_of(target: str) -> str:
-    """The module of a registry entry `package.module:attribute`."""
-    return target.partition(":")[0]
-
-
 @cache
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()

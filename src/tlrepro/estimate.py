@@ -26,7 +26,7 @@ from tlrepro import storage
 from tlrepro.data.sizes import KNOWN
 from tlrepro.jobs import Job, Jobs
 from tlrepro.layout import MANIFEST, prepared_dir
-from tlrepro.models.registry import pretraining_method
+from tlrepro.models.registry import model_spec
 from tlrepro.plan import Plan, PretrainJob, RunJob, paper_file
 
 CALIBRATION_FILE = "calibration.csv"
@@ -251,7 +251,7 @@ def pretrain_requests(plan: Plan, job: PretrainJob, calibration: pd.DataFrame) -
     """What a source pretraining asks for, sized like a transfer job's from the calibrated
     cost of the method it resembles (`PRETRAINING_PROXY`)."""
     rule = Rule.of(plan)
-    proxy = PRETRAINING_PROXY.get(pretraining_method(job.model))
+    proxy = PRETRAINING_PROXY.get(model_spec(job.model).pretraining.cls)
     key = (job.model, plan.image_size(job.dataset), proxy, rule.device)
     row = calibration.loc[key] if key in calibration.index else None
     sizes = split_sizes(plan, job.dataset)

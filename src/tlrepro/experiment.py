@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +22,14 @@ from tlrepro.convergence import Criterion, not_applicable
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
 from tlrepro.data.protocol import run_splits
 from tlrepro.data.registry import class_prompts
-from tlrepro.errors import PipelineError
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
-from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
-from tlrepro.methods.registry import method_spec
-from tlrepro.methods.settings import Settings
 from tlrepro.models.base import Classifier, head_classes, split_head
-from tlrepro.models.registry import SUPERVISED_PRETRAINING, build_model, pretraining_method
-from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest, shares_labels
+from tlrepro.models.registry import build_model, model_spec
+from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest
 from tlrepro.registry import load_object
 from tlrepro.selection import select_epochs
+from tlrepro.source_bar import check_source, source_verdict
 from tlrepro.train import CHECKPOINT, TensorSet, epoch_steps, fit
 from tlrepro.usage import Meter
 
@@ -136,169 +136,125 @@ def _write_metrics(folder: Path, metrics: dict[str, Any]) -> None:
     )
 
 
-def pretraining_settings(job: PretrainJob) -> Settings:
-    """A supervised pretraining that starts from given weights (Rebuffi's ImageNet ResNet-26)
-    keeps their body and batch-norm statistics and fits only a source head: the runs then
-    start from exactly those weights, as in the papers. (CLIP's pretrainings have none.)"""
-    if pretraining_method(job.model) != SUPERVISED_PRETRAINING:
-        return Settings()
-    return LinearProbeSettings() if job.weights is not None else ERMSettings()
+History = list[dict[str, float]]
+Judgement = Callable[[History], tuple[dict[str, Any], Exception | None]]
+"""A post-fit judgement of the trained model: entries for its metrics and, when it must
+not be saved, the error to end with (its record is written, its model file is not)."""
 
 
-SOURCE_ACCURACY = "source_accuracy"
-"""metrics.json key of a pretraining's quality check (`judge_source`); tables read it."""
+@dataclass
+class Assembly:
+    """What a job kind hands the one running path (`run_job`), built under the job's seed:
+    its method (network included), what it trains on and is evaluated on, and what its
+    metrics record."""
+
+    method: Method
+    streams: dict[str, TensorSet]
+    evaluation: dict[str, TensorSet]
+    """"val" (the selection split) and "test"."""
+    info: dict[str, Any]
+    settings: dict[str, Any]
+    selection: str
+    """The split the honest protocol selects on: "source_val" or "target_val"."""
+    identity: dict[str, Any] = field(default_factory=dict)
+    """What the job's identity lacks and only the run can read (a checkpoint's hash)."""
+    protocols: tuple[str, ...] = ()
+    judge: Judgement | None = None
 
 
-class SourceModelError(PipelineError, RuntimeError):
-    """A source model that failed its quality bar: it must not feed any transfer run."""
+Assemble = Callable[[torch.device, dict[str, PreparedDataset]], Assembly]
 
 
-def _what_to_try(job: PretrainJob) -> str:
-    where = f"profiles.{job.profile}.pretrain"
-    return (
-        f"Try more epochs ({where}.models.{job.model}.training.epochs), another seed "
-        f"({where}.seed), or, if the bar is too strict for your machine, a lower "
-        f"{where}.models.{job.model}.min_accuracy in a copy of the config (snakemake "
-        "--configfile COPY, tlrepro --config COPY)"
-    )
-
-
-def judge_source(
-    job: PretrainJob, history: list[dict[str, float]], zero_shot: bool
+def run_job(
+    plan: Plan,
+    job: PretrainJob | RunJob,
+    datasets: list[str],
+    assemble: Assemble,
+    progress: bool,
 ) -> dict[str, Any]:
-    """The quality check of a source model: the final model (the one saved, hence the last
-    epoch, not the best one) against the bar, on the source validation split.
-
-    The bar is deliberately not part of the pretraining's identity (PretrainJob.identity),
-    so Snakemake's params and DVC's see no change when it moves: lowering or raising it
-    never retrains a model that passes. It is judged again wherever it matters: by the
-    pretraining (a failed one keeps its resume state, so a rerun with a lower bar judges
-    the same trained weights without training again) and, against the current config, by
-    every transfer run that loads the source model (`check_source`). A raised bar does not
-    make the runners redo finished transfer runs either: whatever reports them must compare
-    the recorded accuracy with the current bar."""
-    last = history[-1]
-    return {
-        "split": "val",
-        "epoch": int(last["epoch"]),
-        "measure": "zero-shot accuracy" if zero_shot else "accuracy",
-        "accuracy": last["val_acc"],
-        "min_accuracy": job.min_accuracy,
-        "passed": last["val_acc"] >= job.min_accuracy,
-    }
-
-
-def _below_bar_message(job: PretrainJob, verdict: dict[str, Any]) -> str:
-    return (
-        f"source model {job.model} on {job.dataset} reached {verdict['accuracy']:.1%} "
-        f"{verdict['measure']} on the source validation split, below its bar "
-        f"min_accuracy {job.min_accuracy:.1%}"
-    )
-
-
-def check_source(job: PretrainJob) -> None:
-    """Refuse a source checkpoint that did not finish or is below its (current) bar."""
-    metrics_file = job.folder / METRICS_FILE
-    rerun = f"`tlrepro pretrain {job.model} {job.dataset}`"
-    if not metrics_file.exists():
-        raise SourceModelError(
-            f"{job.checkpoint}: no {METRICS_FILE} beside it, so its pretraining did not "
-            f"finish; run {rerun} (Snakemake and DVC do so for you)"
-        )
-    verdict = storage.read_json(metrics_file).get(SOURCE_ACCURACY)
-    if verdict is None:
-        raise SourceModelError(
-            f"{metrics_file} records no source accuracy (pretrained before quality bars "
-            f"existed); run {rerun} again"
-        )
-    if not verdict["passed"]:
-        raise SourceModelError(
-            f"refusing to start from {job.checkpoint}: its pretraining failed its bar "
-            f"({metrics_file}): {_below_bar_message(job, verdict)}. {_what_to_try(job)}; "
-            f"then run {rerun} (with a lower bar it judges the trained model again "
-            "without retraining it)."
-        )
-    if verdict["accuracy"] < job.min_accuracy:
-        raise SourceModelError(
-            f"refusing to start from {job.checkpoint}: {_below_bar_message(job, verdict)} "
-            f"({metrics_file}); it passed the bar of {verdict['min_accuracy']:.1%} it was "
-            f"trained under, the config's is higher now. {_what_to_try(job)}."
-        )
-    if not job.checkpoint.exists():
-        raise SourceModelError(f"{job.checkpoint} is missing; run {rerun}")
-    storage.verified(job.checkpoint)
-
-
-def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[str, Any]:
-    """Train the source model on its dataset, selected on the source validation split; fail,
-    leaving no model file, when the final model is below the job's quality bar."""
+    """The one path of every training job: configure torch, load the prepared `datasets`,
+    seed, `assemble` the job's parts, fit them under the job's identity digest, then record
+    the model and its metrics (or, judged unfit, its metrics alone, and fail)."""
     device = configure_torch(plan)
     meter = Meter(device)
-    data = load_prepared(prepared_dir(plan.profile_name, job.dataset))
+    data = {name: load_prepared(prepared_dir(plan.profile_name, name)) for name in datasets}
     torch.manual_seed(job.seed)
-    options = job.options if job.weights is None else {**job.options, "weights": job.weights}
-    network = build_model(job.model, len(data.classes), **options)
-    network.set_class_names(data.classes)
-    method = build_method(
-        pretraining_method(job.model),
-        MethodContext(
-            network, ("source",), pretraining_settings(job), job.training["label_smoothing"]
-        ),
-        device,
-    )
+    parts = assemble(device, data)
     digest = identity_digest(
         {
             **job.identity,
-            "data": _data_hashes(plan, [job.dataset]),
+            "data": _data_hashes(plan, datasets),
             "code": codebase.fingerprint(job.code_files),
+            **parts.identity,
         }
     )
-    info = {
-        "profile": job.profile,
-        "kind": "pretrain",
-        "model": job.model,
-        "dataset": job.dataset,
-        "seed": job.seed,
-    }
-    augment = job.training["augment"]
     history = fit(
-        method,
-        {"source": _tensor_set(data, "train", device, augment)},
-        {
-            "val": _tensor_set(data, "val", device, augment),
-            "test": _tensor_set(data, "test", device, augment),
-        },
+        parts.method,
+        parts.streams,
+        parts.evaluation,
         job.training,
         job.folder,
         job.seed,
         digest,
         progress,
     )
-    # CLIP models (contrastive or zero-shot "pretraining") are judged by zero-shot accuracy.
-    zero_shot = pretraining_method(job.model) != SUPERVISED_PRETRAINING
-    verdict = judge_source(job, history, zero_shot)
-    metrics = {
-        **_metrics(
-            history,
-            "source_val",
-            info,
-            {"training": job.training},
-            digest,
-            _convergence(plan, method, history),
-            meter,
-        ),
-        SOURCE_ACCURACY: verdict,
-    }
-    if verdict["passed"]:
-        return _record(method, job.folder, metrics)
-    # The record of the failure, and no model file beside it; the resume state stays, so
-    # that a rerun with a lower bar judges these weights again without retraining.
-    job.checkpoint.unlink(missing_ok=True)
+    convergence = _convergence(plan, parts.method, history)
+    metrics = _metrics(
+        history,
+        parts.selection,
+        parts.info,
+        parts.settings,
+        digest,
+        convergence,
+        meter,
+        parts.protocols,
+    )
+    refusal = None
+    if parts.judge is not None:
+        entries, refusal = parts.judge(history)
+        metrics = {**metrics, **entries}
+    if refusal is None:
+        return _record(parts.method, job.folder, metrics)
+    (job.folder / MODEL_FILE).unlink(missing_ok=True)
     _write_metrics(job.folder, metrics)
-    raise SourceModelError(
-        f"{_below_bar_message(job, verdict)}, so it is not saved as a source model and no "
-        f"transfer run can start from it. {_what_to_try(job)}. The trained state stays in "
-        f"{job.folder / CHECKPOINT}: a rerun with a lower bar judges it without retraining."
+    raise refusal
+
+
+def run_pretrain(plan: Plan, job: PretrainJob, progress: bool = True) -> dict[str, Any]:
+    """Train the source model on its dataset, selected on the source validation split; fail,
+    leaving no model file, when the final model is below the job's quality bar."""
+    return run_job(plan, job, [job.dataset], partial(_assemble_pretrain, job), progress)
+
+
+def _assemble_pretrain(
+    job: PretrainJob, device: torch.device, data: dict[str, PreparedDataset]
+) -> Assembly:
+    pretraining = model_spec(job.model).pretraining
+    source = data[job.dataset]
+    options = job.options if job.weights is None else {**job.options, "weights": job.weights}
+    network = build_model(job.model, len(source.classes), **options)
+    network.set_class_names(source.classes)
+    settings = pretraining.settings_for(job.weights)
+    context = MethodContext(network, ("source",), settings, job.training["label_smoothing"])
+    method = build_method(pretraining.cls, context, device)
+    augment = job.training["augment"]
+    return Assembly(
+        method,
+        {"source": _tensor_set(source, "train", device, augment)},
+        {
+            "val": _tensor_set(source, "val", device, augment),
+            "test": _tensor_set(source, "test", device, augment),
+        },
+        info={
+            "profile": job.profile,
+            "kind": "pretrain",
+            "model": job.model,
+            "dataset": job.dataset,
+            "seed": job.seed,
+        },
+        settings={"training": job.training},
+        selection="source_val",
+        judge=partial(source_verdict, job, pretraining.zero_shot),
     )
 
 
@@ -328,60 +284,33 @@ def build_method(cls: str, context: MethodContext, device: torch.device) -> Meth
 def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, Any]:
     if job.pretrain is not None:
         check_source(job.pretrain)
-    device = configure_torch(plan)
-    meter = Meter(device)
-    spec = method_spec(job.method)
-    target = load_prepared(prepared_dir(plan.profile_name, job.task.target))
-    source = (
-        load_prepared(prepared_dir(plan.profile_name, job.task.source))
-        if job.task.source in job.datasets
-        else None
-    )
-    shared_labels = shares_labels(job.task)
-    if shared_labels and source is not None and source.classes != target.classes:
-        raise ValueError(
-            f"the dataset registry gives {job.task.source} and {job.task.target} one label "
-            f"space ({source.label_space}), but their prepared classes differ; correct "
-            "their label_space in tlrepro/data/registry.py"
-        )
+    return run_job(plan, job, job.datasets, partial(_assemble_transfer, job), progress)
 
-    torch.manual_seed(job.seed)
+
+def _assemble_transfer(
+    job: RunJob, device: torch.device, data: dict[str, PreparedDataset]
+) -> Assembly:
+    spec, augment = job.spec, job.training["augment"]
+    target, source = data[job.task.target], data.get(job.task.source)
+    _check_label_space(job, source, target)
     network = build_model(job.model, len(target.classes), **job.options_for(job.model))
-    identity: dict[str, Any] = {
-        **job.identity,
-        "data": _data_hashes(plan, job.datasets),
-        "code": codebase.fingerprint(job.code_files),
-    }
+    identity: dict[str, Any] = {}
     source_state = None  # the source checkpoint, read once for the body and the source net
     if job.pretrain is not None:
         identity["source_checkpoint"] = storage.sha256_file(job.pretrain.checkpoint)
         source_state = storage.load_tensors(job.pretrain.checkpoint)
-    if spec.init == "source" and source_state is not None:
-        network.load_body(source_state, job.pretrain.checkpoint)
+        if spec.init == "source":
+            network.load_body(source_state, job.pretrain.checkpoint)
     # else (`source_weights: model`) the zoo model is the group's model: built above with
     # its own pretrained weights and a new head, it already starts from the source weights
     network.set_class_names(
         target.classes, class_prompts(target.label_space, target.classes, job.prompts)
     )
-    target_index = None
-    if job.target_train_per_class is not None or job.target_train_fraction is not None:
-        target_index = class_subset(
-            target.splits["train"][1],
-            job.target_train_per_class,
-            job.target_train_fraction,
-            job.seed,
-            "target_train_per_class",
-        )
-    augment = job.training["augment"]
-    splits = run_splits(source, target, job.protocol, spec.selection, target_index)
-    if job.target_val_per_class is not None and spec.selection != "source_val":
-        # the max-val protocol's N-shot groups: N validation images per class too (at most,
-        # as the release's make_small_dataset copies up to N files of a class)
-        images, labels = splits["val"]
-        val_index = class_subset(
-            labels, job.target_val_per_class, None, job.seed, "target_val_per_class", at_most=True
-        )
-        splits["val"] = (images[val_index], labels[val_index])
+    train_index = _subset(job, target, "train", job.target_train_per_class)
+    splits = run_splits(source, target, job.protocol, spec.selection, train_index)
+    if spec.selection != "source_val" and job.target_val_per_class is not None:
+        val_index = _subset(job, target, "val", job.target_val_per_class)
+        splits["val"] = tuple(part[val_index] for part in splits["val"])
 
     def tensor_set(name: str) -> TensorSet:
         """A split on the device, normalised by its dataset's statistics (or CLIP's)."""
@@ -407,34 +336,66 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
         source_model=(
             load_source_model(job, device, source_state) if spec.uses_source_model else None
         ),
-        shared_labels=shared_labels,
+        shared_labels=job.shared_labels,
         steps_per_epoch=epoch_steps(job.training, len(streams[spec.streams[0]])),
     )
     method = build_method(spec.cls, context, device)
-    info = {
-        "profile": job.profile,
-        "kind": "transfer",
-        "group": job.group,
-        "method": job.method,
-        "method_key": job.method_key,
-        "label": job.label,
-        "task": job.task.name,
-        "source": job.task.source,
-        "target": job.task.target,
-        "seed": job.seed,
-        "model": job.model,
-    }
-    digest = identity_digest(identity)
-    history = fit(
+    return Assembly(
         method,
         {name: streams[name] for name in spec.streams},
         {"val": val, "test": test},
-        job.training,
-        job.folder,
-        job.seed,
-        digest,
-        progress,
+        info={
+            "profile": job.profile,
+            "kind": "transfer",
+            "group": job.group,
+            "method": job.method,
+            "method_key": job.method_key,
+            "label": job.label,
+            "task": job.task.name,
+            "source": job.task.source,
+            "target": job.task.target,
+            "seed": job.seed,
+            "model": job.model,
+        },
+        settings=_transfer_settings(job),
+        selection=spec.selection,
+        identity=identity,
+        protocols=job.protocols,
     )
+
+
+def _check_label_space(
+    job: RunJob, source: PreparedDataset | None, target: PreparedDataset
+) -> None:
+    if job.shared_labels and source is not None and source.classes != target.classes:
+        raise ValueError(
+            f"the dataset registry gives {job.task.source} and {job.task.target} one label "
+            f"space ({source.label_space}), but their prepared classes differ; correct "
+            "their label_space in tlrepro/data/registry.py"
+        )
+
+
+def _subset(
+    job: RunJob, target: PreparedDataset, split: str, per_class: int | None
+) -> torch.Tensor | None:
+    """The seeded subset of a target split the run keeps, None for all of it: for training,
+    `target_train_per_class` or `target_train_fraction`; for validation, the max-val
+    protocol's N-shot groups' N images per class (at most, as the release's
+    make_small_dataset copies up to N files of a class)."""
+    fraction = job.target_train_fraction if split == "train" else None
+    if per_class is None and fraction is None:
+        return None
+    return class_subset(
+        target.splits[split][1],
+        per_class,
+        fraction,
+        job.seed,
+        f"target_{split}_per_class",
+        at_most=split == "val",
+    )
+
+
+def _transfer_settings(job: RunJob) -> dict[str, Any]:
     settings = {
         "training": job.training,
         "settings": job.settings.record(),
@@ -445,10 +406,6 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
     for key in ("protocol", "prompts"):
         if key in job.identity:
             settings[key] = job.identity[key]
-    convergence = _convergence(plan, method, history)
     if job.target_val_per_class is not None:  # only then: other runs' metrics stay as they were
         settings["target_val_per_class"] = job.target_val_per_class
-    metrics = _metrics(
-        history, spec.selection, info, settings, digest, convergence, meter, job.protocols
-    )
-    return _record(method, job.folder, metrics)
+    return settings

@@ -28,7 +28,8 @@ from tlrepro.layout import (
 )
 from tlrepro.methods.registry import MethodSpec, method_spec
 from tlrepro.methods.settings import Settings
-from tlrepro.models.registry import model_module, pretraining_method
+from tlrepro.models.registry import model_spec
+from tlrepro.registry import module_of
 
 RUN_MACHINERY = "tlrepro.experiment"
 """The shared run code (data loading, model building, trainer, selection) of every
@@ -70,7 +71,7 @@ class PretrainJob:
     """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
     min_accuracy: float = 0.0
     """The quality bar on the source validation split; not part of `identity`, so changing
-    it never retrains a model (see tlrepro.experiment.judge_source)."""
+    it never retrains a model (see tlrepro.source_bar.judge_source)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The model's construction options (the profile's `model_options` for it)."""
 
@@ -91,8 +92,8 @@ class PretrainJob:
         return codebase.closure(
             [
                 RUN_MACHINERY,
-                model_module(self.model),
-                codebase.module_of(pretraining_method(self.model)),
+                model_spec(self.model).module,
+                module_of(model_spec(self.model).pretraining.cls),
             ]
         )
 
@@ -156,6 +157,10 @@ class RunJob:
         return method_spec(self.method)
 
     @property
+    def shared_labels(self) -> bool:
+        return shares_labels(self.task)
+
+    @property
     def folder(self) -> Path:
         return run_dir(self.profile, self.group, self.method_key, self.task.name, self.seed)
 
@@ -171,10 +176,10 @@ class RunJob:
 
     @property
     def code_files(self) -> tuple[Path, ...]:
-        entries = [RUN_MACHINERY, codebase.module_of(self.spec.cls), model_module(self.model)]
+        entries = [RUN_MACHINERY, module_of(self.spec.cls), model_spec(self.model).module]
         source_model = self.zoo_source_model or (self.pretrain and self.pretrain.model)
         if self.spec.uses_source_model and source_model:
-            entries.append(model_module(source_model))
+            entries.append(model_spec(source_model).module)
         return codebase.closure(entries)
 
     @property
@@ -298,7 +303,7 @@ class Plan:
         builders = [builder_for(dataset, options)]
         parts = options.get("parts", {})
         builders += [builder_for(name, part or {}) for name, part in parts.items()]
-        return codebase.closure([PREPARE_MACHINERY, *map(codebase.module_of, builders)])
+        return codebase.closure([PREPARE_MACHINERY, *map(module_of, builders)])
 
 
 PAPER_FILES = ("reported.yaml", "claims.yaml")

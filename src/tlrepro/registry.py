@@ -28,7 +28,12 @@ def lookup(registry: Mapping[str, Any], kind: str, name: str) -> Any:
         raise UnknownNameError(f"unknown {kind} {name!r}; known {kind}s: {known}") from None
 
 
+def module_of(target: str) -> str:
+    """The module of a registry entry `package.module:attribute`."""
+    return target.partition(":")[0]
+
+
 def load_object(target: str) -> Any:
     """Import `package.module:attribute`."""
-    module_name, _, attribute = target.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    module = module_of(target)
+    return getattr(importlib.import_module(module), target[len(module) + 1 :])

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tlrepro.layout import Task
-from tlrepro.models.registry import MODEL_OPTIONS
+from tlrepro.models.registry import model_spec
 
 NAME = "rehearsal"
 
@@ -42,7 +42,7 @@ VGG16 or ResNet-152 step takes seconds per image on this CPU. Every architecture
 32 px (torchvision's nets pool adaptively); CLIP's preprocessing still makes 224 px views,
 which its shrunk tower resizes (MODEL_SHRINK)."""
 MODEL_SHRINK: dict[str, Any] = {"download": False, "image_size": 32}
-"""Construction options for the models that take them (tlrepro.models.registry.MODEL_OPTIONS):
+"""Construction options for the models that take them (their ModelSpec's `options`):
 random weights instead of downloads (model-zoo VGG16/ResNet-50, OpenAI CLIP), and CLIP image
 towers built for 32 px inputs (ViT-B/16: 2x2 patches; RN50: a 1x1 attention pool)."""
 MIN_ACCURACY = 0.0
@@ -167,9 +167,9 @@ def derive(paper: dict[str, Any]) -> dict[str, Any]:
         for name, entry in pretrain.get("models", {}).items()
     }
     model_options = {
-        name: {key: value for key, value in MODEL_SHRINK.items() if key in MODEL_OPTIONS[name]}
+        name: {key: value for key, value in MODEL_SHRINK.items() if key in model_spec(name).options}
         for name in sorted(_models(paper))
-        if name in MODEL_OPTIONS
+        if model_spec(name).options
     }
     image_size = paper["image_size"]
     return {

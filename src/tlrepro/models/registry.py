@@ -7,25 +7,85 @@ without knowing the architecture.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from tlrepro.registry import load_object, lookup
+from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
+from tlrepro.methods.settings import Settings
+from tlrepro.registry import load_object, lookup, module_of
 
 if TYPE_CHECKING:
     from tlrepro.models.base import Classifier
 
-MODELS: dict[str, str] = {
-    "small_vgg": "tlrepro.models.small:SmallVGG",
-    "small_resnet": "tlrepro.models.small:SmallResNet",
-    "lenet": "tlrepro.models.small:LeNet",
-    "small_resnet_deep": "tlrepro.models.small:small_resnet_deep",
-    "tiny_clip": "tlrepro.models.clip:tiny_clip",
-    "clip_rn50": "tlrepro.models.clip:clip_rn50",
-    "clip_vit_b16": "tlrepro.models.clip:clip_vit_b16",
-    "resnet26": "tlrepro.models.resnet26_import:resnet26_with_weights",
-    "resnet26_narrow": "tlrepro.models.resnet26:resnet26_narrow",
+
+@dataclass(frozen=True)
+class Pretraining:
+    """How a model is trained on a source dataset: a `Method` on the source stream."""
+
+    cls: str
+    """`module:Class` of the method."""
+    settings: type[Settings] = Settings
+    """Its settings when the model starts from scratch."""
+    from_weights: type[Settings] | None = None
+    """Its settings when the model starts from given weights (None: as from scratch)."""
+    zero_shot: bool = False
+    """Judged, and reported, by the zero-shot accuracy of a CLIP's text-tower head."""
+
+    def settings_for(self, weights: str | None) -> Settings:
+        if weights is not None and self.from_weights is not None:
+            return self.from_weights()
+        return self.settings()
+
+
+SUPERVISED = Pretraining("tlrepro.methods.erm:ERM", ERMSettings, LinearProbeSettings)
+"""Cross-entropy on the source labels. A model that starts from given weights (Rebuffi's
+ImageNet ResNet-26) keeps their body and batch-norm statistics and fits only a source head:
+the runs then start from exactly those weights, as in the papers."""
+CONTRASTIVE = Pretraining("tlrepro.methods.clip_pretrain:ContrastivePretraining", zero_shot=True)
+ZERO_SHOT = Pretraining("tlrepro.methods.cmkd:ZeroShot", zero_shot=True)
+"""The paper adapts OpenAI's CLIP itself: its "source pretraining" only records the weights
+with the source's zero-shot head (and its zero-shot accuracy); nothing trains."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    target: str
+    """`module:attr` building the `Classifier`, called as `target(num_classes, **options)`."""
+    pretraining: Pretraining = SUPERVISED
+    """How the model is pretrained on a source dataset."""
+    zoo: bool = False
+    """A model-zoo entry: it brings its own weights (torchvision's weights API, which
+    downloads and checks them, or a pinned package file), and with `num_classes=None` its
+    own pretrained head."""
+    options: tuple[str, ...] = ()
+    """The construction options a profile's `model_options` may give it: `download` (False:
+    random weights where published ones would be downloaded) and `image_size` (a CLIP image
+    tower's input side)."""
+
+    @property
+    def module(self) -> str:
+        """The module that defines it (planning needs it without importing torch)."""
+        return module_of(self.target)
+
+
+_TV = "tlrepro.models.torchvision_nets"
+_CLIP = "tlrepro.models.clip"
+
+MODELS: dict[str, ModelSpec] = {
+    "small_vgg": ModelSpec("tlrepro.models.small:SmallVGG"),
+    "small_resnet": ModelSpec("tlrepro.models.small:SmallResNet"),
+    "lenet": ModelSpec("tlrepro.models.small:LeNet"),
+    "small_resnet_deep": ModelSpec("tlrepro.models.small:small_resnet_deep"),
+    "tiny_clip": ModelSpec(f"{_CLIP}:tiny_clip", CONTRASTIVE),
+    "clip_rn50": ModelSpec(f"{_CLIP}:clip_rn50", ZERO_SHOT, options=("download", "image_size")),
+    "clip_vit_b16": ModelSpec(
+        f"{_CLIP}:clip_vit_b16", ZERO_SHOT, options=("download", "image_size")
+    ),
+    "resnet26": ModelSpec("tlrepro.models.resnet26_import:resnet26_with_weights"),
+    "resnet26_narrow": ModelSpec("tlrepro.models.resnet26:resnet26_narrow"),
     **{
-        name: f"tlrepro.models.torchvision_nets:{name}"
+        name: ModelSpec(f"{_TV}:{name}")
         for name in (
             "resnet18",
             "resnet34",
@@ -39,56 +99,33 @@ MODELS: dict[str, str] = {
             "vgg19_bn",
         )
     },
+    **{
+        name: ModelSpec(f"{_TV}:{name}", zoo=True, options=("download",))
+        for name in ("resnet50_imagenet", "vgg16_imagenet", "vgg19_imagenet")
+    },
+    # From a PyPI package's file, pinned by sha256: nothing to download, so no option.
+    "efficientnet_lite0_imagenet": ModelSpec(
+        "tlrepro.models.efficientnet:EfficientNetLite0", zoo=True
+    ),
 }
 
-SUPERVISED_PRETRAINING = "tlrepro.methods.erm:ERM"
-PRETRAINING: dict[str, str] = {
-    "tiny_clip": "tlrepro.methods.clip_pretrain:ContrastivePretraining",
-    # The paper adapts OpenAI's CLIP itself: its "source pretraining" only records the
-    # weights with the source's zero-shot head (and its zero-shot accuracy).
-    "clip_rn50": "tlrepro.methods.cmkd:ZeroShot",
-    "clip_vit_b16": "tlrepro.methods.cmkd:ZeroShot",
-}
-"""How a model is pretrained on a source dataset (`module:Class` of a `Method` on the
-source stream); default: supervised cross-entropy."""
+
+def model_spec(name: str) -> ModelSpec:
+    return lookup(MODELS, "model", name)
 
 
-def pretraining_method(name: str) -> str:
-    lookup(MODELS, "model", name)
-    return PRETRAINING.get(name, SUPERVISED_PRETRAINING)
-
-
-# Model-zoo entries: they bring their own weights (torchvision's weights API, which
-# downloads and checks them, or a pinned package file), and with `num_classes=None` their
-# own pretrained head.
-PRETRAINED_MODELS: dict[str, str] = {
-    "resnet50_imagenet": "tlrepro.models.torchvision_nets:resnet50_imagenet",
-    "vgg16_imagenet": "tlrepro.models.torchvision_nets:vgg16_imagenet",
-    "vgg19_imagenet": "tlrepro.models.torchvision_nets:vgg19_imagenet",
-    # From a PyPI package's file, pinned by sha256: needs no network.
-    "efficientnet_lite0_imagenet": "tlrepro.models.efficientnet:EfficientNetLite0",
-}
-MODELS.update(PRETRAINED_MODELS)
-
-
-MODEL_OPTIONS: dict[str, tuple[str, ...]] = {
-    # Lite0's file comes with a package: nothing to download, so no option.
-    **{name: ("download",) for name in PRETRAINED_MODELS if name != "efficientnet_lite0_imagenet"},
-    "clip_rn50": ("download", "image_size"),
-    "clip_vit_b16": ("download", "image_size"),
-}
-"""The construction options a profile's `model_options` may give each model: `download`
-(False: random weights where published ones would be downloaded) and `image_size` (a CLIP
-image tower's input side)."""
-
-
-def model_module(name: str) -> str:
-    """The module that defines model `name` (planning needs it without importing torch)."""
-    return lookup(MODELS, "model", name).partition(":")[0]
+# views for tlrepro.config until its typed rewrite lands
+PRETRAINED_MODELS = MappingProxyType(
+    {name: spec.target for name, spec in MODELS.items() if spec.zoo}
+)
+MODEL_OPTIONS = MappingProxyType(
+    {name: spec.options for name, spec in MODELS.items() if spec.options}
+)
 
 
 def build_model(name: str, num_classes: int | None, **options: Any) -> Classifier:
     """`num_classes=None` keeps a model-zoo entry's pretrained head (as a source model)."""
-    if num_classes is None and name not in PRETRAINED_MODELS:
+    spec = model_spec(name)
+    if num_classes is None and not spec.zoo:
         raise ValueError(f"model {name!r} has no pretrained head; give it a number of classes")
-    return load_object(lookup(MODELS, "model", name))(num_classes=num_classes, **options)
+    return load_object(spec.target)(num_classes=num_classes, **options)
