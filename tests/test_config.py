@@ -309,3 +309,47 @@ def test_a_transductive_group_refuses_methods_that_select_on_the_target():
     check(config)
     with pytest.raises(PlanError, match="source validation split"):
         build_plan(config)
+
+
+@pytest.mark.parametrize(
+    ("where", "entry", "value", "key"),
+    [
+        # a linear probe that trains its body is fine-tuning under another name
+        (
+            "methods",
+            "linear_probe",
+            {"settings": {"freeze_body": False}},
+            "groups.baselines.methods.linear_probe.settings",
+        ),
+        ("training", "epochs", 0, "groups.baselines.training.epochs"),
+        ("group", "seeds", [0, -1], "groups.baselines.seeds[1]"),
+        (
+            "methods",
+            "finetune",
+            {"settings": {"freez_body": True}},
+            "groups.baselines.methods.finetune.settings",
+        ),
+    ],
+)
+def test_a_config_that_would_run_something_else_is_refused_at_its_key(where, entry, value, key):
+    config = tiny_config()
+    group = config["profiles"]["quick"]["groups"]["baselines"]
+    target = {"methods": group["methods"], "training": group["training"], "group": group}[where]
+    target[entry] = value
+    with pytest.raises(ConfigError) as error:
+        check(config)
+    assert f"profiles.quick.{key}" in str(error.value)
+
+
+def test_the_cli_prints_a_users_error_and_shows_a_bugs_traceback(monkeypatch, capsys):
+    from tlrepro import cli
+
+    assert cli.main(["--config", "no/such/config.yaml", "plan"]) == 2
+    assert "no/such/config.yaml" in capsys.readouterr().err
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "cmd_validate", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        cli.main(["--config", str(REPO / "config" / "config.yaml"), "validate"])

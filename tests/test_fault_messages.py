@@ -14,7 +14,7 @@ import torch
 
 from tlrepro import storage
 from tlrepro.cli import main
-from tlrepro.errors import DamagedFileError, PipelineError, StorageError
+from tlrepro.errors import DamagedFileError, StorageError, TlreproError
 from tlrepro.train import CHECKPOINT, save_checkpoint
 
 from .faultkit import damage, remount, tmpfs
@@ -127,7 +127,7 @@ def test_a_full_disk_and_a_read_only_folder_say_so_with_the_path(tmp_path):
     [DamagedFileError("results/x/metrics.json", "corrupt"), StorageError("results/y", "full")],
 )
 def test_the_cli_prints_a_fault_as_one_line_without_a_traceback(capsys, monkeypatch, error):
-    assert isinstance(error, PipelineError)
+    assert isinstance(error, TlreproError)
 
     def fail(args):
         raise error

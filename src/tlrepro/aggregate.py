@@ -21,6 +21,7 @@ import yaml
 from tlrepro import claims as claims_module
 from tlrepro.claims import Claim
 from tlrepro.data.registry import DATASETS
+from tlrepro.errors import TlreproError
 from tlrepro.layout import LOG_COLUMNS, Task
 from tlrepro.results import LOG_TAGS, GroupTable, display_task
 from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS, REPORTS_VALIDATION
@@ -44,7 +45,7 @@ CSV_COLUMNS = [
 ]
 
 
-class ReportedFormatError(ValueError):
+class ReportedFormatError(TlreproError, ValueError):
     """config/reported.yaml does not have the expected structure; names the key."""
 
 
@@ -90,7 +91,7 @@ def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     return data
 
 
-class UnknownReportedTableError(ValueError):
+class UnknownReportedTableError(TlreproError, ValueError):
     """A group names a paper-reported table that config/reported.yaml does not hold."""
 
 

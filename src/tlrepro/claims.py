@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tlrepro.errors import TlreproError
 from tlrepro.layout import Task
 
 CONFIDENCE = 0.95
@@ -123,7 +124,7 @@ COLUMNS = [
 """One row per (claim, protocol) of a group, as `evaluate` returns them."""
 
 
-class ClaimsFormatError(ValueError):
+class ClaimsFormatError(TlreproError, ValueError):
     """config/claims.yaml is malformed or names something that does not exist."""
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from tlrepro import storage
 from tlrepro.config import DEFAULT_CONFIG, load_config
-from tlrepro.errors import PipelineError
+from tlrepro.errors import MissingFileError, TlreproError
 from tlrepro.jobs import Jobs, parse_seeds, plan_jobs
 from tlrepro.layout import (
     active_tables,
@@ -29,8 +29,7 @@ from tlrepro.layout import (
     raw_dir,
     report_dir,
 )
-from tlrepro.plan import Plan, PlanError, paper_file
-from tlrepro.registry import UnknownNameError
+from tlrepro.plan import Plan, paper_file
 
 if TYPE_CHECKING:
     from tlrepro.results import GroupTable, SourceModel
@@ -261,7 +260,7 @@ def cmd_publish_tables(args: argparse.Namespace) -> None:
     sources = profile_tables(plan.profile_name)
     for kind, target in active_tables().items():
         if not sources[kind].exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{sources[kind]} does not exist: build the tables of profile "
                 f"{plan.profile_name!r} first (`tlrepro tables` or snakemake)"
             )
@@ -366,21 +365,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    PipelineError,
-    UnknownNameError,
-    PlanError,
-    FileNotFoundError,
-    ValueError,
-    RuntimeError,
-)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.handler(args)
-    except USER_ERRORS as error:
+    except TlreproError as error:  # a fault the user can fix; anything else is a bug
         if os.environ.get("TLREPRO_DEBUG"):
             raise
         print(f"tlrepro {args.command}: error: {error}", file=sys.stderr)

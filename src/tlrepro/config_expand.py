@@ -14,6 +14,8 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from tlrepro.errors import TlreproError
+
 SHARED_KEYS = ("recipes", "method_sets", "task_sets")
 """Named pieces: at the top level (every profile's) or in a profile (its own)."""
 SHORT_FORM_KEYS = ("group_defaults", *SHARED_KEYS)
@@ -29,7 +31,7 @@ a key of config/reported.yaml, always gets the value itself (`tlvfc_depth_{model
 `tlvfc_depth_resnet34`)."""
 
 
-class ExpandError(ValueError):
+class ExpandError(TlreproError, ValueError):
     """The short form names something it does not define, or an axis value it cannot take;
     the message names the key (tlrepro.config reports it as a ConfigError)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tlrepro.errors import SetupError
 from tlrepro.jobs import Jobs
 from tlrepro.layout import (
     LOG_FILE,
@@ -58,7 +59,7 @@ def _code(files: tuple[Path, ...]) -> list[str]:
     try:
         return [str(path.relative_to(root)) for path in files]
     except ValueError:
-        raise RuntimeError(
+        raise SetupError(
             f"the tlrepro package ({files[0].parent}) is not inside {root}: run from the "
             "repository root with the package installed from it (`pip install -e .`), so "
             "that DVC can track its source files"

@@ -8,15 +8,15 @@ import os
 from pathlib import Path
 
 
-class PipelineError(Exception):
+class TlreproError(Exception):
     """A fault whose message already says where and what to do."""
 
 
-class ConfigError(PipelineError, ValueError):
+class ConfigError(TlreproError, ValueError):
     """The config is wrong; the message says where and how to fix it."""
 
 
-class ChecksumError(PipelineError, ValueError):
+class ChecksumError(TlreproError, ValueError):
     """A download or packaged file is not what its pinned checksum says it must be."""
 
 
@@ -27,7 +27,7 @@ def rebuild_command(path: str | os.PathLike) -> str:
     return f"`snakemake --cores all --force {path}` (or `dvc repro`)"
 
 
-class DamagedFileError(PipelineError, ValueError):
+class DamagedFileError(TlreproError, ValueError):
     """A file the pipeline reads is corrupt, truncated or not one it wrote: never used."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
@@ -35,7 +35,7 @@ class DamagedFileError(PipelineError, ValueError):
         super().__init__(f"{path}: {problem}; rebuild it with {rebuild_command(path)}")
 
 
-class StorageError(PipelineError, OSError):
+class StorageError(TlreproError, OSError):
     """A file could not be written (full disk, read-only or unwritable folder); nothing
     half-written is left behind."""
 
@@ -45,3 +45,22 @@ class StorageError(PipelineError, OSError):
             f"cannot write {path}: {problem}; nothing half-written was kept. Make room (or "
             f"make {Path(path).parent} writable) and run the same command again"
         )
+
+
+class MissingFileError(TlreproError, FileNotFoundError):
+    """A file or folder the step needs is not there (an earlier step's output, a dataset
+    placed by hand, a packaged asset); the message says which step makes it."""
+
+
+class WeightsError(TlreproError, ValueError):
+    """A weights file (given in the config, packaged or written by a run) does not fit the
+    model it is loaded into."""
+
+
+class SetupError(TlreproError, RuntimeError):
+    """The machine or installation cannot run the step as configured (no GPU for device:
+    cuda, no usable font, the package installed from elsewhere)."""
+
+
+class BusyError(TlreproError, RuntimeError):
+    """Another process is writing the same output; run again once it has finished."""

@@ -22,6 +22,7 @@ from tlrepro.convergence import Criterion, not_applicable
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
 from tlrepro.data.protocol import run_splits
 from tlrepro.data.registry import class_prompts
+from tlrepro.errors import SetupError
 from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.models.base import Classifier, head_classes, split_head
@@ -40,7 +41,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise SetupError(
             "the profile asks for device 'cuda' but no GPU is visible; "
             "set runtime.device to auto or cpu"
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tlrepro import storage
-from tlrepro.errors import ChecksumError
+from tlrepro.errors import ChecksumError, MissingFileError
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class PackagedFile:
             if candidate.is_file():
                 return candidate
         where = ", ".join(folders) or "no installed package"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{self.path} of {self.package!r} not found ({where}); install it with "
             f"`pip install '{self.requirement}'` (a dependency in pyproject.toml)"
         )

@@ -17,6 +17,7 @@ from typing import Any
 from tlrepro import codebase, storage
 from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
 from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
+from tlrepro.errors import TlreproError
 from tlrepro.layout import (
     LOG_FILE,
     METRICS_FILE,
@@ -36,7 +37,7 @@ RUN_MACHINERY = "tlrepro.experiment"
 training job; its imports bring in the rest."""
 
 
-class PlanError(ValueError):
+class PlanError(TlreproError, ValueError):
     """The config asks for a job the plan does not have, or a combination it cannot run."""
 
 

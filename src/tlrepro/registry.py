@@ -12,8 +12,10 @@ import importlib
 from collections.abc import Mapping
 from typing import Any
 
+from tlrepro.errors import TlreproError
 
-class UnknownNameError(KeyError):
+
+class UnknownNameError(TlreproError, KeyError):
     """A config named something no registry knows; the message lists what exists."""
 
     def __str__(self) -> str:

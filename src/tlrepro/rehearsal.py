@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from tlrepro.errors import TlreproError
 from tlrepro.layout import Task
 from tlrepro.models.registry import model_spec
 
 NAME = "rehearsal"
 
 
-class NoBaseProfileError(ValueError):
+class NoBaseProfileError(TlreproError, ValueError):
     """The rehearsal was asked for, but the config has no paper profile to derive it from
     (tlrepro.config reports it as a ConfigError)."""
 

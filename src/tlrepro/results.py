@@ -19,6 +19,7 @@ import pandas as pd
 
 from tlrepro import storage
 from tlrepro.convergence import Criterion, judge_again
+from tlrepro.errors import DamagedFileError, MissingFileError
 from tlrepro.layout import LOG_FILE, METRICS_FILE, Task
 from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS
 
@@ -140,11 +141,11 @@ def display_task(task: str) -> str:
 def read_metrics(path: Path) -> dict[str, Any]:
     """A run's (or a pretraining's) metrics.json, which must hold every protocol."""
     if not path.is_file():
-        raise FileNotFoundError(f"missing run output {path} (the runner should have produced it)")
+        raise MissingFileError(f"missing run output {path} (the runner should have produced it)")
     metrics = storage.read_json(path)
     missing = [p for p in PROTOCOLS if p not in metrics.get("protocols", {})]
     if missing:
-        raise ValueError(f"{path}: protocols {missing} missing under 'protocols'")
+        raise DamagedFileError(path, f"protocols {missing} missing under 'protocols'")
     return metrics
 
 
@@ -153,9 +154,10 @@ def judge_convergence(
 ) -> dict[str, Any]:
     """The run's convergence under the current criterion, from its log.csv."""
     if "convergence" not in metrics:
-        raise ValueError(
-            f"{run_dir / METRICS_FILE} records no convergence (written before runs were "
-            "judged): delete the run folder and rerun it"
+        raise DamagedFileError(
+            run_dir / METRICS_FILE,
+            "records no convergence (written before runs were judged): delete the run "
+            "folder and rerun it",
         )
     val_acc = pd.read_csv(storage.verified(run_dir / LOG_FILE))["val_acc"].tolist()
     return judge_again(metrics["convergence"], val_acc, criterion)

@@ -18,11 +18,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tlrepro.errors import TlreproError
+
 SINFO = ["sinfo", "--Node", "--noheader", "--format=%N|%P|%c|%m|%G|%l"]
 GPU_GRES = re.compile(r"(?:^|,)gpu(?::[^:,()]+)?:(\d+)")
 
 
-class ClusterTooSmallError(RuntimeError):
+class ClusterTooSmallError(TlreproError, RuntimeError):
     """Some job asks for more than any node of its partition has."""
 
 

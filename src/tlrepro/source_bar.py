@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tlrepro import storage
-from tlrepro.errors import PipelineError
+from tlrepro.errors import TlreproError
 from tlrepro.layout import CHECKPOINT, METRICS_FILE
 from tlrepro.plan import PretrainJob
 
@@ -14,7 +14,7 @@ SOURCE_ACCURACY = "source_accuracy"
 """metrics.json key of a pretraining's quality check (`judge_source`); tables read it."""
 
 
-class SourceModelError(PipelineError, RuntimeError):
+class SourceModelError(TlreproError, RuntimeError):
     """A source model that failed its quality bar: it must not feed any transfer run."""
 
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tlrepro.errors import DamagedFileError, StorageError
+from tlrepro.errors import BusyError, DamagedFileError, StorageError
 from tlrepro.layout import METRICS_FILE
 
 WRITE_FAULTS = {
@@ -100,7 +100,7 @@ def exclusive(folder: str | os.PathLike, wait: bool = False) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RuntimeError(
+            raise BusyError(
                 f"{folder} is being written by another process; wait for it "
                 "to finish (or stop it) and run again"
             ) from None

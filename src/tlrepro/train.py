@@ -49,12 +49,12 @@ from tlrepro.augment import (
     tlvfc_train_view,
     usps_source_view,
 )
-from tlrepro.errors import DamagedFileError
+from tlrepro.errors import DamagedFileError, TlreproError
 from tlrepro.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
 from tlrepro.methods.base import Method
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TlreproError, RuntimeError):
     pass
 
 

@@ -16,6 +16,7 @@ import torch
 
 from tlrepro.data.fetch import extract, fetch
 from tlrepro.data.prepare import RawSplits
+from tlrepro.errors import MissingFileError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 LAYOUTS: dict[str, dict[str, str]] = {
@@ -76,7 +77,7 @@ def _download(
     candidates = [unpacked, *(p for p in unpacked.rglob("*") if p.is_dir())]
     found = next((p for p in candidates if any((p / m).is_dir() for m in markers)), None)
     if found is None:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{options['url']} unpacked to {unpacked} without the layout {_layout(spec, domain)}"
         )
     found.rename(root / spec["top"])
@@ -98,7 +99,7 @@ def image_folder(
         if path.suffix.lower() in IMAGE_SUFFIXES  # not Thumbs.db and the like
     ]
     if not files:
-        raise FileNotFoundError(f"{folder}: no images in class sub-folders")
+        raise MissingFileError(f"{folder}: no images in class sub-folders")
     images = torch.empty((len(files), 3, image_size, image_size), dtype=torch.uint8)
     labels = torch.empty(len(files), dtype=torch.int64)
     kept = 0
@@ -130,7 +131,7 @@ def build(
         folder = _find_folder(root, spec, domain)
     if folder is None:
         expected = root / spec["top"] / spec["inner"].format(domain=domain)
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{archive}{'/' + domain if domain else ''} not found at {expected}. Expected layout: "
             f"{_layout(spec, domain)}. Get {spec['where']} and either unpack it there (set "
             "`root` in the dataset's config entry to the folder that holds it), or set `url` "

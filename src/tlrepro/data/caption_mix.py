@@ -25,13 +25,14 @@ from typing import Any
 import torch
 
 from tlrepro.data.prepare import RawSplits, build_raw, resize_uint8
+from tlrepro.errors import ConfigError
 
 
 def build_caption_mix(options: dict[str, Any], image_size: int, raw_root: Path) -> RawSplits:
     """The parts' training images at `image_size`, relabelled by class name into the union."""
     parts = options.get("parts")
     if not parts:
-        raise ValueError(
+        raise ConfigError(
             "caption_mix: its config entry must name its datasets under `parts` "
             "(dataset name -> that dataset's options)"
         )

@@ -18,16 +18,16 @@ import zipfile
 from pathlib import Path
 
 from tlrepro import storage
-from tlrepro.errors import ChecksumError
+from tlrepro.errors import ChecksumError, TlreproError
 
 log = logging.getLogger(__name__)
 
 
-class UnpinnedDownloadError(ValueError):
+class UnpinnedDownloadError(TlreproError, ValueError):
     """A download was asked for without a sha256 to check it against."""
 
 
-class DownloadError(OSError):
+class DownloadError(TlreproError, OSError):
     """The network failed: the server is unreachable, refused, reset, or sent too little."""
 
 

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from tlrepro import storage
 from tlrepro.data.registry import builder_for, dataset_spec
-from tlrepro.errors import DamagedFileError
+from tlrepro.errors import ConfigError, DamagedFileError, MissingFileError
 from tlrepro.layout import MANIFEST
 from tlrepro.registry import load_object
 
@@ -120,7 +120,7 @@ def carve_missing_splits(
             continue
         fraction = options.get(f"{name}_fraction")
         if fraction is None:
-            raise ValueError(
+            raise ConfigError(
                 f"dataset has no official {name} split: set `{name}_fraction` in its config entry"
             )
         images, labels = splits["train"]
@@ -149,7 +149,7 @@ def class_subset(
         if at_most:
             count = min(count, len(members))
         if len(members) < count:
-            raise ValueError(
+            raise ConfigError(
                 f"class {int(label)} has {len(members)} images, fewer than {key}={per_class}"
             )
         picked.append(members[torch.randperm(len(members), generator=generator)[:count]])
@@ -169,7 +169,7 @@ def keep_per_class(raw: RawSplits, options: dict[str, Any], name: str) -> RawSpl
         if count is None:
             continue
         if split not in splits:
-            raise ValueError(
+            raise ConfigError(
                 f"{name}: option {key} needs an official {split} split, which it has not; "
                 f"use {split}_fraction"
             )
@@ -248,7 +248,7 @@ def load_prepared(folder: Path, verify: bool = True) -> PreparedDataset:
     folder = Path(folder)
     manifest_path = folder / MANIFEST
     if not manifest_path.exists():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{folder} is not a prepared dataset (no {MANIFEST}); "
             "run `tlrepro prepare` for it first"
         )

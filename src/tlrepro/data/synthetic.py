@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tlrepro.data.prepare import RawSplits
 from tlrepro.data.registry import DIGITS, LETTERS_A_TO_J
+from tlrepro.errors import SetupError
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -114,7 +115,7 @@ def glyph_bank(chars: tuple[str, ...]) -> tuple[Tensor, tuple[str, ...]]:
         masks.extend(glyphs)
         used.append(path.name)
     if not used:
-        raise RuntimeError(f"no matplotlib font draws all of {''.join(chars)!r}")
+        raise SetupError(f"no matplotlib font draws all of {''.join(chars)!r}")
     return torch.stack(masks).unsqueeze(1), tuple(used)
 
 

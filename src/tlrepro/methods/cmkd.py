@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from tlrepro import storage
+from tlrepro.errors import WeightsError
 from tlrepro.methods.base import Batches, Method, MethodContext, step_statistics
 from tlrepro.methods.cmkd_settings import ClipAdaptationSettings, CMKDSettings
 from tlrepro.models.base import HEAD_PREFIX, head_classes, parameter_count, split_head
@@ -242,7 +243,7 @@ def load_adapted(pretrained: ClipClassifier, state: dict[str, Tensor]) -> ClipCl
     pretrained.head = TaskHead(pretrained.feature_dim, head_classes(split_head(state)[1]))
     missing, unexpected = pretrained.load_state_dict(state, strict=False)
     if unexpected or any(key.startswith((IMAGE_TOWER_PREFIX, HEAD_PREFIX)) for key in missing):
-        raise ValueError(
+        raise WeightsError(
             "this state does not fit the CLIP model: "
             f"{(unexpected or [k for k in missing if k.startswith(IMAGE_TOWER_PREFIX)])[:5]}"
         )
@@ -343,7 +344,7 @@ def load_rst(pretrained: ClipClassifier, path: Path) -> ClipClassifier:
             if key.startswith("residual.") and key.endswith(".index"):
                 name = key[len("residual.") : -len(".index")]
                 if name not in parameters:
-                    raise ValueError(
+                    raise WeightsError(
                         f"{path}: encoder has no parameter {name!r}; this RST file was "
                         "written for another CLIP model"
                     )

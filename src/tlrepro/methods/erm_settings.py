@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from tlrepro.methods.settings import Settings
 
@@ -18,6 +18,7 @@ class ERMSettings(Settings):
 @dataclass(frozen=True)
 class LinearProbeSettings(ERMSettings):
     """linear_probe: the head alone trains on fixed features (the body gets no gradient and
-    its batch-norm statistics stay as pretrained)."""
+    its batch-norm statistics stay as pretrained). `freeze_body: false` would make it
+    fine-tuning under another name, so only `true` is accepted (it stays in the record)."""
 
-    freeze_body: bool = True
+    freeze_body: Literal[True] = True

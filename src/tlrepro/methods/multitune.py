@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from tlrepro.errors import ConfigError
 from tlrepro.methods.base import Batches, Method, MethodContext
 from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
 from tlrepro.models.base import Classifier, he_init
@@ -73,7 +74,7 @@ class MultiTuneNet(Classifier):
             count = setting.reinit_blocks
             if count:
                 if blocks is None or count > len(blocks):
-                    raise ValueError(
+                    raise ConfigError(
                         f"multitune: branch {setting.name!r} re-initialises {count} blocks; "
                         f"the network has {0 if blocks is None else len(blocks)}"
                     )

@@ -23,8 +23,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Self, Union, get_args, get_origin, get_type_hints
 
+from tlrepro.errors import TlreproError
 
-class SettingError(ValueError):
+
+class SettingError(TlreproError, ValueError):
     """A method setting the config names does not exist, has the wrong type or value."""
 
 

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from tlrepro.errors import ConfigError
 from tlrepro.methods.base import Batches, Method, MethodContext
 from tlrepro.methods.spottune_settings import FrozenBN, Policy, SpotTuneSettings
 from tlrepro.models.base import BlockClassifier, Classifier
@@ -161,7 +162,7 @@ class SpotTune(Method):
         super().__init__(dataclasses.replace(context, network=net))
         self.budget = settings.budget_blocks
         if self.budget is not None and self.budget > net.num_blocks:
-            raise ValueError(
+            raise ConfigError(
                 f"spottune: budget_blocks is {self.budget}, more than the network's "
                 f"{net.num_blocks} blocks"
             )

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tlrepro.errors import WeightsError
+
 HEAD_PREFIX = "head."
 """Where a model's state keeps its head (`Classifier.head`)."""
 
@@ -68,12 +70,12 @@ class Classifier(nn.Module):
         try:
             missing, unexpected = self.load_state_dict(body, strict=False)
         except RuntimeError as error:
-            raise ValueError(f"{source} does not fit {type(self).__name__}: {error}") from None
+            raise WeightsError(f"{source} does not fit {type(self).__name__}: {error}") from None
         leftovers = [
             k for k in missing if not k.startswith(HEAD_PREFIX) and "num_batches_tracked" not in k
         ] + list(unexpected)
         if leftovers:
-            raise ValueError(f"{source} does not fit {type(self).__name__}: {leftovers[:5]}")
+            raise WeightsError(f"{source} does not fit {type(self).__name__}: {leftovers[:5]}")
 
     def reset_head(self, num_classes: int) -> None:
         """A fresh linear head for a new label space (fine-tuning keeps everything else)."""

@@ -45,6 +45,7 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from tlrepro.errors import WeightsError
 from tlrepro.models.base import BlockClassifier
 from tlrepro.packaged import PackagedFile
 
@@ -97,7 +98,7 @@ def timm_name(key: str, state: dict[str, Tensor], positions: list[tuple[int, int
         if index < len(positions) and layer in layers:
             stage, position = positions[index]
             return f"blocks.{stage}.{position}.{layers[layer]}.{rest}"
-    raise ValueError(
+    raise WeightsError(
         f"{WEIGHTS.path}: key {key!r} has no counterpart in timm's {ARCHITECTURE}; "
         "the file is not the EfficientNet-Lite0 checkpoint this loader maps"
     )
@@ -117,7 +118,7 @@ def load_checkpoint(net: nn.Module, state: dict[str, Tensor]) -> None:
         if k in renamed and renamed[k].shape != v.shape
     ]
     if missing or extra or reshaped:
-        raise ValueError(
+        raise WeightsError(
             f"{WEIGHTS.path} does not map onto timm's {ARCHITECTURE}: missing {missing}, "
             f"left over {extra}, other shapes {reshaped}"
         )

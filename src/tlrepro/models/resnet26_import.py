@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from tlrepro.errors import WeightsError
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.resnet26 import resnet26 as build_resnet26
 
@@ -89,7 +90,7 @@ def convert_rebuffi_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         else:
             converted[ours] = tensor
     if unknown:
-        raise ValueError(
+        raise WeightsError(
             f"not the state dict of Rebuffi's plain ResNet-26: unexpected parameters "
             f"{unknown[:5]} (the network with series adapters is not supported)"
         )
@@ -101,7 +102,7 @@ def load_rebuffi_state(path: str | Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(
+        raise WeightsError(
             f"{path} holds pickled objects, not a state dict (the published .t7 pickles the "
             "whole network). Export its state dict first, with the authors' code: "
             "torch.save(<its 'net'>.state_dict(), out_file), as docs/adaptive.md "
@@ -110,7 +111,7 @@ def load_rebuffi_state(path: str | Path) -> dict[str, Tensor]:
     if isinstance(state, Mapping) and isinstance(state.get("net"), Mapping):
         state = state["net"]
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path} does not hold a state dict")
+        raise WeightsError(f"{path} does not hold a state dict")
     return convert_rebuffi_state(state)
 
 
