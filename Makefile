@@ -66,7 +66,7 @@ test-cluster: setup
 test-faults: setup
 	pytest -q -m faults
 
-## the paper profile's rehearsal (tlrepro.rehearsal) through Snakemake in a scratch copy;
+## the paper profile's rehearsal (tlrepro.config.rehearsal) through Snakemake in a scratch copy;
 ## a part of it: make test-rehearsal REHEARSAL_TARGET=group_cmkd_office31_vit
 test-rehearsal: setup
 	TLREPRO_REHEARSAL_TARGET=$(REHEARSAL_TARGET) pytest -q -m rehearsal

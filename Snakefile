@@ -1,5 +1,5 @@
 # The pipeline: prepare data -> pretrain source models -> transfer runs -> tables.
-# Everything it builds is listed by src/tlrepro/plan.py from the config; every rule
+# Everything it builds is listed by src/tlrepro/plan/runs.py from the config; every rule
 # calls the `tlrepro` CLI. See README.md for targets and reruns.
 #
 # Software: every rule runs in the project's pinned environment (pyproject.toml and

@@ -25,11 +25,11 @@ import torch
 from benchlib import add_options, ratio, write_summary
 
 from tlrepro import storage
-from tlrepro.experiment import build_method
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
-from tlrepro.train import build_optimizer
+from tlrepro.training.experiment import build_method
+from tlrepro.training.trainer import build_optimizer
 
 METHODS = ("finetune", "linear_probe", "spottune", "multitune")
 TARGETS = {"spottune": 2.6, "multitune": 2.2}

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from tlrepro.usage import cpu_model
+from tlrepro.training.usage import cpu_model
 
 COMMIT_VARIABLE = "TLREPRO_COMMIT"
 """Where the commit comes from when the code runs outside a git checkout (an exported tree)."""

@@ -30,11 +30,11 @@ import torch
 from benchlib import add_options, cpu_model, machine, write_summary
 from gpu_check import classes, random_set, run_method
 
-from tlrepro.config import load_config
-from tlrepro.estimate import COLUMNS, KEY, read_calibration
-from tlrepro.layout import CHECKPOINT
-from tlrepro.plan import Plan, RunJob, build_plan
-from tlrepro.train import DEFAULT_PRECISION, _autocast_for, evaluate, fit
+from tlrepro.config.load import load_config
+from tlrepro.plan.estimate import COLUMNS, KEY, read_calibration
+from tlrepro.plan.layout import CHECKPOINT
+from tlrepro.plan.runs import Plan, RunJob, build_plan
+from tlrepro.training.trainer import DEFAULT_PRECISION, _autocast_for, evaluate, fit
 
 
 def reset_peak(device: torch.device) -> None:

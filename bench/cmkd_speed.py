@@ -23,13 +23,13 @@ from pathlib import Path
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config import default_training
-from tlrepro.experiment import build_method
+from tlrepro.config.load import default_training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import RST_FILE
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.clip import tiny_clip
-from tlrepro.train import build_optimizer
+from tlrepro.training.experiment import build_method
+from tlrepro.training.trainer import build_optimizer
 
 RUNS = Path("results/runs/quick/clip_uda/cmkd_rst")
 QUICK = {"head_lr_scale": 30.0, "ramp_steps": 40}

@@ -24,16 +24,16 @@ from typing import Any
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config import default_training, load_config
+from tlrepro.config.load import default_training, load_config
 from tlrepro.data import standin
 from tlrepro.data.registry import dataset_spec
-from tlrepro.experiment import build_method
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.models.base import Classifier
 from tlrepro.models.registry import build_model, model_spec
-from tlrepro.plan import RunJob, build_plan, shares_labels
+from tlrepro.plan.runs import RunJob, build_plan, shares_labels
 from tlrepro.registry import load_object
-from tlrepro.train import TensorSet, fit
+from tlrepro.training.experiment import build_method
+from tlrepro.training.trainer import TensorSet, fit
 
 CHANNELS_LAST = torch.channels_last
 BASELINES = ("finetune", "source_only", "he_init", "scratch")
@@ -72,7 +72,7 @@ def build_network(model: str, names: tuple[str, ...] | None, n_classes: int | No
 
 
 def run_method(run: RunJob, device: torch.device) -> Method:
-    """The run's method as `tlrepro.experiment.run_transfer` builds it, random weights."""
+    """The run's method as `tlrepro.training.experiment.run_transfer` builds it, random weights."""
     target = classes(run.task.target)
     network = build_network(run.model, target, len(target))
     source_model: Classifier | None = None
@@ -168,7 +168,7 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
     run under bf16 autocast (float32 on the CPU), evaluation returns float32 logits, and a
     run resumes from its checkpoint."""
     from tlrepro.methods.erm_settings import ERMSettings
-    from tlrepro.train import _autocast_for, evaluate
+    from tlrepro.training.trainer import _autocast_for, evaluate
 
     results = []
     for augment in ("none", "shift_flip", "decathlon_crop", "clip"):

@@ -20,10 +20,10 @@ import time
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.experiment import build_method
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
+from tlrepro.training.experiment import build_method
 
 METHODS = {
     "joint": ("joint", {}),

@@ -191,10 +191,10 @@ def render_results(profile: str, root: Path = Path("results")) -> str:
     page is rendered at (the runs' code is part of their identity, so it is theirs)."""
     import pandas as pd
 
-    from tlrepro.config import load_config
-    from tlrepro.convergence import Criterion
-    from tlrepro.plan import build_plan
-    from tlrepro.results import judge_convergence, read_metrics
+    from tlrepro.config.load import load_config
+    from tlrepro.plan.runs import build_plan
+    from tlrepro.reporting.results import judge_convergence, read_metrics
+    from tlrepro.training.convergence import Criterion
 
     plan = build_plan(load_config(profile=profile), profile)
     criterion = Criterion.from_config(plan.profile.get("convergence"))

@@ -32,14 +32,14 @@ from pathlib import Path
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config import DEFAULT_CONFIG, load_config
+from tlrepro.config.load import DEFAULT_CONFIG, load_config
 from tlrepro.data.prepare import MANIFEST, prepare_dataset
-from tlrepro.experiment import run_pretrain
-from tlrepro.layout import METRICS_FILE, prepared_dir, raw_dir
-from tlrepro.plan import Plan, PretrainJob, build_plan
-from tlrepro.source_bar import SOURCE_ACCURACY, SourceModelError
+from tlrepro.plan.layout import METRICS_FILE, prepared_dir, raw_dir
+from tlrepro.plan.runs import Plan, PretrainJob, build_plan
 from tlrepro.storage import read_json
-from tlrepro.usage import cpu_model
+from tlrepro.training.experiment import run_pretrain
+from tlrepro.training.source_bar import SOURCE_ACCURACY, SourceModelError
+from tlrepro.training.usage import cpu_model
 
 
 def provide_data(plan: Plan, repo: Path, names: set[str]) -> None:

@@ -25,12 +25,12 @@ import torch
 import torch.nn.functional as F
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config import default_training
-from tlrepro.experiment import build_method
+from tlrepro.config.load import default_training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
-from tlrepro.train import TensorSet, fit
+from tlrepro.training.experiment import build_method
+from tlrepro.training.trainer import TensorSet, fit
 
 
 def synthetic_set(n: int, size: int, device: torch.device) -> TensorSet:

@@ -5,12 +5,12 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from tlrepro import codebase
-from tlrepro.config import ConfigError, schema_path
-from tlrepro.config import validate as check_config
-from tlrepro.estimate import calibration_of
-from tlrepro.jobs import label, parse_seeds, plan_jobs
-from tlrepro.layout import (
+from tlrepro.plan import codebase
+from tlrepro.config.load import ConfigError, schema_path
+from tlrepro.config.load import validate as check_config
+from tlrepro.plan.estimate import calibration_of
+from tlrepro.plan.jobs import label, parse_seeds, plan_jobs
+from tlrepro.plan.layout import (
     LOG_FILE,
     MANIFEST,
     METRICS_FILE,
@@ -25,7 +25,7 @@ from tlrepro.layout import (
     runs_dir,
     seed_folder,
 )
-from tlrepro.plan import fingerprint, report_code_files, tables_code_files
+from tlrepro.plan.runs import fingerprint, report_code_files, tables_code_files
 
 if len(workflow.configfiles) > 1:
     raise ConfigError(
@@ -36,7 +36,7 @@ if len(workflow.configfiles) > 1:
 CONFIG_FILE = Path(workflow.configfiles[0])
 
 # The CLI reads CONFIG_FILE itself, so the only command-line overrides it can
-# follow are those it takes too, the profile and the seeds (tlrepro.jobs): refuse
+# follow are those it takes too, the profile and the seeds (tlrepro.plan.jobs): refuse
 # others instead of silently ignoring them.
 OVERRIDES = ("profile", "seeds")
 _from_file = yaml.safe_load(CONFIG_FILE.read_text())
@@ -55,7 +55,7 @@ SEEDS = (
     parse_seeds(config.pop("seeds")) if "seeds" not in _from_file and "seeds" in config else None
 )
 # set_default=False: the schema's training defaults lie beneath a group's training only
-# (tlrepro.config_expand); filled into every block, they would override what a method's
+# (tlrepro.config.expand); filled into every block, they would override what a method's
 # training inherits from its group.
 validate(config, schema=str(schema_path(CONFIG_FILE).resolve()), set_default=False)
 
@@ -72,7 +72,7 @@ TORCH_THREADS = RUNTIME.get("torch_threads", 1)
 CLI = " ".join(
     ["tlrepro", "--config", str(CONFIG_FILE), "--profile", PROFILE, *JOBS.seeds_option()]
 )
-# What training jobs ask for follows from the calibrated estimate (tlrepro.estimate).
+# What training jobs ask for follows from the calibrated estimate (tlrepro.plan.estimate).
 CALIBRATION = calibration_of(CONFIG_FILE)
 PROFILE_TABLES = {kind: str(path) for kind, path in profile_tables(PROFILE).items()}
 ACTIVE_TABLES = {kind: str(path) for kind, path in active_tables().items()}
@@ -101,6 +101,6 @@ wildcard_constraints:
 # Slurm would reject some impossible requests and leave others pending for ever.
 onstart:
     if workflow.executor_plugin.name == "slurm":
-        from tlrepro.slurm import check_jobs
+        from tlrepro.runners.slurm import check_jobs
 
         check_jobs(workflow.dag.needrun_jobs())

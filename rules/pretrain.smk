@@ -1,7 +1,7 @@
 # Train a source model on a source dataset; fine-tuning style methods start from it.
 # Its request is sized from the calibrated cost of the method it resembles, like a
-# transfer job's (tlrepro.estimate.pretrain_requests; docs/cost.md).
-from tlrepro.estimate import pretrain_requests
+# transfer job's (tlrepro.plan.estimate.pretrain_requests; docs/cost.md).
+from tlrepro.plan.estimate import pretrain_requests
 
 
 def pretrain_request(w):

@@ -1,13 +1,13 @@
 # A job trains consecutive seeds of one method of a group on one task, one after the
 # other in one process (torch's start-up is paid once, not per seed): the profile's
 # `seeds_per_job` of them, and each seed that `--config seeds=N` adds alone
-# (tlrepro.jobs). Each seed's run resumes from its checkpoint if the job is killed. A
+# (tlrepro.plan.jobs). Each seed's run resumes from its checkpoint if the job is killed. A
 # job's outputs are every file its runs write (the method's exports included), so jobs
 # with different seeds or exports need rules of their own: one rule per such signature,
 # its {job} wildcard (group/method/task) constrained to exactly the jobs that have it.
 # A job asks for the runtime and memory its calibrated estimate says, times a safety
-# factor (tlrepro.estimate.requests; docs/cost.md).
-from tlrepro.estimate import requests
+# factor (tlrepro.plan.estimate.requests; docs/cost.md).
+from tlrepro.plan.estimate import requests
 
 
 class JobOf:

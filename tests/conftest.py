@@ -150,7 +150,7 @@ def dvc_built(tmp_path_factory) -> Path:
     return root
 
 
-COST_COLUMN = "cost (mean run)"  # tlrepro.markdown.COST
+COST_COLUMN = "cost (mean run)"  # tlrepro.reporting.markdown.COST
 COMPUTE_RATIO = re.compile(r" at [0-9.e+]+x the compute")
 
 

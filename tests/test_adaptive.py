@@ -20,7 +20,7 @@ from tlrepro.methods.spottune import SpotTune, budget_loss
 from tlrepro.methods.spottune_settings import SpotTuneSettings
 from tlrepro.models.resnet26 import ResidualBranch, ResNet26
 from tlrepro.models.small import SmallVGG
-from tlrepro.train import TensorSet, random_crop
+from tlrepro.training.trainer import TensorSet, random_crop
 
 CLASSES = 5
 
@@ -422,7 +422,7 @@ def test_decathlon_crop_cuts_windows_of_eight_ninths():
 
 
 def test_block_usage_figure(tmp_path):
-    from tlrepro.figures_blocks import last_epoch_usage, usage_bars
+    from tlrepro.reporting.figures_blocks import last_epoch_usage, usage_bars
 
     runs = []
     for group, seed in (("adaptive_full", 0), ("adaptive_full", 1), ("adaptive_n5", 0)):
@@ -443,8 +443,8 @@ def test_block_usage_figure(tmp_path):
 
 
 def paper_runs() -> list:
-    from tlrepro.config import load_config
-    from tlrepro.plan import build_plan
+    from tlrepro.config.load import load_config
+    from tlrepro.plan.runs import build_plan
 
     return [
         run
@@ -491,7 +491,7 @@ def test_paper_profile_reports_max_val_and_cuts_the_n_shot_val_split():
 
 
 def test_flip_augment_mirrors_some_images_and_moves_no_pixel_otherwise():
-    from tlrepro.augment import random_flip
+    from tlrepro.training.augment import random_flip
 
     x = torch.arange(2 * 3 * 4 * 5, dtype=torch.float32).reshape(2, 3, 4, 5).repeat(8, 1, 1, 1)
     out = random_flip(x, torch.Generator().manual_seed(0))
@@ -520,7 +520,7 @@ def test_shorter_side_resize_crops_a_wide_image_instead_of_squashing_it():
 
 
 def test_paper_profile_prepares_aircraft_by_its_shorter_side():
-    from tlrepro.config import load_config
+    from tlrepro.config.load import load_config
 
     datasets = load_config(profile="paper")["profiles"]["paper"]["datasets"]
     assert datasets["fgvc_aircraft"]["resize"] == "shorter_side_crop"

@@ -17,11 +17,11 @@ import torchvision
 from torchvision.transforms.v2 import functional as TF
 
 from tlrepro.data import mnist5k
+from tlrepro.data.packaged import PackagedFile
 from tlrepro.data.prepare import prepare_dataset
 from tlrepro.errors import ChecksumError
 from tlrepro.models import efficientnet
 from tlrepro.models.registry import build_model
-from tlrepro.packaged import PackagedFile
 from tlrepro.transfer.recipes import dpiat_transfer, tlvfc_transfer
 
 SPLIT = {"val_fraction": 0.1, "test_fraction": 0.2, "seed": 0}

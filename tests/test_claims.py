@@ -12,8 +12,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tlrepro.aggregate import load_reported
-from tlrepro.claims import (
+from tlrepro.cli import group_tables
+from tlrepro.config.load import load_config
+from tlrepro.plan.runs import build_plan
+from tlrepro.reporting.aggregate import load_reported
+from tlrepro.reporting.claims import (
     INCONCLUSIVE,
     NOT_CONVERGED,
     REVERSED,
@@ -26,12 +29,9 @@ from tlrepro.claims import (
     paired_differences,
     seeds_needed,
 )
-from tlrepro.cli import group_tables
-from tlrepro.config import load_config
-from tlrepro.markdown import Header, render_markdown
-from tlrepro.plan import build_plan
-from tlrepro.results import FRAME_COLUMNS, GroupTable
-from tlrepro.selection import PROTOCOLS
+from tlrepro.reporting.markdown import Header, render_markdown
+from tlrepro.reporting.results import FRAME_COLUMNS, GroupTable
+from tlrepro.training.selection import PROTOCOLS
 
 REPO = Path(__file__).resolve().parents[1]
 T_975 = {2: 4.3027, 3: 3.1824}

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tlrepro import slurm
-from tlrepro.config import load_config
+from tlrepro.config.load import load_config
+from tlrepro.runners import slurm
 
 from .conftest import BIN, REPO, make_workspace, run, tiny_config
 

@@ -24,7 +24,7 @@ from tlrepro.methods.cmkd import (
 from tlrepro.methods.cmkd_settings import CMKDSettings
 from tlrepro.methods.settings import SettingError
 from tlrepro.models.clip import ClipClassifier, tiny_clip
-from tlrepro.train import TensorSet
+from tlrepro.training.trainer import TensorSet
 
 
 def test_ramp_matches_the_paper_and_is_clamped():
@@ -306,8 +306,8 @@ def test_zeroshot_changes_nothing():
 
 def test_per_model_pretraining_settings_are_checked_and_used():
     from tests.conftest import tiny_config
-    from tlrepro.config import ConfigError, check_names
-    from tlrepro.plan import build_plan
+    from tlrepro.config.load import ConfigError, check_names
+    from tlrepro.plan.runs import build_plan
 
     config = tiny_config()
     quick = config["profiles"]["quick"]
@@ -531,7 +531,7 @@ def test_fp32_precision_turns_cuda_autocast_off():
     bf16 autocast, and the CPU is fp32 either way."""
     import contextlib
 
-    from tlrepro.train import _autocast_for
+    from tlrepro.training.trainer import _autocast_for
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert _autocast_for(cuda, "fp32") is contextlib.nullcontext
@@ -548,7 +548,7 @@ def test_fp32_precision_turns_cuda_autocast_off():
 def test_digits_views_are_the_releases_random_resized_crop_and_usps_source_view():
     """clip_digits: RandomResizedCrop(224, scale 0.75-1.2) per image, no flip, CLIP's
     statistics, 224 px evaluation; a USPS source stream gets the USPS view."""
-    from tlrepro.augment import CLIP_MEAN, DIGITS_VIEW, USPS_SOURCE_VIEW, stream_augment
+    from tlrepro.training.augment import CLIP_MEAN, DIGITS_VIEW, USPS_SOURCE_VIEW, stream_augment
 
     assert DIGITS_VIEW.scale == (0.75, 1.2) and tuple(DIGITS_VIEW.size) == (224, 224)
     names = [type(t).__name__ for t in USPS_SOURCE_VIEW.transforms]

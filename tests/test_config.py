@@ -7,8 +7,8 @@ import copy
 import pytest
 import yaml
 
-from tlrepro.config import ConfigError, load_config, validate
-from tlrepro.plan import PlanError, build_plan
+from tlrepro.config.load import ConfigError, load_config, validate
+from tlrepro.plan.runs import PlanError, build_plan
 
 from .conftest import BIN, REPO, make_workspace, run, tiny_config
 
@@ -49,7 +49,7 @@ def test_unknown_method_names_the_method_and_lists_known_ones():
 def test_a_groups_reference_reaches_its_table_and_must_name_one_of_its_methods():
     """group_defaults may set it; a key that is not the group's method is named."""
     from tlrepro.cli import group_tables
-    from tlrepro.results import Reference
+    from tlrepro.reporting.results import Reference
 
     config = tiny_config()
     quick = config["profiles"]["quick"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tlrepro.config import ConfigError, default_training, load_config, validate
-from tlrepro.config_expand import ExpandError, expand_config
+from tlrepro.config.expand import ExpandError, expand_config
+from tlrepro.config.load import ConfigError, default_training, load_config, validate
 
 from .conftest import REPO, tiny_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlrepro.convergence import NOT_APPLICABLE, Criterion, judge_again, not_applicable
+from tlrepro.training.convergence import NOT_APPLICABLE, Criterion, judge_again, not_applicable
 
 CRITERION = Criterion(window=0.25, min_window=2, tolerance=0.01)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tlrepro.config import load_config
-from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
-from tlrepro.jobs import plan_jobs
+from tlrepro.config.load import load_config
+from tlrepro.plan.jobs import plan_jobs
+from tlrepro.runners.dvc_stages import DVC_FILE, PARAMS_FILE, render
 
 from .conftest import BIN, REPO, dvc_workspace, run, tiny_config
 

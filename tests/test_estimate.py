@@ -1,4 +1,4 @@
-"""`tlrepro estimate` and the requests training jobs derive from it (tlrepro.estimate)."""
+"""`tlrepro estimate` and the requests training jobs derive from it (tlrepro.plan.estimate)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from tlrepro import slurm
 from tlrepro.cli import main
-from tlrepro.config import load_config
-from tlrepro.estimate import COLUMNS, calibration_of, pretrain_requests, requests
-from tlrepro.jobs import plan_jobs
+from tlrepro.config.load import load_config
+from tlrepro.plan.estimate import COLUMNS, calibration_of, pretrain_requests, requests
+from tlrepro.plan.jobs import plan_jobs
+from tlrepro.runners import slurm
 
 from .conftest import REPO
 
@@ -155,8 +155,8 @@ def test_a_job_no_partition_can_hold_is_refused_before_submission(small_config):
 def test_a_transductive_run_is_costed_on_every_target_image():
     """The office CMKD groups test on the whole target domain each epoch (and the source
     trains on all but its val carve-out): the estimate counts those images."""
-    from tlrepro.estimate import _train_size, images, split_sizes
-    from tlrepro.plan import build_plan
+    from tlrepro.plan.estimate import _train_size, images, split_sizes
+    from tlrepro.plan.runs import build_plan
 
     plan = build_plan(load_config(REPO / "config" / "config.yaml", "paper"))
     run = next(r for r in plan.runs if r.group == "cmkd_office31_rn50" and r.method_key == "cmkd")

@@ -15,7 +15,7 @@ import torch
 from tlrepro import storage
 from tlrepro.cli import main
 from tlrepro.errors import DamagedFileError, StorageError, TlreproError
-from tlrepro.train import CHECKPOINT, save_checkpoint
+from tlrepro.training.trainer import CHECKPOINT, save_checkpoint
 
 from .faultkit import damage, remount, tmpfs
 from .test_train import ERM, train_once, train_with, without_timing
@@ -138,8 +138,8 @@ def test_the_cli_prints_a_fault_as_one_line_without_a_traceback(capsys, monkeypa
 
 
 def test_a_damaged_rst_export_is_refused_before_it_touches_the_model(tmp_path):
-    from tlrepro.layout import RST_FILE
     from tlrepro.methods.cmkd import load_rst
+    from tlrepro.plan.layout import RST_FILE
 
     storage.save_tensors(tmp_path / RST_FILE, {"head.weight": torch.ones(4, 2)})
     storage.write_json(tmp_path / "metrics.json", {"files": storage.record_files(tmp_path)})

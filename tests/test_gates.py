@@ -10,14 +10,14 @@ import pytest
 import yaml
 
 from tlrepro import cli
-from tlrepro.config import ConfigError, load_config, validate
+from tlrepro.config.load import ConfigError, load_config, validate
 from tlrepro.data.prepare import prepare_dataset
-from tlrepro.experiment import run_pretrain, run_transfer
-from tlrepro.layout import METRICS_FILE, prepared_dir
-from tlrepro.plan import build_plan, fingerprint
-from tlrepro.source_bar import SOURCE_ACCURACY, SourceModelError, check_source
+from tlrepro.plan.layout import METRICS_FILE, prepared_dir
+from tlrepro.plan.runs import build_plan, fingerprint
 from tlrepro.storage import read_json
-from tlrepro.train import CHECKPOINT
+from tlrepro.training.experiment import run_pretrain, run_transfer
+from tlrepro.training.source_bar import SOURCE_ACCURACY, SourceModelError, check_source
+from tlrepro.training.trainer import CHECKPOINT
 
 from .conftest import BIN, REPO, make_workspace, run, tiny_config
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlrepro.config import default_training
+from tlrepro.config.load import default_training
 from tlrepro.methods import gradient_algebra
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.gradient_algebra import EPS
@@ -21,7 +21,7 @@ from tlrepro.methods.pcgrad import PCGrad
 from tlrepro.methods.settings import SettingError, Settings
 from tlrepro.methods.two_stream import Joint, gradient_buffer
 from tlrepro.models.small import SmallVGG
-from tlrepro.train import TensorSet, fit
+from tlrepro.training.trainer import TensorSet, fit
 
 TRAINING_DEFAULTS = default_training()
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tlrepro.config import ConfigError, load_config
-from tlrepro.dvc_stages import render
-from tlrepro.jobs import Jobs, parse_seeds, plan_jobs
+from tlrepro.config.load import ConfigError, load_config
+from tlrepro.plan.jobs import Jobs, parse_seeds, plan_jobs
+from tlrepro.runners.dvc_stages import render
 
 from .conftest import REPO, tiny_config
 

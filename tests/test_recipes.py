@@ -19,8 +19,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from tests.conftest import REPO
-from tlrepro.augment import per_image, strong_view
-from tlrepro.config import ConfigError, default_training, load_config, validate
+from tlrepro.config.load import ConfigError, default_training, load_config, validate
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.settings import Settings
@@ -31,8 +30,9 @@ from tlrepro.models.resnet26_import import (
     our_name,
     read_published,
 )
-from tlrepro.plan import PretrainJob, build_plan
-from tlrepro.train import TensorSet, fit, lr_lambda
+from tlrepro.plan.runs import PretrainJob, build_plan
+from tlrepro.training.augment import per_image, strong_view
+from tlrepro.training.trainer import TensorSet, fit, lr_lambda
 
 TRAINING_DEFAULTS = default_training()
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tlrepro import storage
-from tlrepro.layout import LOG_FILE
+from tlrepro.plan.layout import LOG_FILE
 
 from .conftest import BIN, built_config, dvc_workspace, make_workspace, run, tables_without_cost
 

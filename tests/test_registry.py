@@ -23,8 +23,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from tlrepro.config import default_training
-from tlrepro.experiment import build_method
+from tlrepro.config.load import default_training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import METHODS, method_spec
 from tlrepro.models.base import Classifier
@@ -32,7 +31,8 @@ from tlrepro.models.clip import tiny_clip
 from tlrepro.models.resnet26 import ResNet26
 from tlrepro.models.small import SmallResNet, SmallVGG
 from tlrepro.registry import module_of
-from tlrepro.train import TensorSet, build_optimizer
+from tlrepro.training.experiment import build_method
+from tlrepro.training.trainer import TensorSet, build_optimizer
 
 TRAINING_DEFAULTS = default_training()
 
@@ -138,7 +138,8 @@ def test_checking_settings_and_planning_import_no_torch():
     """The settings dataclasses live in torch-free modules: building the plan (which checks
     every method's settings) stays fast for Snakemake and DVC."""
     code = (
-        "import sys; from tlrepro.config import load_config; from tlrepro.plan import build_plan; "
+        "import sys; from tlrepro.config.load import load_config; "
+        "from tlrepro.plan.runs import build_plan; "
         "assert build_plan(load_config('.test/config.yaml')).runs; "
         "assert 'torch' not in sys.modules, 'planning imported torch'"
     )

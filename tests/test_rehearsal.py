@@ -10,13 +10,13 @@ import pytest
 import torch
 import yaml
 
-from tlrepro import rehearsal
-from tlrepro.config import ConfigError, load_config, validate
+from tlrepro.config import rehearsal
+from tlrepro.config.load import ConfigError, load_config, validate
 from tlrepro.data import standin
 from tlrepro.data.prepare import load_prepared, prepare_dataset
 from tlrepro.data.registry import dataset_spec
-from tlrepro.layout import RST_FILE
-from tlrepro.plan import build_plan
+from tlrepro.plan.layout import RST_FILE
+from tlrepro.plan.runs import build_plan
 
 from .conftest import BIN, REPO, make_workspace, run
 
@@ -266,10 +266,10 @@ def test_rehearsal_runs_every_paper_group_through_snakemake(tmp_path):
 def assert_rst_reloads(root, run) -> None:
     """The run's sparse RST file on its source checkpoint predicts as its saved model."""
     from tlrepro import storage
-    from tlrepro.layout import MODEL_FILE
     from tlrepro.methods.cmkd import load_adapted, load_rst
     from tlrepro.models.base import head_classes, split_head
     from tlrepro.models.registry import build_model
+    from tlrepro.plan.layout import MODEL_FILE
 
     options = run.options_for(run.model)
     source = storage.load_tensors(root / run.pretrain.checkpoint)

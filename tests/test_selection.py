@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tlrepro.selection import PROTOCOLS, REPORTS_VALIDATION, select_epochs
+from tlrepro.training.selection import PROTOCOLS, REPORTS_VALIDATION, select_epochs
 
 
 def row(epoch: int, val_acc: float, val_loss: float, test_acc: float, test_loss: float) -> dict:

@@ -11,7 +11,7 @@ import graphlib
 
 import pytest
 
-from tlrepro import codebase
+from tlrepro.plan import codebase
 
 
 def package_modules() -> list[str]:
@@ -35,11 +35,11 @@ def import_cycle(graph: dict[str, frozenset[str]]) -> list[str] | None:
 
 def test_no_module_of_the_package_imports_one_that_imports_it_back():
     modules = package_modules()
-    assert "tlrepro.tables" in modules and "tlrepro.methods.registry" in modules
+    assert "tlrepro.reporting.tables" in modules and "tlrepro.methods.registry" in modules
     cycle = import_cycle({module: codebase.imported_modules(module) for module in modules})
     assert cycle is None, (
         "import cycle: " + " -> ".join(cycle) + "; move what both sides need into a module "
-        "that imports neither (see tlrepro.results / aggregate / markdown for the reporting)"
+        "that imports neither (see tlrepro.reporting: results / aggregate / markdown)"
     )
 
 

@@ -14,18 +14,18 @@ import pandas as pd
 import pytest
 
 from tlrepro import storage
-from tlrepro.aggregate import (
+from tlrepro.reporting.aggregate import (
     ReportedFormatError,
     UnknownReportedTableError,
     curves,
     frame_for_csv,
     load_reported,
 )
-from tlrepro.claims import load_claims
-from tlrepro.figures import learning_curves
-from tlrepro.markdown import Header, render_markdown
-from tlrepro.results import GroupTable, Reference, SourceModel, collect, load_logs
-from tlrepro.tables import write_tables
+from tlrepro.reporting.claims import load_claims
+from tlrepro.reporting.figures import learning_curves
+from tlrepro.reporting.markdown import Header, render_markdown
+from tlrepro.reporting.results import GroupTable, Reference, SourceModel, collect, load_logs
+from tlrepro.reporting.tables import write_tables
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden" / "tables.md"
@@ -436,7 +436,7 @@ def test_real_reported_config_loads() -> None:
 def test_a_papers_average_over_all_of_a_datasets_tasks_stands_in_the_avg_column() -> None:
     """`office31-avg` (the CMKD paper's average over the 6 Office-31 tasks) is shown in the
     avg column of a group that runs those 6 tasks, and nowhere for a group with fewer."""
-    from tlrepro.aggregate import _reported
+    from tlrepro.reporting.aggregate import _reported
 
     domains = ("amazon", "webcam", "dslr")
     every = [f"office31_{a}-to-office31_{b}" for a in domains for b in domains if a != b]
@@ -519,7 +519,7 @@ def test_without_a_reference_the_claims_are_judged_and_the_section_says_so(
 def test_report_pages_show_the_marks_and_verdicts(
     tmp_path, run_dirs, reported_path, claims_path, groups
 ) -> None:
-    from tlrepro.report_pages import write_report_pages
+    from tlrepro.reporting.report_pages import write_report_pages
 
     out = write_all(tmp_path, run_dirs, reported_path, claims_path, groups)
     titles = {"alpha": "Alpha transfers", "beta": "Beta transfers"}
@@ -540,10 +540,10 @@ def test_every_reported_table_a_group_names_shows_in_its_section(profile: str) -
     table keyed `unstated` was): each contributes a cell. A table without rows says the
     paper gives no numbers. The rehearsal keeps some of a benchmark's tasks, so a paper's
     average over all of them has no column there: only such tables may show nothing."""
-    from tlrepro.aggregate import _reported
     from tlrepro.cli import group_tables
-    from tlrepro.config import load_config
-    from tlrepro.plan import build_plan
+    from tlrepro.config.load import load_config
+    from tlrepro.plan.runs import build_plan
+    from tlrepro.reporting.aggregate import _reported
 
     config = REPO / "config" / "config.yaml"
     reported = load_reported(REPO / "config" / "reported.yaml")
@@ -561,7 +561,7 @@ def test_every_reported_table_a_group_names_shows_in_its_section(profile: str) -
 def test_a_papers_average_over_named_tasks_stands_in_the_avg_column() -> None:
     """`average_of` names the tasks a paper averages (CMKD's digits: three of the pairs of
     the digits label space): the avg column only of a group that runs exactly those."""
-    from tlrepro.aggregate import _reported
+    from tlrepro.reporting.aggregate import _reported
 
     tasks = ["svhn-to-mnist", "usps-to-mnist", "mnist-to-usps"]
     table = {
@@ -579,7 +579,7 @@ def test_a_papers_average_over_named_tasks_stands_in_the_avg_column() -> None:
 def test_dsp_is_shown_per_run_and_summed_over_the_groups_tasks() -> None:
     """A paper's DSP for a benchmark sums its tasks (CMKD's Office-Home: 12 of them); ours
     is per run, so the table adds that sum, only where every task has a value."""
-    from tlrepro.markdown import DSP, DSP_SUM, _dsp_line, _with_dsp
+    from tlrepro.reporting.markdown import DSP, DSP_SUM, _dsp_line, _with_dsp
 
     group = GroupTable("g", "G", ["a-to-b", "b-to-a"], [("r", "RST"), ("c", "CMKD")], [0, 1])
     records = [
@@ -605,7 +605,7 @@ def test_dsp_is_shown_per_run_and_summed_over_the_groups_tasks() -> None:
 
 
 def test_each_rst_runs_density_is_shown_under_its_groups_table() -> None:
-    from tlrepro.markdown import _rst_density_line
+    from tlrepro.reporting.markdown import _rst_density_line
 
     group = GroupTable(
         "uda", "UDA", ["a-to-b"], [("cmkd", "CMKD"), ("cmkd_rst", "CMKD+RST")], [0, 1]
@@ -675,7 +675,7 @@ def test_a_reported_tables_protocol_key_must_be_a_protocol(tmp_path) -> None:
 def test_a_transductive_group_says_how_its_splits_differ() -> None:
     """The CMKD office groups train and test on every target image (the release's
     protocol): their section says so; a held-out group's says nothing."""
-    from tlrepro.markdown import _protocol_line
+    from tlrepro.reporting.markdown import _protocol_line
 
     held_out = GroupTable("g", "G", ["a-to-b"], [("cmkd", "CMKD")], [0])
     assert _protocol_line(held_out) is None

@@ -8,8 +8,7 @@ import torchvision
 from torch import nn
 
 from tlrepro import storage
-from tlrepro.config import load_config
-from tlrepro.layout import REPO_ROOT
+from tlrepro.config.load import load_config
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.settings import SettingError
 from tlrepro.methods.tlvfc import TLVFC
@@ -18,7 +17,8 @@ from tlrepro.models.base import BlockClassifier, Classifier
 from tlrepro.models.registry import build_model, model_spec
 from tlrepro.models.small import SmallVGG, small_resnet_deep
 from tlrepro.models.torchvision_nets import TorchvisionVGG, resnet18
-from tlrepro.plan import build_plan
+from tlrepro.plan.layout import REPO_ROOT
+from tlrepro.plan.runs import build_plan
 from tlrepro.transfer.layer_transfer import (
     SELECTIONS,
     pick_indices,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlrepro.config import default_training
+from tlrepro.config.load import default_training
 from tlrepro.data.prepare import class_subset
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
 from tlrepro.methods.erm_settings import ERMSettings
 from tlrepro.models.registry import build_model
-from tlrepro.train import (
+from tlrepro.training.trainer import (
     CHECKPOINT,
     NonFiniteLossError,
     StreamSampler,

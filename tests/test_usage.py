@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from tlrepro.usage import Meter
+from tlrepro.training.usage import Meter
 
 
 def test_meter_records_wall_cpu_and_peak_memory_on_the_cpu():
@@ -17,8 +17,8 @@ def test_meter_records_wall_cpu_and_peak_memory_on_the_cpu():
 
 
 def test_a_run_records_the_cpu_model_and_threads_that_every_figure_names():
-    from tlrepro.figures import trained_on
-    from tlrepro.usage import cpu_model
+    from tlrepro.reporting.figures import trained_on
+    from tlrepro.training.usage import cpu_model
 
     torch.set_num_threads(1)
     machine = Meter(torch.device("cpu")).record()["machine"]

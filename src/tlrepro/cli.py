@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tlrepro import storage
-from tlrepro.config import DEFAULT_CONFIG, load_config
+from tlrepro.config.load import DEFAULT_CONFIG, load_config
 from tlrepro.errors import MissingFileError, TlreproError
-from tlrepro.jobs import Jobs, parse_seeds, plan_jobs
-from tlrepro.layout import (
+from tlrepro.plan.jobs import Jobs, parse_seeds, plan_jobs
+from tlrepro.plan.layout import (
     active_tables,
     figures_dir,
     prepared_dir,
@@ -29,10 +29,10 @@ from tlrepro.layout import (
     raw_dir,
     report_dir,
 )
-from tlrepro.plan import Plan, paper_file
+from tlrepro.plan.runs import Plan, paper_file
 
 if TYPE_CHECKING:
-    from tlrepro.results import GroupTable, SourceModel
+    from tlrepro.reporting.results import GroupTable, SourceModel
 
 
 def _jobs(args: argparse.Namespace) -> Jobs:
@@ -74,7 +74,7 @@ def cmd_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_dvc_plan(args: argparse.Namespace) -> None:
-    from tlrepro.dvc_stages import DVC_FILE, PARAMS_FILE, render
+    from tlrepro.runners.dvc_stages import DVC_FILE, PARAMS_FILE, render
 
     dvc_text, params_text = render(_jobs(args), args.config)
     storage.write_text(DVC_FILE, dvc_text)
@@ -83,7 +83,7 @@ def cmd_dvc_plan(args: argparse.Namespace) -> None:
 
 
 def cmd_estimate(args: argparse.Namespace) -> None:
-    from tlrepro.estimate import calibration_of, render
+    from tlrepro.plan.estimate import calibration_of, render
 
     page = render(_jobs(args), calibration_of(args.config), args.gpu)
     if args.write:
@@ -133,7 +133,7 @@ def _report(kind: str, metrics: dict) -> None:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> None:
-    from tlrepro.experiment import run_pretrain
+    from tlrepro.training.experiment import run_pretrain
 
     plan = _plan(args)
     job = plan.pretrain(args.model, args.dataset)
@@ -142,7 +142,7 @@ def cmd_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
-    from tlrepro.experiment import run_transfer
+    from tlrepro.training.experiment import run_transfer
 
     jobs = _jobs(args)
     plan = jobs.plan
@@ -175,8 +175,8 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
     """The source models a group's runs start from or read, each once, in first-use order."""
     from tlrepro.data.registry import same_source_files
     from tlrepro.models.registry import model_spec
-    from tlrepro.plan import METRICS_FILE
-    from tlrepro.results import SourceModel
+    from tlrepro.plan.runs import METRICS_FILE
+    from tlrepro.reporting.results import SourceModel
 
     found: dict[tuple[str, str], SourceModel] = {}
     for run in plan.runs:
@@ -203,7 +203,7 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
 
 def group_tables(plan: Plan) -> list[GroupTable]:
     """The results sections of the plan's profile, one per group, in the config's order."""
-    from tlrepro.results import GroupTable, Reference
+    from tlrepro.reporting.results import GroupTable, Reference
 
     return [
         GroupTable(
@@ -227,9 +227,9 @@ def group_tables(plan: Plan) -> list[GroupTable]:
 
 
 def cmd_tables(args: argparse.Namespace) -> None:
-    from tlrepro.convergence import Criterion
-    from tlrepro.markdown import Header
-    from tlrepro.tables import write_tables
+    from tlrepro.reporting.markdown import Header
+    from tlrepro.reporting.tables import write_tables
+    from tlrepro.training.convergence import Criterion
 
     plan = _plan(args)
     groups = group_tables(plan)
@@ -270,7 +270,7 @@ def cmd_publish_tables(args: argparse.Namespace) -> None:
 
 
 def cmd_report_pages(args: argparse.Namespace) -> None:
-    from tlrepro.report_pages import write_report_pages
+    from tlrepro.reporting.report_pages import write_report_pages
 
     plan = _plan(args)
     tables = profile_tables(plan.profile_name)

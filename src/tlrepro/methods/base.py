@@ -40,8 +40,8 @@ class MethodContext:
     shared_labels: bool = False
     """Whether the source model's head speaks the target's label space."""
     steps_per_epoch: int | None = None
-    """The trainer's optimiser steps per epoch (`tlrepro.train.epoch_steps`), for a method
-    whose schedule changes by epoch: `update`'s `step` counts from 0 over the whole run."""
+    """The trainer's optimiser steps per epoch (`tlrepro.training.trainer.epoch_steps`), for a
+    method whose schedule changes by epoch: `update`'s `step` counts from 0 over the whole run."""
 
 
 class Method(nn.Module):
@@ -60,7 +60,7 @@ class Method(nn.Module):
 
     trains: bool = True
     """False for a method whose optimiser steps change nothing (zero-shot CLIP): its run has
-    no learning curve to converge (`tlrepro.convergence`)."""
+    no learning curve to converge (`tlrepro.training.convergence`)."""
 
     strong_streams: tuple[str, ...] = ()
     """Streams of which `update` also receives FixMatch's strong view of the same images, as

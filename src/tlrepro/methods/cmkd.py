@@ -271,7 +271,7 @@ class CMKD(ClipAdaptation):
         stats = ["ce_head", "ce_zeroshot", "gi_student", "gi_teacher", "ramp"]
         if self.settings.fixmatch:
             stats += ["fixmatch", "mask_rate"]
-            # The trainer's strong view (tlrepro.augment.strong_view) of the target batch.
+            # The trainer's strong view (tlrepro.training.augment.strong_view) of the target batch.
             self.strong_streams = ("target",)
         self.extra_stats = tuple(stats)
 

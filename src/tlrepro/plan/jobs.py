@@ -12,7 +12,7 @@ seeds 3 -> 10 -> 20 trains only the seeds each step adds, whatever `seeds_per_jo
 
 Neither the rules' nor the stages' text of an existing job changes: a job that holds
 exactly its group's own seeds keeps the name and command line it had before jobs were
-split. Kept out of tlrepro.plan, which every training job runs (editing it would make
+split. Kept out of tlrepro.plan.runs, which every training job runs (editing it would make
 every result stale).
 """
 
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from tlrepro.config import ConfigError
-from tlrepro.layout import MANIFEST, prepared_dir, seed_folder
-from tlrepro.plan import Plan, RunJob, build_plan
+from tlrepro.config.load import ConfigError
+from tlrepro.plan.layout import MANIFEST, prepared_dir, seed_folder
+from tlrepro.plan.runs import Plan, RunJob, build_plan
 
 ALL = "all"
 """`seeds_per_job` for one job of all the group's own seeds (the schema's default)."""

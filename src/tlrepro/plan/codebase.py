@@ -20,7 +20,7 @@ from functools import cache
 from pathlib import Path
 
 PACKAGE = "tlrepro"
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 class CodeError(LookupError):

@@ -1,5 +1,5 @@
 """Load and check the pipeline config: the JSON schema first, then the short form's
-expansion (tlrepro.config_expand), then the registries.
+expansion (tlrepro.config.expand), then the registries.
 
 Snakemake validates the same file with `snakemake.utils.validate`; the CLI and
 the DVC stages call `load_config`, whose messages name the offending key and
@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from tlrepro.config_expand import ExpandError, expand_config, training_defaults
+from tlrepro.config.expand import ExpandError, expand_config, training_defaults
 from tlrepro.errors import ConfigError
-from tlrepro.layout import REPO_ROOT
+from tlrepro.plan.layout import REPO_ROOT
 
 DEFAULT_CONFIG = Path("config/config.yaml")
 SCHEMA_NAME = "schema.yaml"
@@ -68,7 +68,7 @@ def check_names(
     from tlrepro.methods.registry import METHODS, method_spec
     from tlrepro.methods.settings import SettingError
     from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
-    from tlrepro.plan import weights_file
+    from tlrepro.plan.runs import weights_file
 
     profiles = config["profiles"]
     if profile_name not in profiles:
@@ -191,7 +191,7 @@ def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -
 def validate(
     config: dict[str, Any], schema_file: Path, profile: str | None = None
 ) -> dict[str, Any]:
-    from tlrepro.rehearsal import NoBaseProfileError, with_rehearsal
+    from tlrepro.config.rehearsal import NoBaseProfileError, with_rehearsal
 
     config = copy.deepcopy(config)
     if profile is not None:

@@ -14,15 +14,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from tlrepro.errors import TlreproError
-from tlrepro.layout import Task
 from tlrepro.models.registry import model_spec
+from tlrepro.plan.layout import Task
 
 NAME = "rehearsal"
 
 
 class NoBaseProfileError(TlreproError, ValueError):
     """The rehearsal was asked for, but the config has no paper profile to derive it from
-    (tlrepro.config reports it as a ConfigError)."""
+    (tlrepro.config.load reports it as a ConfigError)."""
 
 
 BASE = "paper"
@@ -70,7 +70,7 @@ RESOURCES = {
 # ---------------------------------------------------------------------------------------
 
 DESCRIPTION = (
-    "Rehearsal of the paper profile (derived by tlrepro.rehearsal): generated stand-in "
+    "Rehearsal of the paper profile (derived by tlrepro.config.rehearsal): generated stand-in "
     "datasets, random weights, two training steps, one seed. Checks that every job runs; "
     "its numbers mean nothing."
 )

@@ -16,23 +16,24 @@ from typing import Any
 
 import torch
 
-from tlrepro import codebase, storage
-from tlrepro.augment import stream_augment
-from tlrepro.convergence import Criterion, not_applicable
+from tlrepro import storage
 from tlrepro.data.prepare import PreparedDataset, class_subset, load_prepared
 from tlrepro.data.protocol import run_splits
 from tlrepro.data.registry import class_prompts
 from tlrepro.errors import SetupError
-from tlrepro.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.models.base import Classifier, head_classes, split_head
 from tlrepro.models.registry import build_model, model_spec
-from tlrepro.plan import Plan, PretrainJob, RunJob, identity_digest
+from tlrepro.plan import codebase
+from tlrepro.plan.layout import MANIFEST, METRICS_FILE, MODEL_FILE, prepared_dir
+from tlrepro.plan.runs import Plan, PretrainJob, RunJob, identity_digest
 from tlrepro.registry import load_object
-from tlrepro.selection import select_epochs
-from tlrepro.source_bar import check_source, source_verdict
-from tlrepro.train import CHECKPOINT, TensorSet, epoch_steps, fit
-from tlrepro.usage import Meter
+from tlrepro.training.augment import stream_augment
+from tlrepro.training.convergence import Criterion, not_applicable
+from tlrepro.training.selection import select_epochs
+from tlrepro.training.source_bar import check_source, source_verdict
+from tlrepro.training.trainer import CHECKPOINT, TensorSet, epoch_steps, fit
+from tlrepro.training.usage import Meter
 
 CHANNELS_LAST = torch.channels_last
 

@@ -7,7 +7,7 @@ block and one colour per results group (e.g. the full split and N images per
 class), which is the per-block view of the SpotTune paper. Call it with the runs'
 folders, e.g.
 
-    python -m tlrepro.figures_blocks results/figures/spottune-usage.png \\
+    python -m tlrepro.reporting.figures_blocks results/figures/spottune-usage.png \\
         results/runs/quick/adaptive_*/spottune/*/seed*
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import storage
-from tlrepro.figures import trained_on
-from tlrepro.layout import LOG_FILE, METRICS_FILE
-from tlrepro.results import read_metrics
+from tlrepro.plan.layout import LOG_FILE, METRICS_FILE
+from tlrepro.reporting.figures import trained_on
+from tlrepro.reporting.results import read_metrics
 
 PREFIX = "usage_block"
 FIGURE = "spottune-usage.png"

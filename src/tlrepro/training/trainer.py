@@ -3,7 +3,7 @@
 Why it looks the way it does:
 - Data lives on the device as uint8 tensors; a batch is an index into them, and
   normalisation and augmentation are batched tensor ops (no per-image Python,
-  except FixMatch's strong view: see tlrepro.augment).
+  except FixMatch's strong view: see tlrepro.training.augment).
   Batches are channels_last (about 20% faster on this CPU too, and what cuDNN's
   bf16 kernels want); CUDA steps run under bf16 autocast unless the recipe says
   `precision: fp32`.
@@ -34,7 +34,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tlrepro import storage
-from tlrepro.augment import (
+from tlrepro.errors import DamagedFileError, TlreproError
+from tlrepro.methods.base import Method
+from tlrepro.plan.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
+from tlrepro.training.augment import (
     CLIP_AUGMENTS,
     CLIP_MEAN,
     CLIP_SIZE,
@@ -49,9 +52,6 @@ from tlrepro.augment import (
     tlvfc_train_view,
     usps_source_view,
 )
-from tlrepro.errors import DamagedFileError, TlreproError
-from tlrepro.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
-from tlrepro.methods.base import Method
 
 
 class NonFiniteLossError(TlreproError, RuntimeError):
@@ -70,7 +70,7 @@ class TensorSet:
     eval_size: int | None = None
     view: str | None = None
     """This stream's training augmentation where it differs from the recipe's (the
-    release's USPS-source view under clip_digits: `tlrepro.augment.stream_augment`)."""
+    release's USPS-source view under clip_digits: `tlrepro.training.augment.stream_augment`)."""
 
     @classmethod
     def create(

@@ -2,7 +2,7 @@
 
 They show what the three selection protocols pick from: the test curve next to
 the validation curve, so a gap between the honest and the oracle numbers can
-be seen. The curves come from `tlrepro.aggregate` (epoch means over seeds); this
+be seen. The curves come from `tlrepro.reporting.aggregate` (epoch means over seeds); this
 module only draws. matplotlib is imported inside the functions (it costs a
 second), and the figure is drawn on a bare `Figure`, so no GUI backend is ever
 touched.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from tlrepro import storage
-from tlrepro.results import GroupTable, display_task
+from tlrepro.reporting.results import GroupTable, display_task
 
 LINESTYLES = ("-", "--", ":", "-.")
 INCHES_PER_TITLE_CHARACTER = 0.11

@@ -24,10 +24,10 @@ from tabulate import tabulate
 
 from tlrepro import storage
 from tlrepro.data.sizes import KNOWN
-from tlrepro.jobs import Job, Jobs
-from tlrepro.layout import MANIFEST, prepared_dir
 from tlrepro.models.registry import model_spec
-from tlrepro.plan import Plan, PretrainJob, RunJob, paper_file
+from tlrepro.plan.jobs import Job, Jobs
+from tlrepro.plan.layout import MANIFEST, prepared_dir
+from tlrepro.plan.runs import Plan, PretrainJob, RunJob, paper_file
 
 CALIBRATION_FILE = "calibration.csv"
 KEY = ["model", "image_size", "method_key", "device"]
@@ -150,7 +150,7 @@ def run_costs(plan: Plan, calibration: pd.DataFrame, gpu: str = REFERENCE_GPU) -
                 "gpu_train_s": _seconds(on_gpu, "train", train),
                 "gpu_eval_s": _seconds(on_gpu, "eval", evaluated),
                 "cpu_s": _seconds(on_cpu, "train", train) + _seconds(on_cpu, "eval", evaluated),
-                # the data lives on the device too (tlrepro.train.TensorSet)
+                # the data lives on the device too (tlrepro.training.trainer.TensorSet)
                 "peak_accelerator_mb": _value(on_gpu, "peak_accelerator_mb") + data_mb(plan, run),
                 "peak_host_mb": _value(on_cpu, "peak_host_mb") + data_mb(plan, run),
                 # sizes do not depend on the device: whichever row has them

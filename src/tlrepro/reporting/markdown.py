@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from tlrepro import claims as claims_module
-from tlrepro.aggregate import (
+from tlrepro.plan.layout import GROUP_FIGURES
+from tlrepro.reporting import claims as claims_module
+from tlrepro.reporting.aggregate import (
     AVG,
     check_reference,
     claims_for_csv,
@@ -26,10 +27,9 @@ from tlrepro.aggregate import (
     frame_for_csv,
     reported_table,
 )
-from tlrepro.claims import Claim
-from tlrepro.layout import GROUP_FIGURES
-from tlrepro.results import GroupTable, SourceModel, display_task, read_metrics
-from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS
+from tlrepro.reporting.claims import Claim
+from tlrepro.reporting.results import GroupTable, SourceModel, display_task, read_metrics
+from tlrepro.training.selection import EXTRA_PROTOCOLS, PROTOCOLS
 
 DSP = "DSP (M)"
 DSP_SUM = "DSP Σ tasks (M)"

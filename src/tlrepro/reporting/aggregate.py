@@ -18,13 +18,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from tlrepro import claims as claims_module
-from tlrepro.claims import Claim
 from tlrepro.data.registry import DATASETS
 from tlrepro.errors import TlreproError
-from tlrepro.layout import LOG_COLUMNS, Task
-from tlrepro.results import LOG_TAGS, GroupTable, display_task
-from tlrepro.selection import EXTRA_PROTOCOLS, PROTOCOLS, REPORTS_VALIDATION
+from tlrepro.plan.layout import LOG_COLUMNS, Task
+from tlrepro.reporting import claims as claims_module
+from tlrepro.reporting.claims import Claim
+from tlrepro.reporting.results import LOG_TAGS, GroupTable, display_task
+from tlrepro.training.selection import EXTRA_PROTOCOLS, PROTOCOLS, REPORTS_VALIDATION
 
 AVG = "avg"
 CLAIMS_CSV_COLUMNS = ["group", "method", "baseline", *claims_module.COLUMNS]

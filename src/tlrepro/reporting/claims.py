@@ -23,7 +23,7 @@ the same amount have zero spread; their interval is that single value (the
 t-interval's limit as the spread goes to 0).
 
 Two verdicts overrule the interval: `not converged` when a run of the pairs (either
-method's) did not converge (tlrepro.convergence), since its number is not the method's;
+method's) did not converge (tlrepro.training.convergence), since its number is not the method's;
 and `withheld` (set by `aggregate`) when the group's reference baseline is below its
 floor. Either way Δ and the interval stay in the row.
 
@@ -52,7 +52,7 @@ import pandas as pd
 import yaml
 
 from tlrepro.errors import TlreproError
-from tlrepro.layout import Task
+from tlrepro.plan.layout import Task
 
 CONFIDENCE = 0.95
 POWER = 0.80

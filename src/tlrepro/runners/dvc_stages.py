@@ -2,7 +2,7 @@
 
 The Snakefile's rules and these stages are two views of one plan, job for job:
 a DVC stage is a Snakemake job (a dataset, a pretraining, seeds of one method of a
-group on one task as tlrepro.jobs splits them, the tables), with the same outputs,
+group on one task as tlrepro.plan.jobs splits them, the tables), with the same outputs,
 the same identity (params) and the same code files (deps). dvc.yaml is generated rather
 than a `foreach` template because a stage's code files are a list of varying
 length, which DVC cannot interpolate into `deps`.
@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 
 from tlrepro.errors import SetupError
-from tlrepro.jobs import Jobs
-from tlrepro.layout import (
+from tlrepro.plan.jobs import Jobs
+from tlrepro.plan.layout import (
     LOG_FILE,
     MANIFEST,
     METRICS_FILE,
@@ -28,7 +28,7 @@ from tlrepro.layout import (
     profile_tables,
     report_dir,
 )
-from tlrepro.plan import Plan, identity_digest, report_code_files, tables_code_files
+from tlrepro.plan.runs import Plan, identity_digest, report_code_files, tables_code_files
 
 DVC_FILE = Path("dvc.yaml")
 PARAMS_FILE = Path("dvc_params.yaml")

@@ -14,11 +14,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from tlrepro import codebase, storage
+from tlrepro import storage
 from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
 from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
 from tlrepro.errors import TlreproError
-from tlrepro.layout import (
+from tlrepro.methods.registry import MethodSpec, method_spec
+from tlrepro.methods.settings import Settings
+from tlrepro.models.registry import model_spec
+from tlrepro.plan import codebase
+from tlrepro.plan.layout import (
     LOG_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -27,12 +31,9 @@ from tlrepro.layout import (
     pretrained_dir,
     run_dir,
 )
-from tlrepro.methods.registry import MethodSpec, method_spec
-from tlrepro.methods.settings import Settings
-from tlrepro.models.registry import model_spec
 from tlrepro.registry import module_of
 
-RUN_MACHINERY = "tlrepro.experiment"
+RUN_MACHINERY = "tlrepro.training.experiment"
 """The shared run code (data loading, model building, trainer, selection) of every
 training job; its imports bring in the rest."""
 
@@ -72,7 +73,7 @@ class PretrainJob:
     """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
     min_accuracy: float = 0.0
     """The quality bar on the source validation split; not part of `identity`, so changing
-    it never retrains a model (see tlrepro.source_bar.judge_source)."""
+    it never retrains a model (see tlrepro.training.source_bar.judge_source)."""
     options: dict[str, Any] = field(default_factory=dict)
     """The model's construction options (the profile's `model_options` for it)."""
 
@@ -324,7 +325,7 @@ def paper_file(config_file: Path, name: str) -> Path:
 
 
 PREPARE_MACHINERY = "tlrepro.data.prepare"
-TABLES_MACHINERY = "tlrepro.tables"
+TABLES_MACHINERY = "tlrepro.reporting.tables"
 
 
 def tables_code_files() -> tuple[Path, ...]:
@@ -332,7 +333,7 @@ def tables_code_files() -> tuple[Path, ...]:
 
 
 def report_code_files() -> tuple[Path, ...]:
-    return codebase.closure(["tlrepro.report_pages"])
+    return codebase.closure(["tlrepro.reporting.report_pages"])
 
 
 def shares_labels(task: Task) -> bool:
@@ -379,7 +380,7 @@ def _zoo_source_model(
 
 def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
     """Enumerate every run of the active profile (config already validated and expanded by
-    tlrepro.config: training blocks of groups and of the pretraining are complete)."""
+    tlrepro.config.load: training blocks of groups and of the pretraining are complete)."""
     profile_name = profile or config["profile"]
     plan = Plan(config, profile_name)
     profile_cfg = plan.profile

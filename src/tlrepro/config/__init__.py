@@ -1,0 +1,1 @@
+"""The config: loading, expanding the short form, typed models, the rehearsal profile."""

@@ -1,0 +1,1 @@
+"""Glue for the runners: DVC stage rendering, Slurm request checks."""

@@ -1,0 +1,1 @@
+"""Running one job: assembling data, model and method, the trainer, selection."""
