@@ -66,7 +66,7 @@ def test_editing_a_method_module_makes_exactly_its_runs_and_the_tables_stale(cop
 
 def test_editing_the_trainer_makes_every_training_job_stale(copy_of_built):
     root = copy_of_built
-    append_line(root / "src" / "tlrepro" / "train.py", "\n")
+    append_line(root / "src" / "tlrepro" / "training" / "trainer.py", "\n")
     jobs = planned(root)
     transfers = {output for rule, output in jobs if rule.startswith("transfer")}
     assert rules(jobs) == {"pretrain", "transfer", *TABLES}
@@ -76,7 +76,7 @@ def test_editing_the_trainer_makes_every_training_job_stale(copy_of_built):
 
 def test_editing_the_tables_code_makes_only_the_tables_stale(copy_of_built):
     root = copy_of_built
-    append_line(root / "src" / "tlrepro" / "tables.py", "\n")
+    append_line(root / "src" / "tlrepro" / "reporting" / "tables.py", "\n")
     assert rules(planned(root)) == TABLES
 
 
@@ -186,12 +186,12 @@ def test_dvc_sees_exactly_what_a_code_edit_affects(dvc_built, tmp_path):
     module.write_text(original)
     run([DVC, "repro"], root)
     assert dvc_stale_stages(root) == set()
-    trainer = root / "src" / "tlrepro" / "train.py"
+    trainer = root / "src" / "tlrepro" / "training" / "trainer.py"
     original = append_line(trainer, "\n")
     stale = dvc_stale_stages(root)
     assert stale == {s for s in dvc_stages(root) if s.startswith(("pretrain-", "transfer-"))}
     trainer.write_text(original)
-    append_line(root / "src" / "tlrepro" / "tables.py", "\n")
+    append_line(root / "src" / "tlrepro" / "reporting" / "tables.py", "\n")
     assert dvc_stale_stages(root) == {"tables"}
 
 

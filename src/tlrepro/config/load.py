@@ -67,8 +67,10 @@ def check_names(
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS, method_spec
     from tlrepro.methods.settings import SettingError
-    from tlrepro.models.registry import MODEL_OPTIONS, MODELS, PRETRAINED_MODELS
+    from tlrepro.models.registry import MODELS
     from tlrepro.plan.runs import weights_file
+
+    zoo_models = sorted(name for name, spec in MODELS.items() if spec.zoo)
 
     profiles = config["profiles"]
     if profile_name not in profiles:
@@ -116,7 +118,7 @@ def check_names(
                 f"known models: {', '.join(sorted(MODELS))}"
             )
             continue
-        accepted = MODEL_OPTIONS.get(name, ())
+        accepted = MODELS[name].options
         for option in sorted(set(options) - set(accepted)):
             problems.append(
                 f"at '{base}.model_options.{name}': model {name!r} takes no option {option!r}"
@@ -131,10 +133,10 @@ def check_names(
                     f"known models: {', '.join(sorted(MODELS))}"
                 )
         zoo_source = group.get("source_weights") == "model"
-        if zoo_source and group.get("source_model") not in PRETRAINED_MODELS:
+        if zoo_source and group.get("source_model") not in zoo_models:
             problems.append(
                 f"at '{where}.source_model': source_weights: model needs a model that brings "
-                f"its own weights; choose one of {', '.join(sorted(PRETRAINED_MODELS))}"
+                f"its own weights; choose one of {', '.join(zoo_models)}"
             )
         for task in group["tasks"]:
             source, _, _ = task.partition("-to-")

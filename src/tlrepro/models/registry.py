@@ -8,7 +8,6 @@ without knowing the architecture.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
@@ -112,15 +111,6 @@ MODELS: dict[str, ModelSpec] = {
 
 def model_spec(name: str) -> ModelSpec:
     return lookup(MODELS, "model", name)
-
-
-# views for tlrepro.config.load until its typed rewrite lands
-PRETRAINED_MODELS = MappingProxyType(
-    {name: spec.target for name, spec in MODELS.items() if spec.zoo}
-)
-MODEL_OPTIONS = MappingProxyType(
-    {name: spec.options for name, spec in MODELS.items() if spec.options}
-)
 
 
 def build_model(name: str, num_classes: int | None, **options: Any) -> Classifier:
