@@ -8,7 +8,7 @@ from snakemake.utils import validate
 from tlrepro.plan import codebase
 from tlrepro.config.load import ConfigError, schema_path
 from tlrepro.config.load import validate as check_config
-from tlrepro.plan.estimate import calibration_of
+from tlrepro.plan.estimate import calibration_of, pretrain_requests
 from tlrepro.plan.jobs import label, parse_seeds, plan_jobs
 from tlrepro.plan.layout import (
     LOG_FILE,
@@ -80,6 +80,11 @@ ACTIVE_TABLES = {kind: str(path) for kind, path in active_tables().items()}
 
 def resource(kind, key, default):
     return PLAN.profile.get("resources", {}).get(kind, {}).get(key, default)
+
+
+def pretrain_request(w):
+    """What a source pretraining asks for: its calibrated estimate (docs/cost.md)."""
+    return pretrain_requests(PLAN, PLAN.pretrain(w.model, w.dataset), CALIBRATION)
 
 
 def prepared(dataset):

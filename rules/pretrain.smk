@@ -1,11 +1,6 @@
 # Train a source model on a source dataset; fine-tuning style methods start from it.
 # Its request is sized from the calibrated cost of the method it resembles, like a
 # transfer job's (tlrepro.plan.estimate.pretrain_requests; docs/cost.md).
-from tlrepro.plan.estimate import pretrain_requests
-
-
-def pretrain_request(w):
-    return pretrain_requests(PLAN, PLAN.pretrain(w.model, w.dataset), CALIBRATION)
 
 
 rule pretrain:
