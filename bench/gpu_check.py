@@ -90,6 +90,9 @@ def run_method(run: RunJob, device: torch.device) -> Method:
         run.training["label_smoothing"],
         source_model=source_model,
         shared_labels=shares_labels(run.task),
+        # GradMF's release schedule alternates by epoch: here an epoch of one step, so the
+        # timed steps mix its source and GradMF epochs
+        steps_per_epoch=run.training["steps_per_epoch"] or 1,
     )
     return build_method(run.spec.cls, context, device)
 
