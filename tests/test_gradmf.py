@@ -314,6 +314,27 @@ def test_source_forward_leaves_the_running_statistics_to_the_target():
     assert method.source_head.out_features == 5
 
 
+def fit_two_streams(method, training, folder, images: int, classes: int) -> list:
+    """`fit` on seeded random 8 px target and source streams of `images` each."""
+
+    def data(seed: int) -> TensorSet:
+        generator = torch.Generator().manual_seed(seed)
+        pixels = torch.randint(0, 256, (images, 3, 8, 8), generator=generator, dtype=torch.uint8)
+        labels = torch.arange(images) % classes
+        return TensorSet.create(pixels, labels, [0.5] * 3, [0.25] * 3, "cpu")
+
+    return fit(
+        method,
+        {"target": data(0), "source": data(1)},
+        {"val": data(2), "test": data(3)},
+        training,
+        folder,
+        seed=0,
+        fingerprint="f",
+        progress=False,
+    )
+
+
 def test_the_trainer_logs_the_cosines(tmp_path):
     torch.manual_seed(0)
     method = GradMF(
@@ -325,23 +346,8 @@ def test_the_trainer_logs_the_cosines(tmp_path):
             shared_labels=True,
         )
     )
-
-    def data(seed: int) -> TensorSet:
-        generator = torch.Generator().manual_seed(seed)
-        images = torch.randint(0, 256, (32, 3, 8, 8), generator=generator, dtype=torch.uint8)
-        return TensorSet.create(images, torch.arange(32) % 2, [0.5] * 3, [0.25] * 3, "cpu")
-
     training = {**TRAINING_DEFAULTS, "epochs": 2, "batch_size": 8, "steps_per_epoch": 3}
-    fit(
-        method,
-        {"target": data(0), "source": data(1)},
-        {"val": data(2), "test": data(3)},
-        training,
-        tmp_path,
-        seed=0,
-        fingerprint="f",
-        progress=False,
-    )
+    fit_two_streams(method, training, tmp_path, images=32, classes=2)
     with open(tmp_path / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 2
@@ -491,28 +497,12 @@ def test_the_best_source_state_is_judged_by_the_source_epochs_counted_hits():
 
 def release_fit(tmp_path, epochs: int, method: GradMF | None = None) -> tuple[GradMF, list]:
     method = method or release_method(shared_labels=False, steps_per_epoch=3)
-
-    def data(seed: int) -> TensorSet:
-        generator = torch.Generator().manual_seed(seed)
-        images = torch.randint(0, 256, (24, 3, 8, 8), generator=generator, dtype=torch.uint8)
-        return TensorSet.create(images, torch.arange(24) % 3, [0.5] * 3, [0.25] * 3, "cpu")
-
     # constant: a shorter run then is the longer one stopped early
     training = {
         **TRAINING_DEFAULTS,
         **{"epochs": epochs, "batch_size": 8, "steps_per_epoch": 3, "schedule": "constant"},
     }
-    history = fit(
-        method,
-        {"target": data(0), "source": data(1)},
-        {"val": data(2), "test": data(3)},
-        training,
-        tmp_path,
-        seed=0,
-        fingerprint="f",
-        progress=False,
-    )
-    return method, history
+    return method, fit_two_streams(method, training, tmp_path, images=24, classes=3)
 
 
 def test_the_trainer_logs_which_epochs_are_gradmf_epochs(tmp_path):

@@ -529,6 +529,17 @@ def py2_pickle_module() -> types.ModuleType:
 RAN_AUTHORS_CODE = []
 
 
+def save_as_python2(obj, path) -> None:
+    """`obj` in the published `.t7` layout: legacy format, protocol 2, Python 2 strings."""
+    torch.save(
+        obj,
+        path,
+        pickle_module=py2_pickle_module(),
+        pickle_protocol=2,
+        _use_new_zipfile_serialization=False,
+    )
+
+
 def published_network(state: dict[str, torch.Tensor]) -> nn.Module:
     """The state under the authors' module tree (classes of a stand-in `models` module, as
     their models.py; a __setstate__ that would record being run on unpickling)."""
@@ -573,13 +584,7 @@ def test_the_published_python2_checkpoint_is_read_with_latin1_and_none_of_its_co
         "mean_std": np.array([0.485, 0.456, 0.406, 0.229, 0.224, 0.225]),
     }
     path = tmp_path / "resnet26_pretrained.t7"
-    torch.save(
-        checkpoint,
-        path,
-        pickle_module=py2_pickle_module(),
-        pickle_protocol=2,
-        _use_new_zipfile_serialization=False,
-    )
+    save_as_python2(checkpoint, path)
     assert b"\x55\x03net" in path.read_bytes()  # SHORT_BINSTRING 'net': a Python 2 str
     with pytest.raises(UnicodeDecodeError):  # what a plain load of such a file does
         torch.load(path, weights_only=False)
@@ -605,21 +610,9 @@ def test_a_published_checkpoint_without_the_plain_network_is_refused(tmp_path, m
     authors, net = published_network(state)
     monkeypatch.setitem(sys.modules, "models", authors)
     path = tmp_path / "adapters.t7"
-    torch.save(
-        {"net": net},
-        path,
-        pickle_module=py2_pickle_module(),
-        pickle_protocol=2,
-        _use_new_zipfile_serialization=False,
-    )
+    save_as_python2({"net": net}, path)
     with pytest.raises(ValueError, match="series adapters"):
         read_published(path)
-    torch.save(
-        {"acc": 1.0},
-        path,
-        pickle_module=py2_pickle_module(),
-        pickle_protocol=2,
-        _use_new_zipfile_serialization=False,
-    )
+    save_as_python2({"acc": 1.0}, path)
     with pytest.raises(ValueError, match="no 'net'"):
         read_published(path)

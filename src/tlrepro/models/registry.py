@@ -30,6 +30,9 @@ class Pretraining:
     """Its settings when the model starts from given weights (None: as from scratch)."""
     zero_shot: bool = False
     """Judged, and reported, by the zero-shot accuracy of a CLIP's text-tower head."""
+    costs_like: str | None = None
+    """The calibrated method whose per-image cost it shares (tlrepro.plan.estimate sizes
+    its request from that row); None: unmeasured, the profile's fixed request."""
 
     def settings_for(self, weights: str | None) -> Settings:
         if weights is not None and self.from_weights is not None:
@@ -37,12 +40,15 @@ class Pretraining:
         return self.settings()
 
 
-SUPERVISED = Pretraining("tlrepro.methods.erm:ERM", ERMSettings, LinearProbeSettings)
-"""Cross-entropy on the source labels. A model that starts from given weights (Rebuffi's
-ImageNet ResNet-26) keeps their body and batch-norm statistics and fits only a source head:
-the runs then start from exactly those weights, as in the papers."""
+SUPERVISED = Pretraining(
+    "tlrepro.methods.erm:ERM", ERMSettings, LinearProbeSettings, costs_like="scratch"
+)
+"""Cross-entropy on the source labels, `scratch`'s step (one stream, random initialisation).
+A model that starts from given weights (Rebuffi's ImageNet ResNet-26) keeps their body and
+batch-norm statistics and fits only a source head: the runs then start from exactly those
+weights, as in the papers."""
 CONTRASTIVE = Pretraining("tlrepro.methods.clip_pretrain:ContrastivePretraining", zero_shot=True)
-ZERO_SHOT = Pretraining("tlrepro.methods.cmkd:ZeroShot", zero_shot=True)
+ZERO_SHOT = Pretraining("tlrepro.methods.cmkd:ZeroShot", zero_shot=True, costs_like="zeroshot")
 """The paper adapts OpenAI's CLIP itself: its "source pretraining" only records the weights
 with the source's zero-shot head (and its zero-shot accuracy); nothing trains."""
 

@@ -120,13 +120,14 @@ def images(plan: Plan, run: RunJob) -> tuple[float, float]:
 def data_mb(plan: Plan, run: RunJob) -> float:
     """The prepared images a run holds in memory (every split of every dataset it reads,
     as 3-channel uint8: an upper bound for grey datasets); NaN when a size is unknown."""
-    total = 0.0
-    for dataset in run.datasets:
-        sizes = split_sizes(plan, dataset)
-        if sizes is None:
-            return math.nan
-        total += sum(sizes.values()) * 3 * plan.image_size(dataset) ** 2
-    return total / 2**20
+    return sum(_dataset_mb(plan, dataset) for dataset in run.datasets)
+
+
+def _dataset_mb(plan: Plan, dataset: str) -> float:
+    sizes = split_sizes(plan, dataset)
+    if sizes is None:
+        return math.nan
+    return sum(sizes.values()) * 3 * plan.image_size(dataset) ** 2 / 2**20
 
 
 def _row(calibration: pd.DataFrame, plan: Plan, run: RunJob, device: str) -> pd.Series | None:
@@ -213,15 +214,19 @@ def job_seconds(plan: Plan, job: Job, calibration: pd.DataFrame, device: str) ->
     """A job's estimated seconds on `device`; NaN when a run of it is unmeasured. Where a
     row has no evaluation cost (the GPU rows from docs/measured), evaluation is bounded
     by the training cost per image: a forward pass without gradients costs less."""
-    total = 0.0
-    for run in job.runs:
-        row = _row(calibration, plan, run, device)
-        train, evaluated = images(plan, run)
-        eval_ms = _value(row, "eval_ms_per_image")
-        if math.isnan(eval_ms):
-            eval_ms = _value(row, "train_ms_per_image")
-        total += (_value(row, "train_ms_per_image") * train + eval_ms * evaluated) / 1000
-    return total
+    return sum(
+        _training_seconds(_row(calibration, plan, run, device), *images(plan, run))
+        for run in job.runs
+    )
+
+
+def _training_seconds(row: pd.Series | None, train: float, evaluated: float) -> float:
+    """Seconds for `train` training and `evaluated` evaluation images at the row's costs,
+    evaluation bounded by the training cost where the row has none."""
+    eval_ms = _value(row, "eval_ms_per_image")
+    if math.isnan(eval_ms):
+        eval_ms = _value(row, "train_ms_per_image")
+    return (_value(row, "train_ms_per_image") * train + eval_ms * evaluated) / 1000
 
 
 def requests(plan: Plan, job: Job, calibration: pd.DataFrame) -> Requests:
@@ -237,21 +242,11 @@ def requests(plan: Plan, job: Job, calibration: pd.DataFrame) -> Requests:
     return _sized(plan, rule, len(job.runs), seconds, host, accelerator)
 
 
-PRETRAINING_PROXY = {
-    "tlrepro.methods.erm:ERM": "scratch",
-    "tlrepro.methods.cmkd:ZeroShot": "zeroshot",
-}
-"""The calibrated method whose per-image cost a pretraining shares: supervised pretraining
-is `scratch`'s step (one stream, random initialisation, same model and size); a CLIP
-model's "pretraining" evaluates its zero-shot head, as `zeroshot` does. Other pretrainings
-(the tiny CLIP's contrastive one) are unmeasured and keep the fixed request."""
-
-
 def pretrain_requests(plan: Plan, job: PretrainJob, calibration: pd.DataFrame) -> Requests:
     """What a source pretraining asks for, sized like a transfer job's from the calibrated
-    cost of the method it resembles (`PRETRAINING_PROXY`)."""
+    cost of the method it resembles (its model spec's `pretraining.costs_like`)."""
     rule = Rule.of(plan)
-    proxy = PRETRAINING_PROXY.get(model_spec(job.model).pretraining.cls)
+    proxy = model_spec(job.model).pretraining.costs_like
     key = (job.model, plan.image_size(job.dataset), proxy, rule.device)
     row = calibration.loc[key] if key in calibration.index else None
     sizes = split_sizes(plan, job.dataset)
@@ -261,11 +256,8 @@ def pretrain_requests(plan: Plan, job: PretrainJob, calibration: pd.DataFrame) -
     batch = training["batch_size"]
     steps = training.get("steps_per_epoch") or math.ceil(sizes["train"] / batch)
     train, evaluated = training["epochs"] * steps * batch, training["epochs"] * sizes["val"]
-    eval_ms = _value(row, "eval_ms_per_image")
-    if math.isnan(eval_ms):
-        eval_ms = _value(row, "train_ms_per_image")
-    seconds = (_value(row, "train_ms_per_image") * train + eval_ms * evaluated) / 1000
-    data = sum(sizes.values()) * 3 * plan.image_size(job.dataset) ** 2 / 2**20
+    seconds = _training_seconds(row, train, evaluated)
+    data = _dataset_mb(plan, job.dataset)
     host, accelerator = (
         _value(row, column) + data for column in ("peak_host_mb", "peak_accelerator_mb")
     )

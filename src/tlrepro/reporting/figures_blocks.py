@@ -14,7 +14,7 @@ folders, e.g.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -49,8 +49,11 @@ def last_epoch_usage(run_dirs: Sequence[Path]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def usage_bars(run_dirs: Sequence[Path], out_png: Path) -> None:
-    """Bars of the mean (± std over seeds) fine-tuned-path usage per block, per group."""
+def usage_bars(
+    run_dirs: Sequence[Path], out_png: Path, machines: Iterable[str] | None = None
+) -> None:
+    """Bars of the mean (± std over seeds) fine-tuned-path usage per block, per group;
+    `machines` the runs were trained on (default: read from their metrics.json)."""
     from matplotlib.figure import Figure
 
     frame = last_epoch_usage(run_dirs)
@@ -68,13 +71,19 @@ def usage_bars(run_dirs: Sequence[Path], out_png: Path) -> None:
     ax.set_xlabel("residual block")
     ax.set_ylabel("fraction routed to the fine-tuned copy")
     ax.set_ylim(0, 1)
-    metrics = [Path(run) / METRICS_FILE for run in run_dirs]
-    timings = [read_metrics(path).get("timing", {}) for path in metrics if path.exists()]
-    machines = [timing["machine"] for timing in timings if "machine" in timing]
+    if machines is None:
+        machines = recorded_machines(run_dirs)
     ax.legend(fontsize="small", title=trained_on(machines), title_fontsize="small")
     ax.set_title("SpotTune block usage (last epoch, mean ± std over seeds)")
     with storage.atomic_output(Path(out_png)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
+
+
+def recorded_machines(run_dirs: Sequence[Path]) -> list[str]:
+    """The machines runs recorded in their metrics.json (runs without one: none)."""
+    metrics = [Path(run) / METRICS_FILE for run in run_dirs]
+    timings = [read_metrics(path).get("timing", {}) for path in metrics if path.exists()]
+    return [timing["machine"] for timing in timings if "machine" in timing]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -40,19 +40,28 @@ def write_tables(
     tested_claims = claims.load_claims(claims_path, reported)
     frame = collect(groups, run_dirs, criterion)
     link = Path(os.path.relpath(figures_dir, Path(out_md).parent)).as_posix()
-    stats_figures, usage_runs = [], []
+    stats_figures, usage_runs, usage_machines = [], [], []
     for group in groups:
-        usage_runs += [run for *_, run in group.runs(run_dirs) if figures_blocks.has_usage(run)]
+        with_usage = [
+            (key, run)
+            for key, _, _, _, run in group.runs(run_dirs)
+            if figures_blocks.has_usage(run)
+        ]
+        usage_runs += [run for _, run in with_usage]
+        usage_keys = {key for key, _ in with_usage}
         logs = load_logs(group, run_dirs)
         names = {kind: name.format(group=group.name) for kind, name in GROUP_FIGURES.items()}
-        machines = frame.loc[frame["group"] == group.name, "machine"].dropna()
+        rows = frame[frame["group"] == group.name]
+        machines = rows["machine"].dropna()
+        usage_machines += list(rows.loc[rows["method_key"].isin(usage_keys), "machine"].dropna())
         curves_png, stats_png = (Path(figures_dir) / names[kind] for kind in ("curves", "stats"))
         figures.learning_curves(group, aggregate.curves(logs), curves_png, machines)
         if statistics := aggregate.statistic_curves(logs):
             figures.training_statistics(group, statistics, stats_png, machines)
             stats_figures.append(group.name)
     if usage_runs:
-        figures_blocks.usage_bars(usage_runs, Path(figures_dir) / figures_blocks.FIGURE)
+        figure = Path(figures_dir) / figures_blocks.FIGURE
+        figures_blocks.usage_bars(usage_runs, figure, usage_machines)  # as collect read them
     markdown = render_markdown(
         frame,
         groups,
