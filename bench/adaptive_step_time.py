@@ -25,6 +25,7 @@ import torch
 from benchlib import add_options, ratio, write_summary
 
 from tlrepro import storage
+from tlrepro.config.model import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
@@ -41,8 +42,7 @@ def make_step(name: str, args: argparse.Namespace, device: torch.device) -> Call
     spec = method_spec(name)
     network = build_model(args.model, 10)
     method = build_method(spec.cls, MethodContext(network, spec.streams, spec.settings()), device)
-    training = {"lr": 0.01, "optimizer": "sgd", "momentum": 0.9, "nesterov": False}
-    optimizer = build_optimizer(method, {**training, "weight_decay": 5e-4})
+    optimizer = build_optimizer(method, Training(lr=0.01, momentum=0.9, weight_decay=5e-4))
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(args.batch_size, 3, args.size, args.size, generator=generator).to(device)
     x = x.contiguous(memory_format=torch.channels_last)

@@ -34,7 +34,7 @@ from tlrepro.config.load import load_config
 from tlrepro.plan.estimate import COLUMNS, KEY, read_calibration
 from tlrepro.plan.layout import CHECKPOINT
 from tlrepro.plan.runs import Plan, RunJob, build_plan
-from tlrepro.training.trainer import DEFAULT_PRECISION, _autocast_for, evaluate, fit
+from tlrepro.training.trainer import _autocast_for, evaluate, fit
 
 
 def reset_peak(device: torch.device) -> None:
@@ -67,8 +67,8 @@ def measure(run: RunJob, plan: Plan, device: torch.device, args) -> dict[str, An
     torch.manual_seed(0)
     reset_peak(device)
     method = run_method(run, device)
-    batch = args.batch_size or run.training["batch_size"]
-    augment = run.training["augment"]
+    batch = args.batch_size or run.training.batch_size
+    augment = run.training.augment
     streams = {}
     for name in run.spec.streams:
         dataset = run.task.target if name == "target" else run.task.source
@@ -77,15 +77,18 @@ def measure(run: RunJob, plan: Plan, device: torch.device, args) -> dict[str, An
         )
     size = plan.image_size(run.task.target)
     tiny = random_set(2, size, 2, device, augment)
-    training = {**run.training, "epochs": 2, "steps_per_epoch": args.steps, "batch_size": batch}
+    training = run.training.updated(
+        {"epochs": 2, "steps_per_epoch": args.steps, "batch_size": batch}
+    )
     with tempfile.TemporaryDirectory() as folder:
         sets = {"val": tiny, "test": tiny}
         history = fit(method, streams, sets, training, Path(folder), 0, "", progress=False)
         resume_mb = (Path(folder) / CHECKPOINT).stat().st_size / 2**20
     images = random_set(args.eval_images, size, len(classes(run.task.target)), device, augment)
     began = time.perf_counter()
-    precision = run.training.get("precision", DEFAULT_PRECISION)
-    evaluate(method, images, run.training["eval_batch_size"], _autocast_for(device, precision))
+    evaluate(
+        method, images, run.training.eval_batch_size, _autocast_for(device, run.training.autocast)
+    )
     eval_seconds = time.perf_counter() - began
     state = method.saved_state()
     cuda = device.type == "cuda"

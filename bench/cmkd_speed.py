@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config.load import default_training
+from tlrepro.config.model import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import RST_FILE
 from tlrepro.methods.registry import method_spec
@@ -40,9 +40,9 @@ def step_seconds(name: str, settings: dict, batches: dict, steps: int, warmup: i
     network = tiny_clip(10)
     network.set_class_names([str(d) for d in range(10)])
     spec = method_spec(name)
-    context = MethodContext(network, spec.streams, spec.settings.from_config(settings), 0.1)
+    context = MethodContext(network, spec.streams, spec.settings.model_validate(settings), 0.1)
     method = build_method(spec.cls, context, torch.device("cpu"))
-    training = {**default_training(), "lr": 0.003, "nesterov": True, "weight_decay": 5e-4}
+    training = Training(lr=0.003, nesterov=True, weight_decay=5e-4)
     optimizer = build_optimizer(method, training)
     method.train()
     times = []

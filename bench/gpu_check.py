@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config.load import default_training, load_config
+from tlrepro.config.load import load_config
+from tlrepro.config.model import Training
 from tlrepro.data import standin
 from tlrepro.data.registry import dataset_spec
 from tlrepro.methods.base import Method, MethodContext
@@ -87,12 +88,12 @@ def run_method(run: RunJob, device: torch.device) -> Method:
         network,
         run.spec.streams,
         run.settings,
-        run.training["label_smoothing"],
+        run.training.label_smoothing,
         source_model=source_model,
         shared_labels=shares_labels(run.task),
         # GradMF's release schedule alternates by epoch: here an epoch of one step, so the
         # timed steps mix its source and GradMF epochs
-        steps_per_epoch=run.training["steps_per_epoch"] or 1,
+        steps_per_epoch=run.training.steps_per_epoch or 1,
     )
     return build_method(run.spec.cls, context, device)
 
@@ -101,8 +102,8 @@ def step_seconds(run: RunJob, plan, device: torch.device, steps: int) -> float:
     """Seconds per trainer step (the second of two epochs, after warm-up)."""
     torch.manual_seed(0)
     method = run_method(run, device)
-    augment = run.training["augment"]
-    batch = run.training["batch_size"]
+    augment = run.training.augment
+    batch = run.training.batch_size
     streams = {}
     for name in run.spec.streams:
         dataset = run.task.target if name == "target" else run.task.source
@@ -110,7 +111,7 @@ def step_seconds(run: RunJob, plan, device: torch.device, steps: int) -> float:
         size = plan.image_size(dataset)
         streams[name] = random_set(2 * batch, size, n_classes, device, augment)
     tiny = random_set(2, plan.image_size(run.task.target), 2, device, augment)
-    training = {**run.training, "epochs": 2, "steps_per_epoch": steps}
+    training = run.training.updated({"epochs": 2, "steps_per_epoch": steps})
     with tempfile.TemporaryDirectory() as folder:
         sets = {"val": tiny, "test": tiny}
         history = fit(method, streams, sets, training, Path(folder), 0, "", progress=False)
@@ -138,7 +139,7 @@ def cmd_methods(args: argparse.Namespace, device: torch.device) -> None:
                 timed[key] = step_seconds(run, plan, device, args.steps)
             seconds[run.method_key] = timed[key]
         baseline = next((b for b in BASELINES if b in seconds), next(iter(seconds)))
-        batch = runs[0].training["batch_size"]
+        batch = runs[0].training.batch_size
         print(f"{group_name} ({runs[0].model}, batch {batch}, {first_task}):")
         for key, value in seconds.items():
             times = value / seconds[baseline]
@@ -205,8 +206,7 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
     dtypes = []
     hook = conv.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     data = random_set(64, 64, 10, device, "shift_flip")
-    training = {**default_training(), "steps_per_epoch": 3, "batch_size": 16}
-    training["augment"] = "shift_flip"
+    training = Training(steps_per_epoch=3, batch_size=16, augment="shift_flip")
     with tempfile.TemporaryDirectory() as folder:
 
         def train(epochs: int) -> list[dict[str, float]]:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config.load import default_training
+from tlrepro.config.model import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model
@@ -89,13 +89,7 @@ def trainer_loop(
     spec = method_spec("finetune")
     context = MethodContext(build_model(model_name, 10), spec.streams, spec.settings())
     method = build_method(spec.cls, context, device)
-    training = {
-        **default_training(),
-        "epochs": 2,
-        "batch_size": batch_size,
-        "steps_per_epoch": steps,
-        "augment": augment,
-    }
+    training = Training(epochs=2, batch_size=batch_size, steps_per_epoch=steps, augment=augment)
     tiny = synthetic_set(batch_size, data.images.shape[-1], device)
     with tempfile.TemporaryDirectory() as run_dir:
         history = fit(

@@ -3,10 +3,9 @@ import re
 from pathlib import Path
 
 import yaml
-from snakemake.utils import validate
 
 from tlrepro.plan import codebase
-from tlrepro.config.load import ConfigError, schema_path
+from tlrepro.config.load import ConfigError
 from tlrepro.config.load import validate as check_config
 from tlrepro.plan.estimate import calibration_of, pretrain_requests
 from tlrepro.plan.jobs import label, parse_seeds, plan_jobs
@@ -54,12 +53,9 @@ if _overridden:
 SEEDS = (
     parse_seeds(config.pop("seeds")) if "seeds" not in _from_file and "seeds" in config else None
 )
-# set_default=False: the schema's training defaults lie beneath a group's training only
-# (tlrepro.config.expand); filled into every block, they would override what a method's
-# training inherits from its group.
-validate(config, schema=str(schema_path(CONFIG_FILE).resolve()), set_default=False)
-
-JOBS = plan_jobs(check_config(config, schema_path(CONFIG_FILE)), SEEDS)
+# Checked once, by the typed model (tlrepro.config.model) that also generates
+# config/schema.yaml: its errors name the key as written.
+JOBS = plan_jobs(check_config(config), SEEDS)
 PLAN = JOBS.plan
 PROFILE = PLAN.profile_name
 RUNTIME = PLAN.profile.get("runtime", {})

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from tlrepro.methods.base import MethodContext
@@ -15,7 +16,6 @@ from tlrepro.methods.erm_settings import LinearProbeSettings
 from tlrepro.methods.multitune import MultiTune, reinitialise
 from tlrepro.methods.multitune_settings import Branch, MultiTuneSettings
 from tlrepro.methods.registry import method_spec
-from tlrepro.methods.settings import SettingError
 from tlrepro.methods.spottune import SpotTune, budget_loss
 from tlrepro.methods.spottune_settings import SpotTuneSettings
 from tlrepro.models.resnet26 import ResidualBranch, ResNet26
@@ -45,7 +45,7 @@ def batch(n: int = 8, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def spottune(net: ResNet26 | None = None, **overrides) -> SpotTune:
-    settings = SpotTuneSettings.from_config(overrides)
+    settings = SpotTuneSettings.model_validate(overrides)
     return SpotTune(MethodContext(net or tiny_resnet26(), ("target",), settings))
 
 
@@ -271,14 +271,14 @@ def test_budget_loss_pulls_the_global_policy_towards_k_blocks():
 def test_spottune_checks_its_policy_and_budget():
     assert method_spec("spottune").settings is SpotTuneSettings
     assert SpotTuneSettings().policy == "per_image"
-    with pytest.raises(SettingError, match="choose one of per_image, global"):
-        SpotTuneSettings.from_config({"policy": "blockwise"})
-    for bad in (-1, 2.5, True, "6"):  # checked with the settings, when the plan is built
-        with pytest.raises(SettingError, match="budget_blocks"):
-            SpotTuneSettings.from_config({"budget_blocks": bad})
+    with pytest.raises(ValidationError, match="policy\n  Input should be 'per_image' or 'global'"):
+        SpotTuneSettings.model_validate({"policy": "blockwise"})
+    for bad in (-1, 2.5, True, "6"):  # checked with the settings, when the config is loaded
+        with pytest.raises(ValidationError, match="budget_blocks"):
+            SpotTuneSettings.model_validate({"budget_blocks": bad})
     with pytest.raises(ValueError, match="budget_blocks is 13, more than the network's 12"):
         spottune(budget_blocks=13)  # depends on the network: checked when the method is built
-    with pytest.raises(SettingError, match="budget_weight"):
+    with pytest.raises(ValidationError, match="budget_weight"):
         SpotTuneSettings(budget_blocks=3, budget_weight=-1.0)
 
 
@@ -301,7 +301,7 @@ def test_linear_probe_trains_the_head_only():
 
 
 def multitune(net: ResNet26 | None = None, **overrides) -> MultiTune:
-    settings = MultiTuneSettings.from_config(overrides)
+    settings = MultiTuneSettings.model_validate(overrides)
     return MultiTune(MethodContext(net or tiny_resnet26(), ("target",), settings))
 
 
@@ -309,7 +309,7 @@ def test_multitune_branches_differ_in_the_named_settings():
     pretrained = tiny_resnet26()
     method = multitune(copy.deepcopy(pretrained))
     finetune, l2sp_reinit = method.branch_settings
-    assert finetune == Branch("finetune", lr_scale=1.0, l2sp=0.0, reinit_blocks=0)
+    assert finetune == Branch(name="finetune", lr_scale=1.0, l2sp=0.0, reinit_blocks=0)
     assert (l2sp_reinit.l2sp, l2sp_reinit.reinit_blocks) == (0.01, 1)
     plain_branch, special = method.network.branches
     reference = pretrained.state_dict()
@@ -379,22 +379,20 @@ def test_multitune_trains_and_checks_its_settings():
     stats = train_steps(multitune(), steps=2)
     assert torch.isfinite(stats["loss"]) and float(stats["l2sp"]) > 0
     good = {"name": "a", "lr_scale": 1, "l2sp": 0.0, "reinit_blocks": 0}  # an int for a float
-    assert MultiTuneSettings.from_config({"branches": [good, good]}).record() == {
+    assert MultiTuneSettings.model_validate({"branches": [good, good]}).record() == {
         "branches": [good, good]
     }
-    with pytest.raises(SettingError, match="at least two"):
+    with pytest.raises(ValidationError, match="at least two"):
         multitune(branches=[good])
-    with pytest.raises(SettingError, match=r"'branches\[0\]': setting 'lr_scale' is required"):
+    with pytest.raises(ValidationError, match=r"branches\.0\.lr_scale\n  Field required"):
         multitune(branches=[{"name": "a"}, {"name": "b"}])
-    with pytest.raises(SettingError, match=r"'branches\[1\]': no setting 'lr'"):
+    with pytest.raises(ValidationError, match=r"branches\.1\n  unknown key 'lr'"):
         multitune(branches=[{**good, "name": "b"}, {**good, "lr": 0.1}])
-    with pytest.raises(
-        SettingError, match=r"'branches\[1\]': setting 'l2sp' is -0.1; it must be >= 0"
-    ):
+    with pytest.raises(ValidationError, match=r"branches\.1\.l2sp\n  Input should be greater"):
         multitune(branches=[good, {**good, "l2sp": -0.1}])
-    with pytest.raises(SettingError, match="'reinit_blocks' must be an int, got True"):
+    with pytest.raises(ValidationError, match=r"reinit_blocks\n  Input should be a valid integer"):
         multitune(branches=[good, {**good, "reinit_blocks": True}])
-    with pytest.raises(SettingError, match="'branches' must be a list of Branch entries"):
+    with pytest.raises(ValidationError, match=r"branches\n  Input should be a valid list"):
         multitune(branches={"name": "a"})
     bad = {"name": "a", "lr_scale": 1.0, "l2sp": 0.0, "reinit_blocks": 13}
     with pytest.raises(ValueError, match="re-initialises 13 blocks"):
@@ -458,20 +456,20 @@ def test_paper_profile_trains_cifar100_without_weight_decay_as_both_releases():
     runs = paper_runs()
     for run in runs:
         expected = 0.0 if run.task.target == "cifar100_decathlon" else 0.0005
-        assert run.training["weight_decay"] == expected, (run.group, run.method_key)
+        assert run.training.weight_decay == expected, (run.group, run.method_key)
     assert {run.task.target for run in runs} == {"cifar100_decathlon", "fgvc_aircraft"}
 
 
 def test_paper_profile_runs_multitune_under_its_own_recipe_and_spottune_under_its():
     for run in paper_runs():
-        epochs = run.training["epochs"]
-        decays = [round(m * epochs) for m in run.training["milestones"]]
+        epochs = run.training.epochs
+        decays = [round(m * epochs) for m in run.training.milestones]
         if run.method == "multitune":
             # batch 120, CenterCrop(72) + flip, lr x0.1 at epochs 20, 50 and 80 of 110
-            assert (run.training["batch_size"], run.training["augment"]) == (120, "flip")
+            assert (run.training.batch_size, run.training.augment) == (120, "flip")
             assert decays == [20, 50, 80]
         else:
-            assert (run.training["batch_size"], run.training["augment"]) == (
+            assert (run.training.batch_size, run.training.augment) == (
                 128,
                 "decathlon_crop",
             )

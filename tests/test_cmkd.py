@@ -8,7 +8,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 
+from tlrepro.config.model import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import (
     CMKD,
@@ -22,7 +24,6 @@ from tlrepro.methods.cmkd import (
     ramp,
 )
 from tlrepro.methods.cmkd_settings import CMKDSettings
-from tlrepro.methods.settings import SettingError
 from tlrepro.models.clip import ClipClassifier, tiny_clip
 from tlrepro.training.trainer import TensorSet
 
@@ -281,14 +282,17 @@ def test_clip_methods_refuse_a_non_clip_network():
 
 def test_clip_settings_are_checked_when_built():
     for bad, message in (
-        ({"rst_tau": 0.0}, "'rst_tau' is 0.0; it must be > 0"),
-        ({"fixmatch_threshold": 1.5}, r"'fixmatch_threshold' is 1.5; it must be in \[0, 1\]"),
-        ({"ramp_steps": 0}, "'ramp_steps' is 0; it must be >= 1"),
-        ({"fixmatch": "yes"}, "'fixmatch' must be a bool"),
+        ({"rst_tau": 0.0}, "rst_tau\n  Input should be greater than 0"),
+        (
+            {"fixmatch_threshold": 1.5},
+            "fixmatch_threshold\n  Input should be less than or equal to 1",
+        ),
+        ({"ramp_steps": 0}, "ramp_steps\n  Input should be greater than or equal to 1"),
+        ({"fixmatch": "yes"}, "fixmatch\n  Input should be a valid boolean"),
     ):
-        with pytest.raises(SettingError, match=message):
-            CMKDSettings.from_config(bad)
-    assert CMKDSettings.from_config({"rst_tau": None}).rst_tau is None
+        with pytest.raises(ValidationError, match=message):
+            CMKDSettings.model_validate(bad)
+    assert CMKDSettings.model_validate({"rst_tau": None}).rst_tau is None
 
 
 def test_zeroshot_changes_nothing():
@@ -304,19 +308,23 @@ def test_zeroshot_changes_nothing():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
 
 
-def test_per_model_pretraining_settings_are_checked_and_used():
+def test_per_model_pretraining_settings_are_checked_and_used(tmp_path):
     from tests.conftest import tiny_config
-    from tlrepro.config.load import ConfigError, check_names
+    from tlrepro.config.load import ConfigError, validate
     from tlrepro.plan.runs import build_plan
 
     config = tiny_config()
     quick = config["profiles"]["quick"]
-    quick["pretrain"]["models"] = {"small_vgg": {"training": {"lr": 0.123}, "weights": "w.pt"}}
-    (job,) = build_plan(config).pretrains.values()
-    assert job.training["lr"] == 0.123 and job.weights == "w.pt"
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"weights")
+    quick["pretrain"]["models"] = {
+        "small_vgg": {"training": {"lr": 0.123}, "weights": str(weights)}
+    }
+    (job,) = build_plan(validate(config)).pretrains.values()
+    assert job.training.lr == 0.123 and job.weights == str(weights)
     quick["pretrain"]["models"] = {"small_vgq": {}}
     with pytest.raises(ConfigError, match=r"pretrain\.models\.small_vgq"):
-        check_names(config, "quick")
+        validate(config)
 
 
 # --------------------------------------------------------------------------- paper fidelity
@@ -541,8 +549,8 @@ def test_fp32_precision_turns_cuda_autocast_off():
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else contextlib.nullcontext():
         context = bf16()
     assert isinstance(context, torch.autocast) and context.fast_dtype == torch.bfloat16
-    with pytest.raises(ValueError, match="unknown precision"):
-        _autocast_for(cuda, "fp16")
+    with pytest.raises(ValidationError, match="precision\n  Input should be 'bf16' or 'fp32'"):
+        Training(precision="fp16")
 
 
 def test_digits_views_are_the_releases_random_resized_crop_and_usps_source_view():

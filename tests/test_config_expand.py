@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from tlrepro.config.expand import ExpandError, expand_config
-from tlrepro.config.load import ConfigError, default_training, load_config, validate
+from tlrepro.config.expand import expand_config
+from tlrepro.config.load import ConfigError, load_config, validate
+from tlrepro.config.model import Training
 
 from .conftest import REPO, tiny_config
 
-SCHEMA = REPO / "config" / "schema.yaml"
-DEFAULTS = default_training()
+DEFAULTS = Training().record()
 
 
 def expand(profile: dict, **shared: dict) -> dict:
@@ -148,25 +148,25 @@ def test_method_sets_take_added_and_replaced_methods_and_task_sets_resolve():
     ],
 )
 def test_errors_name_the_short_form_key(group, message):
-    with pytest.raises(ExpandError) as error:
+    with pytest.raises(ConfigError) as error:
         expand({"recipes": {"slow": {"epochs": 9}}, "groups": {"g": {**GROUP, **group}}})
     assert message in str(error.value)
 
 
 def test_unknown_pieces_list_what_exists():
-    with pytest.raises(ExpandError, match=r"define: slow, steady$"):
+    with pytest.raises(ConfigError, match=r"define: slow, steady$"):
         expand({"recipes": {"slow": {}, "steady": {}}, "groups": {"g": {**GROUP, "training": "x"}}})
 
 
 def test_missing_keys_collisions_and_cycles_are_refused():
     without_seeds = {key: value for key, value in GROUP.items() if key != "seeds"}
     with pytest.raises(
-        ExpandError, match=r"no `seeds`; give it here or under 'profiles.p.group_defaults'"
+        ConfigError, match=r"no `seeds`; give it here or under 'profiles.p.group_defaults'"
     ):
         expand({"groups": {"g": without_seeds}})
-    with pytest.raises(ExpandError, match="expands to group 'g_n5'"):
+    with pytest.raises(ConfigError, match="expands to group 'g_n5'"):
         expand({"groups": {"g": {**GROUP, "target_train_per_class": [5]}, "g_n5": GROUP}})
-    with pytest.raises(ExpandError, match=r"in a cycle \(a -> b -> a\)"):
+    with pytest.raises(ConfigError, match=r"in a cycle \(a -> b -> a\)"):
         expand(
             {
                 "recipes": {"a": {"recipe": "b"}, "b": "a"},
@@ -179,21 +179,21 @@ def test_schema_errors_in_the_short_form_name_list_items():
     config = tiny_config()
     config["profiles"]["quick"]["groups"]["baselines"]["target_train_per_class"] = [5, 0]
     with pytest.raises(ConfigError, match=r"groups\.baselines\.target_train_per_class\[1\]"):
-        validate(config, SCHEMA)
+        validate(config)
 
 
 def test_short_form_errors_surface_as_config_errors():
     config = tiny_config()
     config["profiles"]["quick"]["groups"]["baselines"]["training"] = "nonesuch"
     with pytest.raises(ConfigError, match="unknown recipe 'nonesuch'"):
-        validate(config, SCHEMA)
+        validate(config)
 
 
 def test_registry_errors_name_the_entry_an_expanded_group_came_from():
     config = tiny_config()
     config["profiles"]["quick"]["groups"]["baselines"]["model"] = ["small_vgg", "small_vgx"]
     with pytest.raises(ConfigError, match=r"at 'profiles\.quick\.groups\.baselines\.model'"):
-        validate(config, SCHEMA)
+        validate(config)
 
 
 def test_repository_config_expands_its_axes():
@@ -215,5 +215,5 @@ def test_task_training_resolves_per_task_and_must_name_the_groups_tasks():
         {"groups": {"g": {**GROUP, "task_training": {"a-to-b": {"weight_decay": 0.0}}}}}
     )
     assert groups["g"]["task_training"] == {"a-to-b": {"weight_decay": 0.0}}
-    with pytest.raises(ExpandError, match=r"task_training.*c-to-d not among"):
+    with pytest.raises(ConfigError, match=r"task_training.*c-to-d not among"):
         expand({"groups": {"g": {**GROUP, "task_training": {"c-to-d": {"weight_decay": 0.0}}}}})

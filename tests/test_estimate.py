@@ -165,6 +165,6 @@ def test_a_transductive_run_is_costed_on_every_target_image():
     if target is None or source is None:
         pytest.skip("Office-31's split sizes are not known here")
     _, evaluated = images(plan, run)
-    assert evaluated == run.training["epochs"] * (source["val"] + sum(target.values()))
+    assert evaluated == run.training.epochs * (source["val"] + sum(target.values()))
     assert _train_size(plan, run, "source") == source["train"] + source["test"]
     assert _train_size(plan, run, "target") == sum(target.values())

@@ -9,21 +9,20 @@ import csv
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from torch import nn
 
-from tlrepro.config.load import default_training
+from tlrepro.config.model import Training
 from tlrepro.methods import gradient_algebra
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.gradient_algebra import EPS
 from tlrepro.methods.gradmf import GradMF, ReleaseSchedule
 from tlrepro.methods.gradmf_settings import GradMFSettings
 from tlrepro.methods.pcgrad import PCGrad
-from tlrepro.methods.settings import SettingError, Settings
+from tlrepro.methods.settings import Settings
 from tlrepro.methods.two_stream import Joint, gradient_buffer
 from tlrepro.models.small import SmallVGG
 from tlrepro.training.trainer import TensorSet, fit
-
-TRAINING_DEFAULTS = default_training()
 
 STREAMS = ("target", "source")
 
@@ -346,7 +345,7 @@ def test_the_trainer_logs_the_cosines(tmp_path):
             shared_labels=True,
         )
     )
-    training = {**TRAINING_DEFAULTS, "epochs": 2, "batch_size": 8, "steps_per_epoch": 3}
+    training = Training(epochs=2, batch_size=8, steps_per_epoch=3)
     fit_two_streams(method, training, tmp_path, images=32, classes=2)
     with open(tmp_path / "log.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -358,18 +357,18 @@ def test_the_trainer_logs_the_cosines(tmp_path):
 
 
 def test_settings_are_checked_against_their_dataclass():
-    with pytest.raises(SettingError, match="choose one of coded, drawn"):
-        GradMFSettings.from_config({"variant": "codded"})
-    with pytest.raises(SettingError, match="must be a bool"):
-        GradMFSettings.from_config({"project": 1})
-    with pytest.raises(SettingError, match=r"'tau' is 0; it must be in \(0, 1\]"):
-        GradMFSettings.from_config({"tau": 0})
-    with pytest.raises(SettingError, match=r"'max_steps' must be an int, got 2\.0"):
-        GradMFSettings.from_config({"max_steps": 2.0})
-    with pytest.raises(SettingError, match="no setting 'steps'"):
-        GradMFSettings.from_config({"steps": 2})
+    with pytest.raises(ValidationError, match="variant\n  Input should be 'coded' or 'drawn'"):
+        GradMFSettings.model_validate({"variant": "codded"})
+    with pytest.raises(ValidationError, match="project\n  Input should be a valid boolean"):
+        GradMFSettings.model_validate({"project": 1})
+    with pytest.raises(ValidationError, match="tau\n  Input should be greater than 0"):
+        GradMFSettings.model_validate({"tau": 0})
+    with pytest.raises(ValidationError, match="max_steps\n  Input should be a valid integer"):
+        GradMFSettings.model_validate({"max_steps": 2.0})
+    with pytest.raises(ValidationError, match="unknown key 'steps' \\(allowed keys: max_steps"):
+        GradMFSettings.model_validate({"steps": 2})
     # YAML's int for a float is kept as written: the recorded settings are the config's.
-    assert GradMFSettings.from_config({"tau": 1}).record() == {
+    assert GradMFSettings.model_validate({"tau": 1}).record() == {
         "variant": "coded",
         "tau": 1,
         "max_steps": 5,
@@ -377,10 +376,10 @@ def test_settings_are_checked_against_their_dataclass():
         "schedule": "joint",
         "release_period": 3,
     }
-    with pytest.raises(SettingError, match=r"'release_period' is 1; it must be >= 2"):
-        GradMFSettings.from_config({"release_period": 1})
-    with pytest.raises(SettingError, match="choose one of joint, release"):
-        GradMFSettings.from_config({"schedule": "alternate"})
+    with pytest.raises(ValidationError, match="release_period\n  Input should be greater than or"):
+        GradMFSettings.model_validate({"release_period": 1})
+    with pytest.raises(ValidationError, match="schedule\n  Input should be 'joint' or 'release'"):
+        GradMFSettings.model_validate({"schedule": "alternate"})
 
 
 # The release schedule (docs/gradmf.md, "Schedules").
@@ -498,10 +497,7 @@ def test_the_best_source_state_is_judged_by_the_source_epochs_counted_hits():
 def release_fit(tmp_path, epochs: int, method: GradMF | None = None) -> tuple[GradMF, list]:
     method = method or release_method(shared_labels=False, steps_per_epoch=3)
     # constant: a shorter run then is the longer one stopped early
-    training = {
-        **TRAINING_DEFAULTS,
-        **{"epochs": epochs, "batch_size": 8, "steps_per_epoch": 3, "schedule": "constant"},
-    }
+    training = Training(epochs=epochs, batch_size=8, steps_per_epoch=3, schedule="constant")
     return method, fit_two_streams(method, training, tmp_path, images=24, classes=3)
 
 

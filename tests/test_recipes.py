@@ -3,6 +3,7 @@ strong view, Rebuffi's ResNet-26 checkpoint, and their use by the paper profile.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import struct
 import sys
@@ -19,7 +20,8 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from tests.conftest import REPO
-from tlrepro.config.load import ConfigError, default_training, load_config, validate
+from tlrepro.config.load import ConfigError, load_config, validate
+from tlrepro.config.model import Training
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.settings import Settings
@@ -34,8 +36,6 @@ from tlrepro.plan.runs import PretrainJob, build_plan
 from tlrepro.training.augment import per_image, strong_view
 from tlrepro.training.trainer import TensorSet, fit, lr_lambda
 
-TRAINING_DEFAULTS = default_training()
-
 CPU = torch.device("cpu")
 
 # --------------------------------------------------------------------------- lr schedule
@@ -43,7 +43,7 @@ CPU = torch.device("cpu")
 
 @pytest.mark.parametrize("step", [0, 1, 500, 3333, 10000])
 def test_inv_schedule_is_cmkds_per_iteration_decay(step):
-    factor = lr_lambda({"schedule": "inv"}, total_steps=10000)(step)
+    factor = lr_lambda(Training(schedule="inv"), total_steps=10000)(step)
     assert factor == pytest.approx((1 + 0.0003 * step) ** -0.75, rel=1e-12)
 
 
@@ -52,7 +52,7 @@ def test_inv_schedule_counts_optimiser_steps():
     parameter = nn.Parameter(torch.zeros(()))
     optimizer = torch.optim.SGD([parameter], lr=3e-7)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda({"schedule": "inv"}, total_steps=100)
+        optimizer, lr_lambda(Training(schedule="inv"), total_steps=100)
     )
     seen = []
     for _ in range(4):
@@ -269,7 +269,7 @@ def test_the_trainer_gives_strong_views_of_the_same_images(tmp_path):
     method = RecordingMethod(
         MethodContext(build_model("small_vgg", 4, widths=(8, 16)), ("target",))
     )
-    training = {**TRAINING_DEFAULTS, "epochs": 1, "steps_per_epoch": 2, "batch_size": 8}
+    training = Training(epochs=1, steps_per_epoch=2, batch_size=8)
     fit(method, {"target": data}, {"val": data, "test": data}, training, tmp_path, 0, "f", False)
     assert len(method.seen) == 2
     for batches in method.seen:
@@ -396,12 +396,18 @@ def pretraining_settings(job: PretrainJob) -> Settings:
 
 
 def test_given_weights_are_kept_by_the_source_pretraining():
-    training = dict(TRAINING_DEFAULTS)
-    job = PretrainJob("paper", "resnet26", "caltech256_decathlon", 0, training, "w.pt")
+    job = PretrainJob(
+        profile="paper",
+        model="resnet26",
+        dataset="caltech256_decathlon",
+        seed=0,
+        training=Training(),
+        weights="w.pt",
+    )
     assert pretraining_settings(job) == LinearProbeSettings(freeze_body=True)
     job.weights = None
     assert pretraining_settings(job) == ERMSettings() and not ERMSettings().freeze_body
-    clip = PretrainJob("paper", "clip_rn50", "office31_amazon", 0, training, "openai")
+    clip = dataclasses.replace(job, model="clip_rn50", dataset="office31_amazon", weights="openai")
     assert pretraining_settings(clip) == Settings()  # zero-shot: nothing trains anyway
 
 
@@ -411,15 +417,23 @@ def test_a_weights_file_is_part_of_the_pretrainings_identity(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "resnet26_imagenet.pt"
     path.write_bytes(b"first export")
-    job = PretrainJob("paper", "resnet26", "caltech256_decathlon", 0, {}, str(path))
+    job = PretrainJob(
+        profile="paper",
+        model="resnet26",
+        dataset="caltech256_decathlon",
+        seed=0,
+        training=Training(),
+        weights=str(path),
+    )
     before = job.identity
     path.write_bytes(b"second export")
     assert job.identity != before and job.identity["weights"] == before["weights"]
-    assert "weights_sha256" not in PretrainJob("p", "clip_rn50", "d", 0, {}, "openai").identity
+    tagged = dataclasses.replace(job, model="clip_rn50", weights="openai")
+    assert "weights_sha256" not in tagged.identity
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["profiles"]["paper"]["pretrain"]["models"]["resnet26"]["weights"] = "missing.pt"
     with pytest.raises(ConfigError, match=r"weights': no file 'missing\.pt'"):
-        validate(config, REPO / "config" / "schema.yaml", "paper")
+        validate(config, "paper")
 
 
 # --------------------------------------------------------------------------- the paper profile
@@ -436,12 +450,12 @@ def test_paper_clip_groups_use_the_cmkd_recipe(paper_plan):
     for run in clip_runs:
         # the digits groups take the release's digits views (tests/test_cmkd.py)
         expected = "clip_digits" if run.group.startswith("cmkd_digits") else "clip"
-        assert run.training["augment"] == expected, run.group
-        assert run.training["schedule"] == "inv", run.group
+        assert run.training.augment == expected, run.group
+        assert run.training.schedule == "inv", run.group
     assert any(r.settings.record().get("fixmatch") for r in clip_runs)
     for job in paper_plan.pretrains.values():
         if job.model.startswith("clip_"):
-            assert job.training["augment"] == "clip"
+            assert job.training.augment == "clip"
     office_home = paper_plan.profile["datasets"]["office_home_art"]
     assert office_home["image_size"] == 256  # Resize(256, 256) happens once, at preparation
 
@@ -468,10 +482,10 @@ def test_paper_tlvfc_groups_follow_the_releases_train_py(paper_plan):
     runs = [r for r in paper_plan.runs if r.group.startswith("tlvfc_")]
     assert {r.group for r in runs} >= {"tlvfc_resnet18", "tlvfc_depth_resnet152"}
     for run in runs:
-        assert run.training["augment"] == "tlvfc_crop", run.group
-        assert run.training["schedule"] == "constant", run.group
-        assert (run.training["optimizer"], run.training["lr"]) == ("adamw", 1e-4)
-        assert (run.training["epochs"], run.training["batch_size"]) == (200, 128)
+        assert run.training.augment == "tlvfc_crop", run.group
+        assert run.training.schedule == "constant", run.group
+        assert (run.training.optimizer, run.training.lr) == ("adamw", 1e-4)
+        assert (run.training.epochs, run.training.batch_size) == (200, 128)
     datasets = paper_plan.profile["datasets"]
     assert datasets["food101"]["val_fraction"] == 0.1
     assert "test_fraction" not in datasets["food101"]  # Food-101's official test split
@@ -483,15 +497,15 @@ def test_paper_gradmf_resnet50_groups_draw_no_augmentation(paper_plan):
     """GradMF's ResNet-50 scripts (Office31.py, Grad_train_caltech256.py) only resize."""
     runs = [r for r in paper_plan.runs if r.group in ("gradmf_caltech", "gradmf_office31")]
     assert {r.group for r in runs} == {"gradmf_caltech", "gradmf_office31"}
-    assert {r.training["augment"] for r in runs} == {"none"}
+    assert {r.training.augment for r in runs} == {"none"}
     assert {r.model for r in runs} == {"resnet50_imagenet"}
 
 
 def test_quick_profile_keeps_its_augmentations():
     """The new views are paper-profile options: no quick run uses them."""
     plan = build_plan(load_config(REPO / "config" / "config.yaml", profile="quick"), "quick")
-    assert {r.training["augment"] for r in plan.runs} == {"shift"}
-    assert {j.training["augment"] for j in plan.pretrains.values()} <= {"shift"}
+    assert {r.training.augment for r in plan.runs} == {"shift"}
+    assert {j.training.augment for j in plan.pretrains.values()} <= {"shift"}
 
 
 class Py2Pickler(pickle._Pickler):

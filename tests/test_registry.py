@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from tlrepro.config.load import default_training
+from tlrepro.config.model import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import METHODS, method_spec
 from tlrepro.models.base import Classifier
@@ -34,7 +34,7 @@ from tlrepro.registry import module_of
 from tlrepro.training.experiment import build_method
 from tlrepro.training.trainer import TensorSet, build_optimizer
 
-TRAINING_DEFAULTS = default_training()
+TRAINING = Training()
 
 CLASSES = ("0", "1", "2")
 SOURCE_CLASSES = ("a", "b", "c", "d")
@@ -88,8 +88,8 @@ def batches(streams: tuple[str, ...], strong: tuple[str, ...], source_classes: i
 def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path: Path):
     spec = method_spec(name)
     module = module_of(spec.cls)
-    settings = spec.settings.from_config({})
-    assert spec.settings.from_config(settings.record()) == settings, name
+    settings = spec.settings.model_validate({})
+    assert spec.settings.model_validate(settings.record()) == settings, name
     shared_labels = spec.needs_shared_labels
     torch.manual_seed(0)
     network = TARGET_MODELS.get(module, tiny_vgg)(len(CLASSES))
@@ -104,13 +104,13 @@ def test_every_registered_method_builds_updates_and_predicts(name: str, tmp_path
         network,
         spec.streams,
         settings,
-        TRAINING_DEFAULTS["label_smoothing"],
+        TRAINING.label_smoothing,
         source_model=source_model,
         shared_labels=shared_labels,
     )
     method = build_method(spec.cls, context, torch.device("cpu"))
 
-    optimizer = build_optimizer(method, TRAINING_DEFAULTS)
+    optimizer = build_optimizer(method, TRAINING)
     method.train()
     step = batches(method.streams, method.strong_streams, len(source_classes))
     optimizer.zero_grad(set_to_none=True)

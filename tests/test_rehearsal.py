@@ -15,13 +15,13 @@ from tlrepro.config.load import ConfigError, load_config, validate
 from tlrepro.data import standin
 from tlrepro.data.prepare import load_prepared, prepare_dataset
 from tlrepro.data.registry import dataset_spec
+from tlrepro.methods.registry import method_spec
 from tlrepro.plan.layout import RST_FILE
 from tlrepro.plan.runs import build_plan
 
 from .conftest import BIN, REPO, make_workspace, run
 
 CONFIG = REPO / "config" / "config.yaml"
-SCHEMA = REPO / "config" / "schema.yaml"
 
 
 def raw_config() -> dict:
@@ -54,14 +54,17 @@ def test_same_groups_methods_models_and_recipes_as_the_paper(profiles):
         assert ours["seeds"] == group["seeds"][:1]
         assert list(ours["methods"]) == list(group["methods"])
         for key, entry in group["methods"].items():
-            assert ours["methods"][key].get("settings") == entry.get("settings")
+            method = entry.get("method", key)
+            given = method_spec(method).settings.model_validate(entry.get("settings", {}))
+            assert ours["methods"][key]["settings"] == given, (name, key)
             assert ours["methods"][key].get("method") == entry.get("method")
+        training = ours["training"]
         for key in recipe_keys:
-            assert ours["training"].get(key) == group.get("training", {}).get(key), (name, key)
-        assert ours["training"]["epochs"] == 1 and ours["training"]["steps_per_epoch"] <= 2
-        assert ours["training"]["batch_size"] <= rehearsal.TRAINING_CAPS["batch_size"]
+            assert getattr(training, key) == group["training"].get(key), (name, key)
+        assert training.epochs == 1 and training.steps_per_epoch <= 2
+        assert training.batch_size <= rehearsal.TRAINING_CAPS["batch_size"]
     assert derived["pretrain"]["models"]["clip_rn50"]["weights"] == "openai"
-    assert derived["pretrain"]["models"]["clip_rn50"]["training"]["augment"] == "clip"
+    assert derived["pretrain"]["models"]["clip_rn50"]["training"].augment == "clip"
 
 
 def test_kept_tasks_read_every_dataset_of_their_group(profiles):
@@ -112,25 +115,25 @@ def test_other_profiles_keep_their_identities():
 def test_derivation_follows_the_paper_profile_and_needs_it():
     config = raw_config()
     config["profiles"]["paper"]["groups"]["gradmf_digits"]["training"]["lr"] = 0.5
-    derived = validate(config, SCHEMA, "rehearsal")["profiles"]["rehearsal"]
-    assert derived["groups"]["gradmf_digits"]["training"]["lr"] == 0.5
+    derived = validate(config, "rehearsal")["profiles"]["rehearsal"]
+    assert derived["groups"]["gradmf_digits"]["training"].lr == 0.5
     del config["profiles"]["paper"]
     with pytest.raises(ConfigError, match="derived from the 'paper' profile"):
-        validate(config, SCHEMA, "rehearsal")
+        validate(config, "rehearsal")
 
 
 def test_a_config_that_defines_a_rehearsal_profile_keeps_its_own():
     config = raw_config()
     config["profiles"]["rehearsal"] = copy.deepcopy(config["profiles"]["quick"])
-    kept = validate(config, SCHEMA, "rehearsal")["profiles"]["rehearsal"]
-    assert kept == validate(config, SCHEMA, "quick")["profiles"]["quick"]
+    kept = validate(config, "rehearsal")["profiles"]["rehearsal"]
+    assert kept == validate(config, "quick")["profiles"]["quick"]
 
 
 def test_model_options_a_model_does_not_take_are_refused():
     config = raw_config()
     config["profiles"]["quick"]["model_options"] = {"small_vgg": {"download": False}}
     with pytest.raises(ConfigError, match="'small_vgg' takes no option 'download'"):
-        validate(config, SCHEMA)
+        validate(config)
 
 
 PAPER_DATASETS = sorted(raw_config()["profiles"]["paper"]["datasets"])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlrepro.config.load import default_training
+from tlrepro.config.model import Training
 from tlrepro.data.prepare import class_subset
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM
@@ -21,8 +21,6 @@ from tlrepro.training.trainer import (
     fit,
     read_checkpoint,
 )
-
-TRAINING_DEFAULTS = default_training()
 
 CPU = torch.device("cpu")
 
@@ -42,14 +40,9 @@ def train_with(
     torch.use_deterministic_algorithms(True)
     network = build_model("small_vgg", 4, widths=(8, 16))
     method = method_class(MethodContext(network, ("target",), ERMSettings()))
-    training = {
-        **TRAINING_DEFAULTS,
-        "epochs": 2,
-        "batch_size": 16,
-        "lr": 0.05,
-        "augment": "shift_flip",
-        **overrides,
-    }
+    training = Training.model_validate(
+        {"epochs": 2, "batch_size": 16, "lr": 0.05, "augment": "shift_flip", **overrides}
+    )
     history = fit(
         method,
         {"target": random_set(96, 1)},

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from tlrepro import storage
 from tlrepro.config.load import DEFAULT_CONFIG, load_config
+from tlrepro.config.model import SCHEMA_FILE
 from tlrepro.errors import MissingFileError, TlreproError
 from tlrepro.plan.jobs import Jobs, parse_seeds, plan_jobs
 from tlrepro.plan.layout import (
@@ -55,6 +56,12 @@ def cmd_validate(args: argparse.Namespace) -> None:
         f"{len(plan.needed_datasets())} datasets, {len(plan.pretrains)} source pretrainings, "
         f"{len(plan.runs)} runs in {len(plan.groups())} groups."
     )
+
+
+def cmd_schema(args: argparse.Namespace) -> None:
+    from tlrepro.config.model import write_schema
+
+    print(f"wrote {write_schema(args.output)}")
 
 
 def cmd_plan(args: argparse.Namespace) -> None:
@@ -311,7 +318,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    command("validate", cmd_validate, "check the config against the schema and the registries")
+    command("validate", cmd_validate, "check the config against its model and the registries")
+    sub = command(
+        "schema", cmd_schema, "write config/schema.yaml (for editors) from the config's model"
+    )
+    sub.add_argument("--output", type=Path, default=SCHEMA_FILE, help="default: %(default)s")
     sub = command("plan", cmd_plan, "list the datasets, pretrainings and runs the config implies")
     sub.add_argument("--json", action="store_true", help="machine-readable output")
     sub = command(

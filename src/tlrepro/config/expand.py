@@ -14,7 +14,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tlrepro.errors import TlreproError
+from tlrepro.errors import ConfigError
 
 SHARED_KEYS = ("recipes", "method_sets", "task_sets")
 """Named pieces: at the top level (every profile's) or in a profile (its own)."""
@@ -29,17 +29,6 @@ PLACEHOLDERS = ("{model}", "{n}")
 (a number, or `full`). A title shows the text a mapping axis gives the value; `reported`,
 a key of config/reported.yaml, always gets the value itself (`tlvfc_depth_{model}`:
 `tlvfc_depth_resnet34`)."""
-
-
-class ExpandError(TlreproError, ValueError):
-    """The short form names something it does not define, or an axis value it cannot take;
-    the message names the key (tlrepro.config.load reports it as a ConfigError)."""
-
-
-def training_defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """What an absent training key means: the schema's `default` of each key."""
-    properties = schema["definitions"]["training"]["properties"]
-    return {key: copy.deepcopy(p["default"]) for key, p in properties.items() if "default" in p}
 
 
 def expand_config(
@@ -73,7 +62,7 @@ class _Pieces:
     def get(self, kind: str, name: str, where: str) -> Any:
         known = self.named[kind]
         if name not in known:
-            raise ExpandError(
+            raise ConfigError(
                 f"at '{where}': unknown {kind[:-1].replace('_', ' ')} {name!r}; "
                 f"'{kind}' and '{self.where}.{kind}' define: {', '.join(known) or 'none'}"
             )
@@ -82,7 +71,7 @@ class _Pieces:
     def recipe(self, name: str, where: str, seen: tuple[str, ...] = ()) -> dict[str, Any]:
         """A recipe with the recipes it extends (`recipe: OTHER`) resolved beneath it."""
         if name in seen:
-            raise ExpandError(
+            raise ConfigError(
                 f"at '{self.at('recipes', name)}': recipes extend each other in a cycle "
                 f"({' -> '.join([*seen, name])})"
             )
@@ -116,7 +105,7 @@ class _Pieces:
             return own
         at = where if isinstance(value, str) else f"{where}.set"
         if name in seen:
-            raise ExpandError(f"at '{at}': method sets include each other in a cycle")
+            raise ConfigError(f"at '{at}': method sets include each other in a cycle")
         included = self.methods(
             self.get("method_sets", name, at), self.at("method_sets", name), (*seen, name)
         )
@@ -149,7 +138,7 @@ def _profile(
         at = f"{where}.groups.{entry_name}"
         for name, group in _groups(entry_name, {**group_defaults, **entry}, at, pieces, base):
             if name in groups:
-                raise ExpandError(
+                raise ConfigError(
                     f"at '{at}': expands to group {name!r}, which {origins[name]!r} also makes"
                 )
             groups[name], origins[name] = group, at
@@ -163,12 +152,12 @@ def _groups(
     """The groups one entry stands for: one per model and regime it lists."""
     for key in REQUIRED_GROUP_KEYS:
         if key not in entry:
-            raise ExpandError(
+            raise ConfigError(
                 f"at '{where}': no `{key}`; give it here or under "
                 f"'{where.rsplit('.groups.', 1)[0]}.group_defaults'"
             )
     if "target_train_per_class" in entry and "target_train_fraction" in entry:
-        raise ExpandError(
+        raise ConfigError(
             f"at '{where}': both target_train_per_class and target_train_fraction (with "
             "group_defaults); keep one"
         )
@@ -177,7 +166,7 @@ def _groups(
     group["training"] = pieces.training(entry.get("training", {}), base, base, f"{where}.training")
     methods = pieces.methods(entry["methods"], f"{where}.methods")
     if not methods:
-        raise ExpandError(f"at '{where}.methods': no methods")
+        raise ConfigError(f"at '{where}.methods': no methods")
     group["methods"] = {
         key: {
             **method,
@@ -192,7 +181,7 @@ def _groups(
     if "task_training" in entry:
         unknown = sorted(set(entry["task_training"]) - set(group["tasks"]))
         if unknown:
-            raise ExpandError(
+            raise ConfigError(
                 f"at '{where}.task_training': {', '.join(unknown)} not among the group's tasks"
             )
         group["task_training"] = {
@@ -226,18 +215,18 @@ def _axis(value: Any, where: str, parse: Any) -> list[Choice]:
     """A scalar (one group, no suffix), a list, or a mapping value -> placeholder text."""
     if isinstance(value, list):
         if not value:
-            raise ExpandError(f"at '{where}': an empty list; give at least one value")
+            raise ConfigError(f"at '{where}': an empty list; give at least one value")
         return [parse(item, f"{where}[{index}]", None, True) for index, item in enumerate(value)]
     if isinstance(value, dict):
         if not value:
-            raise ExpandError(f"at '{where}': an empty mapping; give at least one value")
+            raise ConfigError(f"at '{where}': an empty mapping; give at least one value")
         return [parse(key, f"{where}.{key}", text, True) for key, text in value.items()]
     return [parse(value, where, None, False)]
 
 
 def _model_value(value: Any, where: str, text: str | None, listed: bool) -> Choice:
     if not isinstance(value, str):
-        raise ExpandError(f"at '{where}': {value!r} is not a model name")
+        raise ConfigError(f"at '{where}': {value!r} is not a model name")
     return (value if listed else "", value, text or value)
 
 
@@ -246,7 +235,7 @@ def _regime(value: Any, where: str, text: str | None, listed: bool) -> Choice:
         return (FULL if listed else "", None, text or FULL)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
         return (f"n{value}" if listed else "", value, text or str(value))
-    raise ExpandError(
+    raise ConfigError(
         f"at '{where}': {value!r} is neither a number of images per class (an integer >= 1) "
         f"nor {FULL!r} (the whole training split)"
     )

@@ -1,9 +1,14 @@
-"""Load and check the pipeline config: the JSON schema first, then the short form's
-expansion (tlrepro.config.expand), then the registries.
+"""Load the pipeline config once: check the file against its typed model
+(tlrepro.config.model), expand the short form (tlrepro.config.expand), derive the
+rehearsal (tlrepro.config.rehearsal), then resolve the active profile's names against
+the registries and make its training blocks and method settings typed objects.
 
-Snakemake validates the same file with `snakemake.utils.validate`; the CLI and
-the DVC stages call `load_config`, whose messages name the offending key and
-say what would be accepted.
+What `load_config` returns is the full form, in which every method entry of the active
+profile's groups holds its complete `Training` (its group's block under its own), one per
+task that has its own keys (`task_training`), and its method's `Settings`, and every
+pretraining block its complete `Training`: the plan only consumes them. Every fault is
+one `ConfigError` naming the key as written (`profiles.quick.groups.gradmf.training.epochs`).
+The CLI, the Snakemake rules and the DVC stages all load the config here.
 """
 
 from __future__ import annotations
@@ -13,60 +18,45 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from tlrepro.config.expand import ExpandError, expand_config, training_defaults
+from tlrepro.config.expand import expand_config
+from tlrepro.config.model import ConfigFile, Training
 from tlrepro.errors import ConfigError
-from tlrepro.plan.layout import REPO_ROOT
+from tlrepro.typed import problems_of
 
 DEFAULT_CONFIG = Path("config/config.yaml")
-SCHEMA_NAME = "schema.yaml"
 
 
-def schema_path(config_path: Path) -> Path:
-    """The schema beside the config file, else the repository's own."""
-    beside = Path(config_path).parent / SCHEMA_NAME
-    return beside if beside.exists() else REPO_ROOT / "config" / SCHEMA_NAME
+def _check_file(config: dict[str, Any]) -> None:
+    try:
+        ConfigFile.model_validate(config)
+    except ValidationError as error:
+        lines = "\n  ".join(problems_of(error, config))
+        raise ConfigError(
+            f"config does not match its model (tlrepro.config.model):\n  {lines}"
+        ) from None
 
 
-def _dotted(path: Any) -> str:
-    """A key path as the config reads: `groups.x.tasks[2]`."""
-    text = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
-    return text.lstrip(".") or "<top level>"
+def _training(block: dict[str, Any], where: str) -> Training:
+    """A complete training block as a `Training` (the model's checks already passed for
+    what was written; a derived block is checked here)."""
+    try:
+        return Training.model_validate(block)
+    except ValidationError as error:
+        lines = "\n  ".join(problems_of(error, block, tuple(where.split("."))))
+        raise ConfigError(f"config has a bad training block:\n  {lines}") from None
 
 
-def default_training(schema_file: Path = REPO_ROOT / "config" / SCHEMA_NAME) -> dict[str, Any]:
-    """Every training key with its default (the schema's), e.g. for a trainer built by hand."""
-    return training_defaults(yaml.safe_load(Path(schema_file).read_text()))
-
-
-def _format_schema_error(error: Any) -> str:
-    where = _dotted(error.absolute_path)
-    if error.validator == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(error.instance) - set(allowed))
-        hint = f" (allowed keys: {', '.join(allowed)})" if allowed else ""
-        return f"at '{where}': unknown key {', '.join(map(repr, extra))}{hint}"
-    return f"at '{where}': {error.message}"
-
-
-def check_schema(config: dict[str, Any], schema: dict[str, Any], schema_file: Path) -> None:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = "\n  ".join(_format_schema_error(e) for e in errors)
-        raise ConfigError(f"config does not match {schema_file}:\n  {lines}")
-
-
-def check_names(
+def resolve(
     config: dict[str, Any], profile_name: str, origins: dict[str, str] | None = None
 ) -> None:
-    """Everything the profile names must exist in a registry, and tasks use configured datasets.
-    `origins` gives the short-form key each (expanded) group was written under."""
+    """Check that everything the (expanded) profile names exists in a registry and that
+    tasks use configured datasets; make its training blocks `Training` and its method
+    entries' settings their method's `Settings`, in place. `origins` gives the short-form
+    key each group was written under."""
     from tlrepro.data.registry import DATASETS
     from tlrepro.methods.registry import METHODS, method_spec
-    from tlrepro.methods.settings import SettingError
     from tlrepro.models.registry import MODELS
     from tlrepro.plan.runs import weights_file
 
@@ -93,7 +83,10 @@ def check_names(
                     f"at '{base}.datasets.{name}.parts.{part}': unknown dataset {part!r}; "
                     f"known datasets: {', '.join(sorted(DATASETS))}"
                 )
-    for name, entry in profile["pretrain"].get("models", {}).items():
+    pretrain = profile["pretrain"]
+    pretrain["training"] = _training(pretrain["training"], f"{base}.pretrain.training")
+    for name, entry in pretrain.get("models", {}).items():
+        entry["training"] = pretrain["training"].updated(entry.get("training", {}))
         dataset = entry.get("dataset")
         if dataset is not None and dataset not in profile["datasets"]:
             problems.append(
@@ -159,6 +152,7 @@ def check_names(
                 f"at '{where}.reference.method': {reference!r} is not a method key of this "
                 f"group; its methods: {', '.join(group['methods'])}"
             )
+        group["training"] = _training(group["training"], f"{where}.training")
         for key, entry in group["methods"].items():
             method = entry.get("method", key)
             if method not in METHODS:
@@ -167,12 +161,19 @@ def check_names(
                     f"known methods: {', '.join(sorted(METHODS))}"
                 )
                 continue
+            entry["training"] = group["training"].updated(entry.get("training", {}))
+            entry["task_training"] = {
+                task: entry["training"].updated(keys)
+                for task, keys in group.get("task_training", {}).items()
+            }
+            settings = entry.get("settings", {})
             try:
-                method_spec(method).settings.from_config(entry.get("settings", {}))
-            except SettingError as error:
-                problems.append(
-                    f"at '{where}.methods.{key}.settings': method {method!r}: {error.args[0]}"
-                )
+                entry["settings"] = method_spec(method).settings.model_validate(settings)
+            except ValidationError as error:
+                at = (*where.split("."), "methods", key, "settings")
+                problems += [
+                    f"{line} (method {method!r})" for line in problems_of(error, settings, at)
+                ]
     if problems:
         raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))
 
@@ -187,26 +188,22 @@ def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -
     config = yaml.safe_load(path.read_text())
     if not isinstance(config, dict):
         raise ConfigError(f"{path} is not a YAML mapping")
-    return validate(config, schema_path(path), profile)
+    return validate(config, profile)
 
 
-def validate(
-    config: dict[str, Any], schema_file: Path, profile: str | None = None
-) -> dict[str, Any]:
-    from tlrepro.config.rehearsal import NoBaseProfileError, with_rehearsal
+def validate(config: dict[str, Any], profile: str | None = None) -> dict[str, Any]:
+    """The full form of a config (a mapping as YAML reads it), its active profile resolved;
+    the command line's `profile` replaces the file's."""
+    from tlrepro.config.rehearsal import with_rehearsal
 
     config = copy.deepcopy(config)
     if profile is not None:
         config["profile"] = profile
-    schema = yaml.safe_load(Path(schema_file).read_text())
-    check_schema(config, schema, schema_file)
-    try:
-        expanded, origins = expand_config(config, training_defaults(schema))
-        derived = with_rehearsal(expanded)
-    except (ExpandError, NoBaseProfileError) as error:
-        raise ConfigError(str(error)) from None
+    _check_file(config)
+    expanded, origins = expand_config(config, Training().record())
+    derived = with_rehearsal(expanded)
     if derived is not expanded:
-        check_schema(derived, schema, schema_file)
+        _check_file(derived)
     active = derived["profile"]
-    check_names(derived, active, origins.get(active))
+    resolve(derived, active, origins.get(active))
     return derived

@@ -13,16 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from tlrepro.errors import TlreproError
+from tlrepro.errors import ConfigError
 from tlrepro.models.registry import model_spec
 from tlrepro.plan.layout import Task
 
 NAME = "rehearsal"
-
-
-class NoBaseProfileError(TlreproError, ValueError):
-    """The rehearsal was asked for, but the config has no paper profile to derive it from
-    (tlrepro.config.load reports it as a ConfigError)."""
 
 
 BASE = "paper"
@@ -201,7 +196,7 @@ def with_rehearsal(config: dict[str, Any]) -> dict[str, Any]:
     if config["profile"] != NAME or NAME in profiles:
         return config
     if BASE not in profiles:
-        raise NoBaseProfileError(
+        raise ConfigError(
             f"at 'profile': the {NAME!r} profile is derived from the {BASE!r} profile, which "
             f"this config does not define (its profiles: {', '.join(sorted(profiles))})"
         )

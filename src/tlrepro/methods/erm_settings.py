@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from tlrepro.methods.settings import Settings
 
 
-@dataclass(frozen=True)
 class ERMSettings(Settings):
     """scratch, finetune, source_only: every layer trains (no setting to give)."""
 
     freeze_body: ClassVar[bool] = False
 
 
-@dataclass(frozen=True)
-class LinearProbeSettings(ERMSettings):
+class LinearProbeSettings(Settings):
     """linear_probe: the head alone trains on fixed features (the body gets no gradient and
     its batch-norm statistics stay as pretrained). `freeze_body: false` would make it
     fine-tuning under another name, so only `true` is accepted (it stays in the record)."""

@@ -17,7 +17,12 @@ from tlrepro.methods.gradmf_settings import GradMFSettings
 from tlrepro.methods.multitune_settings import MultiTuneSettings
 from tlrepro.methods.settings import Settings
 from tlrepro.methods.spottune_settings import SpotTuneSettings
-from tlrepro.methods.tlvfc_settings import DPIATSettings, HeInitSettings, TLVFCSettings
+from tlrepro.methods.tlvfc_settings import (
+    DPIATSettings,
+    HeInitSettings,
+    LayerTransferSettings,
+    TLVFCSettings,
+)
 from tlrepro.plan.layout import RST_FILE, TRANSFER_REPORT
 from tlrepro.registry import lookup
 
@@ -46,14 +51,14 @@ class MethodSpec:
     """Only meaningful when source and target share a label space (tested on the target)."""
     settings: type[Settings] = Settings
     """The method's settings: their defaults, types and ranges; the config may override
-    its fields (checked by `Settings.from_config` when the plan is built)."""
+    its fields (validated against it when the config is loaded, tlrepro.config.load)."""
     exports: Callable[[Settings], tuple[str, ...]] = no_exports
     """The files `Method.export` writes into the run folder, given the settings: outputs
     of the run for both runners."""
 
 
 def _transfer_report(settings: Settings) -> tuple[str, ...]:
-    assert isinstance(settings, HeInitSettings)
+    assert isinstance(settings, LayerTransferSettings)
     return (TRANSFER_REPORT,) if settings.transfer != "none" else ()
 
 

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
-from tlrepro.methods.settings import NON_NEGATIVE, POSITIVE, Settings, setting
+from pydantic import Field
+
+from tlrepro.methods.settings import Settings
 
 Policy = Literal["per_image", "global"]
 FrozenBN = Literal["release", "frozen"]
 
 
-@dataclass(frozen=True)
 class SpotTuneSettings(Settings):
-    tau: float = setting(5.0, POSITIVE)
+    tau: float = Field(5.0, gt=0)
     """The Gumbel-softmax temperature of the policy's samples."""
-    policy_lr_scale: float = setting(0.1, POSITIVE)
-    policy_weight_decay: float = setting(0.001, NON_NEGATIVE)
+    policy_lr_scale: float = Field(0.1, gt=0)
+    policy_weight_decay: float = Field(0.001, ge=0)
     policy: Policy = "per_image"
     """"global": SpotTune-Global, one learned routing for all images."""
-    budget_blocks: int | None = setting(None, NON_NEGATIVE)
+    budget_blocks: int | None = Field(None, ge=0)
     """k of the budget loss budget_weight * (blocks fine-tuned - k)^2; null: no budget loss
     (at most the network's number of blocks, checked when the method is built)."""
-    budget_weight: float = setting(0.1, NON_NEGATIVE)
+    budget_weight: float = Field(0.1, ge=0)
     frozen_bn: FrozenBN = "release"
     """The frozen copies' batch norm. "release": as the authors ran it, only their other
     weights are frozen: the batch-norm affine parameters train and the running statistics

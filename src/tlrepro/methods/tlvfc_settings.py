@@ -3,39 +3,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-from tlrepro.methods.settings import Range, Settings, setting
+from pydantic import Field
+
+from tlrepro.methods.settings import Settings
 
 Transfer = Literal["none", "tlvfc", "dpiat"]
 Selection = Literal["maxVar", "minVar", "twoTailed", "interLeaved", "random"]
 """tlrepro.transfer.layer_transfer.SELECTIONS (a test keeps the two equal; this module
 stays free of torch)."""
-CROSSOVER = Range(0, 1, high_open=True)
 
 
-@dataclass(frozen=True)
-class HeInitSettings(Settings):
+class LayerTransferSettings(Settings):
+    """What `tlvfc.TLVFC` reads: the transfer, the crossover and the two selection rules
+    (fixed in the baselines, settings of tlvfc)."""
+
+    transfer: Transfer
+    crossover_p: float = Field(ge=0, lt=1)
+    """Probability of each shared penultimate feature coming from the source network."""
+    keep: ClassVar[Selection]
+    overwrite: ClassVar[Selection]
+
+
+class HeInitSettings(LayerTransferSettings):
     """he_init: He initialisation, no transfer; TLVFC's selection rules at their defaults."""
 
     transfer: Transfer = "none"
-    crossover_p: float = setting(0.0, CROSSOVER)
-    """Probability of each shared penultimate feature coming from the source network."""
+    crossover_p: float = Field(0.0, ge=0, lt=1)
     keep: ClassVar[Selection] = "interLeaved"
     overwrite: ClassVar[Selection] = "random"
 
 
-@dataclass(frozen=True)
 class DPIATSettings(HeInitSettings):
     transfer: Transfer = "dpiat"
 
 
-@dataclass(frozen=True)
-class TLVFCSettings(HeInitSettings):
+class TLVFCSettings(LayerTransferSettings):
     """tlvfc: the variance transfer's filter rules (`keep`, `overwrite`) are settings too."""
 
     transfer: Transfer = "tlvfc"
-    crossover_p: float = setting(0.1, CROSSOVER)
+    crossover_p: float = Field(0.1, ge=0, lt=1)
     keep: Selection = "interLeaved"
     overwrite: Selection = "random"

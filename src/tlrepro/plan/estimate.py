@@ -105,8 +105,8 @@ def images(plan: Plan, run: RunJob) -> tuple[float, float]:
     """(training, evaluation) images of one run; NaN where a split size is unknown."""
     training = run.training
     streams = run.spec.streams
-    batch = training["batch_size"]
-    steps = training["steps_per_epoch"] or math.ceil(_train_size(plan, run, streams[0]) / batch)
+    batch = training.batch_size
+    steps = training.steps_per_epoch or math.ceil(_train_size(plan, run, streams[0]) / batch)
     selection = run.task.source if run.spec.selection == "source_val" else run.task.target
     chosen, target = split_sizes(plan, selection), split_sizes(plan, run.task.target)
     if chosen is None or target is None:
@@ -114,7 +114,7 @@ def images(plan: Plan, run: RunJob) -> tuple[float, float]:
     else:  # the transductive protocol tests on every target image
         tested = sum(target.values()) if run.protocol == "transductive" else target["test"]
         evaluated = chosen["val"] + tested
-    return training["epochs"] * steps * batch * len(streams), training["epochs"] * evaluated
+    return training.epochs * steps * batch * len(streams), training.epochs * evaluated
 
 
 def data_mb(plan: Plan, run: RunJob) -> float:
@@ -253,9 +253,9 @@ def pretrain_requests(plan: Plan, job: PretrainJob, calibration: pd.DataFrame) -
     if sizes is None:
         return _sized(plan, rule, 1, math.nan, math.nan, math.nan)
     training = job.training
-    batch = training["batch_size"]
-    steps = training.get("steps_per_epoch") or math.ceil(sizes["train"] / batch)
-    train, evaluated = training["epochs"] * steps * batch, training["epochs"] * sizes["val"]
+    batch = training.batch_size
+    steps = training.steps_per_epoch or math.ceil(sizes["train"] / batch)
+    train, evaluated = training.epochs * steps * batch, training.epochs * sizes["val"]
     seconds = _training_seconds(row, train, evaluated)
     data = _dataset_mb(plan, job.dataset)
     host, accelerator = (

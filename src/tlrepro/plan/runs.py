@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tlrepro import storage
+from tlrepro.config.model import Training
 from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
 from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
 from tlrepro.errors import TlreproError
@@ -60,7 +61,7 @@ def weights_file(weights: str) -> Path | None:
     return path if path.suffix or len(path.parts) > 1 else None
 
 
-@dataclass
+@dataclass(kw_only=True)
 class PretrainJob:
     """Training the group's model on a source dataset, once per profile, model and dataset."""
 
@@ -68,7 +69,7 @@ class PretrainJob:
     model: str
     dataset: str
     seed: int
-    training: dict[str, Any]
+    training: Training
     weights: str | None = None
     """Pretrained weights the model starts from (a tag such as "openai", or a file path)."""
     min_accuracy: float = 0.0
@@ -107,7 +108,7 @@ class PretrainJob:
             "model": self.model,
             "dataset": self.dataset,
             "seed": self.seed,
-            "training": self.training,
+            "training": self.training.record(),
         }
         if self.weights is not None:  # only then: existing pretrainings keep their identity
             identity["weights"] = self.weights
@@ -118,7 +119,7 @@ class PretrainJob:
         return identity
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunJob:
     """One (group, method, task, seed): the unit of work, of rerunning and of DVC caching."""
 
@@ -130,7 +131,8 @@ class RunJob:
     task: Task
     seed: int
     model: str
-    training: dict[str, Any]
+    training: Training
+    """The complete training block: its group's, under the method's, under the task's."""
     settings: Settings
     """The method's typed settings; identities and metrics record `settings.record()`."""
     target_train_per_class: int | None
@@ -201,7 +203,7 @@ class RunJob:
             "task": self.task.name,
             "seed": self.seed,
             "model": self.model,
-            "training": self.training,
+            "training": self.training.record(),
             "settings": self.settings.record(),
             "target_train_per_class": self.target_train_per_class,
             "target_train_fraction": self.target_train_fraction,
@@ -379,8 +381,9 @@ def _zoo_source_model(
 
 
 def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
-    """Enumerate every run of the active profile (config already validated and expanded by
-    tlrepro.config.load: training blocks of groups and of the pretraining are complete)."""
+    """Enumerate every run of the active profile of a config that tlrepro.config.load
+    loaded: its method entries and pretrainings hold their complete `Training` and typed
+    `Settings`."""
     profile_name = profile or config["profile"]
     plan = Plan(config, profile_name)
     profile_cfg = plan.profile
@@ -390,15 +393,11 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
         for method_key, entry in group["methods"].items():
             method = entry.get("method", method_key)
             spec = method_spec(method)
-            method_training = {**group.get("training", {}), **entry.get("training", {})}
-            settings = spec.settings.from_config(entry.get("settings", {}))
             protocols = tuple(group.get("protocols", ()))
             per_class = group.get("target_train_per_class")
             val_per_class = per_class if "max_val" in protocols else None
             for task_name in group["tasks"]:
                 task = Task.parse(task_name)
-                # a task's own keys (the releases' per-dataset weight decay) come last
-                training = {**method_training, **group.get("task_training", {}).get(task_name, {})}
                 if spec.needs_shared_labels and not shares_labels(task):
                     continue
                 protocol = group.get("protocol", DEFAULT_PROTOCOL)
@@ -425,39 +424,44 @@ def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
                     pretrain = plan.pretrains.setdefault(
                         (source_model, dataset),
                         PretrainJob(
-                            profile_name,
-                            source_model,
-                            dataset,
-                            pretrain_cfg.get("seed", 0),
-                            {**pretrain_cfg["training"], **per_model.get("training", {})},
-                            per_model.get("weights"),
-                            per_model.get("min_accuracy", pretrain_cfg["min_accuracy"]),
-                            model_options.get(source_model, {}),
+                            profile=profile_name,
+                            model=source_model,
+                            dataset=dataset,
+                            seed=pretrain_cfg.get("seed", 0),
+                            training=per_model.get("training", pretrain_cfg["training"]),
+                            weights=per_model.get("weights"),
+                            min_accuracy=per_model.get(
+                                "min_accuracy", pretrain_cfg["min_accuracy"]
+                            ),
+                            options=model_options.get(source_model, {}),
                         ),
                     )
                 built = {group["model"], zoo_source_model, pretrain and pretrain.model}
                 for seed in group["seeds"]:
                     plan.runs.append(
                         RunJob(
-                            profile_name,
-                            group_name,
-                            method_key,
-                            method,
-                            entry.get("label", method_key),
-                            task,
-                            seed,
-                            group["model"],
-                            training,
-                            settings,
-                            group.get("target_train_per_class"),
-                            group.get("target_train_fraction"),
-                            pretrain,
-                            zoo_source_model,
-                            {m: model_options[m] for m in sorted(built & set(model_options))},
-                            protocols,
-                            val_per_class,
-                            protocol,
-                            group.get("prompts", DEFAULT_PROMPTS),
+                            profile=profile_name,
+                            group=group_name,
+                            method_key=method_key,
+                            method=method,
+                            label=entry.get("label", method_key),
+                            task=task,
+                            seed=seed,
+                            model=group["model"],
+                            # a task's own keys (a release's per-dataset weight decay) come last
+                            training=entry["task_training"].get(task_name, entry["training"]),
+                            settings=entry["settings"],
+                            target_train_per_class=group.get("target_train_per_class"),
+                            target_train_fraction=group.get("target_train_fraction"),
+                            pretrain=pretrain,
+                            zoo_source_model=zoo_source_model,
+                            model_options={
+                                m: model_options[m] for m in sorted(built & set(model_options))
+                            },
+                            protocols=protocols,
+                            target_val_per_class=val_per_class,
+                            protocol=protocol,
+                            prompts=group.get("prompts", DEFAULT_PROMPTS),
                         )
                     )
     return plan

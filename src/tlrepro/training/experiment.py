@@ -237,9 +237,9 @@ def _assemble_pretrain(
     network = build_model(job.model, len(source.classes), **options)
     network.set_class_names(source.classes)
     settings = pretraining.settings_for(job.weights)
-    context = MethodContext(network, ("source",), settings, job.training["label_smoothing"])
+    context = MethodContext(network, ("source",), settings, job.training.label_smoothing)
     method = build_method(pretraining.cls, context, device)
-    augment = job.training["augment"]
+    augment = job.training.augment
     return Assembly(
         method,
         {"source": _tensor_set(source, "train", device, augment)},
@@ -254,7 +254,7 @@ def _assemble_pretrain(
             "dataset": job.dataset,
             "seed": job.seed,
         },
-        settings={"training": job.training},
+        settings={"training": job.training.record()},
         selection="source_val",
         judge=partial(source_verdict, job, pretraining.zero_shot),
     )
@@ -292,7 +292,7 @@ def run_transfer(plan: Plan, job: RunJob, progress: bool = True) -> dict[str, An
 def _assemble_transfer(
     job: RunJob, device: torch.device, data: dict[str, PreparedDataset]
 ) -> Assembly:
-    spec, augment = job.spec, job.training["augment"]
+    spec, augment = job.spec, job.training.augment
     target, source = data[job.task.target], data.get(job.task.source)
     _check_label_space(job, source, target)
     network = build_model(job.model, len(target.classes), **job.options_for(job.model))
@@ -334,7 +334,7 @@ def _assemble_transfer(
         network,
         spec.streams,
         job.settings,
-        job.training["label_smoothing"],
+        job.training.label_smoothing,
         source_model=(
             load_source_model(job, device, source_state) if spec.uses_source_model else None
         ),
@@ -399,7 +399,7 @@ def _subset(
 
 def _transfer_settings(job: RunJob) -> dict[str, Any]:
     settings = {
-        "training": job.training,
+        "training": job.training.record(),
         "settings": job.settings.record(),
         "target_train_per_class": job.target_train_per_class,
         "target_train_fraction": job.target_train_fraction,

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tlrepro import storage
+from tlrepro.config.model import Precision, Training
 from tlrepro.errors import DamagedFileError, TlreproError
 from tlrepro.methods.base import Method
 from tlrepro.plan.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
@@ -165,40 +166,40 @@ INV_POWER = 0.75
 """The `inv` schedule's constants: CMKD's per-iteration decay lr (1 + 0.0003 t)^-0.75."""
 
 
-def lr_lambda(training: dict[str, Any], total_steps: int):
+def lr_lambda(training: Training, total_steps: int):
     """The factor of the configured lr at optimiser step t (0 for the first step)."""
-    schedule = training["schedule"]
+    schedule = training.schedule
     if schedule == "constant":
         return lambda step: 1.0
     if schedule == "cosine":
         return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     if schedule == "inv":
         return lambda step: (1 + INV_GAMMA * step) ** -INV_POWER
-    milestones = [round(f * total_steps) for f in training["milestones"]]
-    gamma = training["gamma"]
+    milestones = [round(f * total_steps) for f in training.milestones]
+    gamma = training.gamma
     return lambda step: gamma ** sum(step >= m for m in milestones)
 
 
-def epoch_steps(training: dict[str, Any], primary_size: int) -> int:
+def epoch_steps(training: Training, primary_size: int) -> int:
     """Optimiser steps per epoch: the configured number, or one pass over the method's first
     stream of `primary_size` images."""
-    return training["steps_per_epoch"] or math.ceil(primary_size / training["batch_size"])
+    return training.steps_per_epoch or math.ceil(primary_size / training.batch_size)
 
 
-def build_optimizer(method: Method, training: dict[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(method: Method, training: Training) -> torch.optim.Optimizer:
     groups = []
     for group in method.parameter_groups():
         group = dict(group)
-        group["lr"] = training["lr"] * group.pop("lr_scale", 1.0)
+        group["lr"] = training.lr * group.pop("lr_scale", 1.0)
         groups.append(group)
-    if training["optimizer"] == "adamw":
-        return torch.optim.AdamW(groups, lr=training["lr"], weight_decay=training["weight_decay"])
+    if training.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=training.lr, weight_decay=training.weight_decay)
     return torch.optim.SGD(
         groups,
-        lr=training["lr"],
-        momentum=training["momentum"],
-        nesterov=training["nesterov"] and training["momentum"] > 0,
-        weight_decay=training["weight_decay"],
+        lr=training.lr,
+        momentum=training.momentum,
+        nesterov=training.nesterov and training.momentum > 0,
+        weight_decay=training.weight_decay,
     )
 
 
@@ -219,15 +220,9 @@ def evaluate(method: Method, data: TensorSet, batch_size: int, autocast) -> tupl
     return loss / len(data), hits / len(data)
 
 
-PRECISIONS = ("bf16", "fp32")
-DEFAULT_PRECISION = "bf16"
-
-
-def _autocast_for(device: torch.device, precision: str = DEFAULT_PRECISION):
+def _autocast_for(device: torch.device, precision: Precision = "bf16"):
     """The context of a training or evaluation step: bf16 autocast on CUDA unless the
     recipe's `precision` is fp32 (the CMKD release's CLIP arithmetic); the CPU is fp32."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
     if device.type == "cuda" and precision == "bf16":
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
@@ -311,27 +306,27 @@ def fit(
     method: Method,
     streams: dict[str, TensorSet],
     eval_sets: dict[str, TensorSet],
-    training: dict[str, Any],
+    training: Training,
     run_dir: Path,
     seed: int,
     fingerprint: str,
     progress: bool = True,
     log=print,
 ) -> list[dict[str, float]]:
-    """Train `method` for `training["epochs"]`, resuming from `run_dir` if it holds a checkpoint.
+    """Train `method` for `training.epochs`, resuming from `run_dir` if it holds a checkpoint.
 
     `streams` maps the method's stream names to training data, `eval_sets` holds
     "val" (the selection split) and "test". Returns the per-epoch history.
     """
     device = next(iter(eval_sets.values())).labels.device
-    autocast = _autocast_for(device, training.get("precision", DEFAULT_PRECISION))
-    batch_size = training["batch_size"]
+    autocast = _autocast_for(device, training.autocast)
+    batch_size = training.batch_size
     samplers = {
         name: StreamSampler(len(streams[name]), batch_size, seed * 31 + index, device)
         for index, name in enumerate(method.streams)
     }
     steps_per_epoch = epoch_steps(training, len(streams[method.streams[0]]))
-    epochs = training["epochs"]
+    epochs = training.epochs
     optimizer = build_optimizer(method, training)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(training, max(1, epochs * steps_per_epoch))
@@ -368,12 +363,12 @@ def fit(
             generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
             indices = {name: samplers[name].indices(step) for name in method.streams}
             batches = {
-                name: streams[name].batch(indices[name], training["augment"], generator)
+                name: streams[name].batch(indices[name], training.augment, generator)
                 for name in method.streams
             }
             for name in method.strong_streams:
                 batches[f"{name}_strong"] = streams[name].batch(
-                    indices[name], training["augment"], generator, strong=True
+                    indices[name], training.augment, generator, strong=True
                 )
             optimizer.zero_grad(set_to_none=True)
             with autocast():
@@ -397,7 +392,7 @@ def fit(
         row = {"epoch": epoch, "train_loss": loss_sum / count, "train_acc": correct / count}
         for split in ("val", "test"):
             row[f"{split}_loss"], row[f"{split}_acc"] = evaluate(
-                method, eval_sets[split], training["eval_batch_size"], autocast
+                method, eval_sets[split], training.eval_batch_size, autocast
             )
         row["lr"] = scheduler.get_last_lr()[0]
         row["seconds"] = seconds
