@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tlrepro.cli import group_tables
 from tlrepro.config.load import load_config
+from tlrepro.errors import TlreproError
 from tlrepro.plan.runs import build_plan
 from tlrepro.reporting.aggregate import load_reported
 from tlrepro.reporting.claims import (
@@ -254,13 +256,33 @@ GOOD = "c: {method: a, baseline: b, relation: better, sources: [paper_x]}"
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("- a list", r"at '<top level>': .* is not of type 'object'"),
-        ("", r"at '<top level>': None is not of type 'object'"),
-        ("Bad-Key: {}", r"'Bad-Key' does not match"),
-        (GOOD.replace("better", "bigger"), r"at 'c\.relation': 'bigger' is not one of"),
-        (GOOD.replace("baseline: b, ", ""), r"at 'c': 'baseline' is a required property"),
-        (GOOD.replace("}", ", sauce: 1}"), r"at 'c': Additional properties .*'sauce'"),
-        (GOOD.replace("[paper_x]", "[]"), r"at 'c\.sources': \[\] should be non-empty"),
+        ("- a list", r"at '<top level>': Input should be a valid dictionary \(got \['a list'\]\)"),
+        ("", r"at '<top level>': Input should be a valid dictionary \(got None\)"),
+        ("{}", r"at '<top level>': Dictionary should have at least 1 item"),
+        ("Bad-Key: {}", r"at 'Bad-Key': String should match pattern"),
+        ("c: [a, b]", r"at 'c': Input should be a valid dictionary"),
+        (GOOD.replace("better", "bigger"), r"at 'c\.relation': 'bigger' is not allowed"),
+        (GOOD.replace("baseline: b, ", ""), r"at 'c': no `baseline` \(it is required\)"),
+        (
+            GOOD.replace("}", ", sauce: 1}"),
+            r"at 'c': unknown key 'sauce' \(allowed keys: baseline,",
+        ),
+        (GOOD.replace("method: a", "method: ''"), r"at 'c\.method': String should have at least 1"),
+        (GOOD.replace("method: a", "method: 3"), r"at 'c\.method': Input should be a valid string"),
+        (GOOD.replace("[paper_x]", "[]"), r"at 'c\.sources': List should have at least 1 item"),
+        (GOOD.replace("[paper_x]", "paper_x"), r"at 'c\.sources': Input should be a valid list"),
+        (GOOD.replace("[paper_x]", "[paper_x, 2]"), r"at 'c\.sources\[1\]': .* valid string"),
+        (GOOD.replace("[paper_x]", "[paper_x, paper_x]"), r"'paper_x' listed more than once"),
+        (GOOD.replace("}", ", label_spaces: []}"), r"at 'c\.label_spaces': List should have"),
+        (GOOD.replace("better", "within").replace("}", ", margin: '1'}"), r"at 'c\.margin'"),
+        (GOOD.replace("better", "within").replace("}", ", margin: true}"), r"at 'c\.margin'"),
+        (GOOD.replace("better", "within").replace("}", ", margin: 0}"), r"greater than 0"),
+        (GOOD.replace("better", "within").replace("}", ", margin: null}"), r"at 'c\.margin'"),
+        (GOOD.replace("better", "stores_less").replace("}", ", reduction: 100}"), r"less than 100"),
+        (
+            GOOD.replace("}", ", paper_rows: [A]}"),
+            r"at 'c\.paper_rows': List should have at least 2",
+        ),
         (GOOD.replace("better", "within"), r"at 'c': `margin` \(points\) is required"),
         (GOOD.replace("}", ", margin: 1}"), r"meaningless with the others"),
         (GOOD.replace("baseline: b", "baseline: a"), r"method and baseline are both 'a'"),
@@ -287,6 +309,28 @@ def test_load_claims_rejects_malformed(tmp_path, text: str, message: str) -> Non
     assert str(path) in str(error.value)
 
 
+def test_load_claims_names_every_faulty_key_of_the_real_claims(tmp_path) -> None:
+    """The repository's claims, one with a misspelt key and another with a number given
+    as text: one line per faulty key, each named as written, nothing about the others."""
+    data = yaml.safe_load((REPO / "config" / "claims.yaml").read_text(encoding="utf-8"))
+    near = next(key for key, entry in data.items() if entry["relation"] == "within")
+    misspelt = next(key for key in data if key != near)
+    data[misspelt]["sauces"] = data[misspelt].pop("sources")
+    data[near]["margin"] = str(data[near]["margin"])
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ClaimsFormatError) as error:
+        load_claims(path, load_reported(REPO / "config" / "reported.yaml"))
+    assert isinstance(error.value, TlreproError)
+    assert sorted(str(error.value).splitlines()[1:]) == sorted(
+        [
+            f"  at '{misspelt}': unknown key 'sauces' (allowed keys: baseline, label_spaces, "
+            "margin, method, paper_rows, reduction, relation, sources, target_labels)",
+            f"  at '{near}.margin': Input should be a valid number (got {data[near]['margin']!r})",
+        ]
+    )
+
+
 def test_load_claims_reads_every_field(tmp_path) -> None:
     path = tmp_path / "claims.yaml"
     path.write_text(
@@ -297,6 +341,25 @@ def test_load_claims_reads_every_field(tmp_path) -> None:
     assert load_claims(path, REPORTED) == [
         Claim("near", "a", "b", "within", ("paper_x",), 0.5, "few", ("A", "B"))
     ]
+    path.write_text(
+        "less: {method: a, baseline: b, relation: stores_less, reduction: 99,"
+        " label_spaces: [office_home, office31], sources: [paper_x]}",
+        encoding="utf-8",
+    )
+    (less,) = load_claims(path, REPORTED)
+    assert less == Claim(
+        "less",
+        "a",
+        "b",
+        "stores_less",
+        ("paper_x",),
+        None,
+        None,
+        None,
+        99,
+        ("office_home", "office31"),
+    )
+    assert type(less.reduction) is int
 
 
 @pytest.fixture(scope="module")

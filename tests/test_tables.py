@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from tlrepro import storage
+from tlrepro.errors import TlreproError
 from tlrepro.reporting.aggregate import (
     ReportedFormatError,
     UnknownReportedTableError,
@@ -381,32 +383,73 @@ def test_missing_metrics_names_file(run_dirs) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("paper_x: {metric: m, protocol: p, rows: {}}", r"paper_x: missing source"),
+        ("paper_x: {metric: m, protocol: p, rows: {}}", r"at 'paper_x': no `source`"),
         (
             "paper_x: {source: s, metric: m, protocol: p, rows: {A: {a-to-b: high}}}",
-            r"paper_x\.rows\.A\.a-to-b: expected a number",
+            r"at 'paper_x\.rows\.A\.a-to-b': Input should be a valid number \(got 'high'\)",
         ),
-        ("paper_x: {source: s, metric: m, protocol: p, rows: {A: [1, 2]}}", r"paper_x\.rows\.A"),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {A: {a-to-b: true}}}",
+            r"at 'paper_x\.rows\.A\.a-to-b': Input should be a valid number \(got True\)",
+        ),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {A: {a-to-b: .nan}}}",
+            r"at 'paper_x\.rows\.A\.a-to-b': Input should be a finite number",
+        ),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {A: [1, 2]}}",
+            r"at 'paper_x\.rows\.A': Input should be a valid dictionary",
+        ),
         (
             "paper_x: {source: s, metric: m, protocol: p, rows: {}, sauce: x}",
-            r"unknown fields sauce",
+            r"at 'paper_x': unknown key 'sauce' \(allowed keys: average_of, metric, note,",
         ),
         (
             "paper_x: {source: s, metric: m, protocol: p, rows: [1]}",
-            r"paper_x\.rows: expected dict",
+            r"at 'paper_x\.rows': Input should be a valid dictionary",
         ),
-        ("- just a list", r"expected a mapping"),
+        (
+            "paper_x: {source: s, metric: 3, protocol: p, rows: {}}",
+            r"at 'paper_x\.metric': Input should be a valid string \(got 3\)",
+        ),
+        (
+            "paper_x: {source: s, metric: m, protocol: p, rows: {}, short: null}",
+            r"at 'paper_x\.short': Input should be a valid string \(got None\)",
+        ),
+        ("paper_x: [1]", r"at 'paper_x': Input should be a valid dictionary"),
+        ("- just a list", r"at '<top level>': Input should be a valid dictionary"),
+        ("", r"at '<top level>': Input should be a valid dictionary \(got None\)"),
         (
             "paper_x: {source: s, metric: m, protocol: p, rows: {}, average_of: [1]}",
-            r"paper_x\.average_of: expected a list of task names",
+            r"at 'paper_x\.average_of\[0\]': Input should be a valid string \(got 1\)",
         ),
     ],
 )
 def test_load_reported_rejects_malformed(tmp_path, text: str, message: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text, encoding="utf-8")
-    with pytest.raises(ReportedFormatError, match=message):
+    with pytest.raises(ReportedFormatError, match=message) as error:
         load_reported(path)
+    assert str(error.value).startswith(f"{path} is not valid:")
+
+
+def test_load_reported_names_every_faulty_key_of_the_real_tables(tmp_path) -> None:
+    """The repository's tables, one with a misspelt key and another with a value given as
+    text: one line per faulty key, each named as written, nothing about the others."""
+    data = yaml.safe_load((REPO / "config" / "reported.yaml").read_text(encoding="utf-8"))
+    data["multitune"]["protcol"] = data["multitune"].pop("protocol")
+    data["tlvfc_resnet18"]["rows"]["TLVFC"]["imagenet-to-cifar10"] = "77.24 %"
+    path = tmp_path / "reported.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(ReportedFormatError) as error:
+        load_reported(path)
+    assert isinstance(error.value, TlreproError)
+    assert str(error.value).splitlines()[1:] == [
+        "  at 'multitune': unknown key 'protcol' (allowed keys: average_of, metric, note, "
+        "protocol, protocol_key, rows, short, source)",
+        "  at 'tlvfc_resnet18.rows.TLVFC.imagenet-to-cifar10': Input should be a valid number "
+        "(got '77.24 %')",
+    ]
 
 
 def test_unknown_reported_key_is_an_error(run_dirs, reported_path) -> None:
@@ -668,7 +711,10 @@ def test_a_run_without_its_groups_extra_protocol_is_named(run_dirs, groups) -> N
 def test_a_reported_tables_protocol_key_must_be_a_protocol(tmp_path) -> None:
     path = tmp_path / "reported.yaml"
     path.write_text(REPORTED_YAML.replace("  rows:", "  protocol_key: max_test\n  rows:"))
-    with pytest.raises(ReportedFormatError, match="protocol_key"):
+    with pytest.raises(
+        ReportedFormatError,
+        match=r"at 'paper_x\.protocol_key': 'max_test' is not a protocol \(best_val, last, ",
+    ):
         load_reported(path)
 
 

@@ -13,10 +13,11 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pandas as pd
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from tlrepro.data.registry import DATASETS
 from tlrepro.errors import TlreproError
@@ -25,6 +26,7 @@ from tlrepro.reporting import claims as claims_module
 from tlrepro.reporting.claims import Claim
 from tlrepro.reporting.results import LOG_TAGS, GroupTable, display_task
 from tlrepro.training.selection import EXTRA_PROTOCOLS, PROTOCOLS, REPORTS_VALIDATION
+from tlrepro.typed import Strict, problems_of
 
 AVG = "avg"
 CLAIMS_CSV_COLUMNS = ["group", "method", "baseline", *claims_module.COLUMNS]
@@ -49,45 +51,47 @@ class ReportedFormatError(TlreproError, ValueError):
     """config/reported.yaml does not have the expected structure; names the key."""
 
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class ReportedTable(Strict):
+    """One paper-reported table of config/reported.yaml (its header comment says what each
+    key means). An optional key may be left out but not written as null: the tables read
+    the file's own values, where a null would stand in for a label, a list or a protocol."""
+
+    source: str
+    short: str = Field(None)
+    metric: str
+    protocol: str
+    note: str = Field(None)
+    rows: dict[str, dict[str, Finite]]
+    """Row label -> task -> value."""
+    average_of: list[str] = Field(None)
+    protocol_key: str = Field(None)
+    """The protocol whose section the table stands under; absent: best_val."""
+
+    @field_validator("protocol_key")
+    @classmethod
+    def _a_protocol(cls, key: str) -> str:
+        """The section a table stands under must be one the tables can have."""
+        if key not in {**PROTOCOLS, **EXTRA_PROTOCOLS}:
+            known = ", ".join([*PROTOCOLS, *EXTRA_PROTOCOLS])
+            raise ValueError(f"{key!r} is not a protocol ({known})")
+        return key
+
+
+REPORTED = TypeAdapter(dict[str, ReportedTable])
+"""What config/reported.yaml may contain: tables by key."""
+
+
 def load_reported(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
-    """Read config/reported.yaml, failing with the offending key if it is malformed."""
+    """Read config/reported.yaml, failing with every faulty key if it is malformed."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise ReportedFormatError(f"{path}: expected a mapping of table keys to tables")
-    required = {"source": str, "metric": str, "protocol": str, "rows": dict}
-    optional = {"short": str, "note": str, "average_of": list, "protocol_key": str}
-    for key, table in data.items():
-        where = f"{path}: {key}"
-        if not isinstance(table, dict):
-            raise ReportedFormatError(f"{where}: expected a mapping with {', '.join(required)}")
-        if missing := [f for f in required if f not in table]:
-            raise ReportedFormatError(f"{where}: missing {', '.join(missing)}")
-        if unknown := sorted(set(table) - set(required) - set(optional)):
-            raise ReportedFormatError(f"{where}: unknown fields {', '.join(map(str, unknown))}")
-        for field_name, kind in (required | optional).items():
-            if field_name in table and not isinstance(table[field_name], kind):
-                raise ReportedFormatError(
-                    f"{where}.{field_name}: expected {kind.__name__}, "
-                    f"got {type(table[field_name]).__name__}"
-                )
-        if table.get("protocol_key", "best_val") not in {**PROTOCOLS, **EXTRA_PROTOCOLS}:
-            raise ReportedFormatError(
-                f"{where}.protocol_key: {table['protocol_key']!r} is not a protocol "
-                f"({', '.join([*PROTOCOLS, *EXTRA_PROTOCOLS])})"
-            )
-        if not all(isinstance(task, str) for task in table.get("average_of", [])):
-            raise ReportedFormatError(f"{where}.average_of: expected a list of task names")
-        for label, cells in table["rows"].items():
-            if not isinstance(label, str) or not isinstance(cells, dict):
-                raise ReportedFormatError(
-                    f"{where}.rows.{label}: expected a row label mapping task -> value"
-                )
-            for task, value in cells.items():
-                number = isinstance(value, int | float) and not isinstance(value, bool)
-                if not isinstance(task, str) or not number or not math.isfinite(value):
-                    raise ReportedFormatError(
-                        f"{where}.rows.{label}.{task}: expected a number, got {value!r}"
-                    )
+    try:
+        REPORTED.validate_python(data)
+    except ValidationError as error:
+        lines = "\n  ".join(problems_of(error, data))
+        raise ReportedFormatError(f"{path} is not valid:\n  {lines}") from None
     return data
 
 

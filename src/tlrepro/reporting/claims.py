@@ -45,59 +45,52 @@ import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from tlrepro.errors import TlreproError
 from tlrepro.plan.layout import Task
+from tlrepro.typed import Strict, problems_of
 
 CONFIDENCE = 0.95
 POWER = 0.80
 HOLDS, REVERSED, INCONCLUSIVE = "holds", "reversed", "inconclusive"
 NOT_CONVERGED, WITHHELD = "not converged", "withheld"
-RELATIONS = ("better", "within", "stores_less")
-TARGET_LABELS = ("few", "full")
+Names = Annotated[list[str], Field(min_length=1)]
 
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "minProperties": 1,
-    "propertyNames": {"pattern": "^[a-z0-9_]+$"},
-    "additionalProperties": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["method", "baseline", "relation", "sources"],
-        "properties": {
-            "method": {"type": "string", "minLength": 1},
-            "baseline": {"type": "string", "minLength": 1},
-            "relation": {"enum": list(RELATIONS)},
-            "margin": {"type": "number", "exclusiveMinimum": 0},
-            "reduction": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 100},
-            "label_spaces": {
-                "type": "array",
-                "minItems": 1,
-                "uniqueItems": True,
-                "items": {"type": "string"},
-            },
-            "target_labels": {"enum": list(TARGET_LABELS)},
-            "sources": {
-                "type": "array",
-                "minItems": 1,
-                "uniqueItems": True,
-                "items": {"type": "string"},
-            },
-            "paper_rows": {
-                "type": "array",
-                "minItems": 2,
-                "maxItems": 2,
-                "items": {"type": "string"},
-            },
-        },
-    },
-}
-"""What config/claims.yaml may contain; cross-references are checked in `load_claims`."""
+
+class ClaimEntry(Strict):
+    """One claim of config/claims.yaml (its header comment says what each key means);
+    what it names is checked against the reported tables in `load_claims`. An optional
+    key may be left out but not written as null."""
+
+    method: str = Field(min_length=1)
+    baseline: str = Field(min_length=1)
+    relation: Literal["better", "within", "stores_less"]
+    margin: float = Field(None, gt=0)
+    reduction: float = Field(None, gt=0, lt=100)
+    label_spaces: Names = Field(None)
+    target_labels: Literal["few", "full"] = Field(None)
+    sources: Names
+    paper_rows: list[str] = Field(None, min_length=2, max_length=2)
+
+    @field_validator("label_spaces", "sources")
+    @classmethod
+    def _unique(cls, names: list[str]) -> list[str]:
+        """A name listed twice would count its pairs or cells twice."""
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"{', '.join(map(repr, twice))} listed more than once")
+        return names
+
+
+CLAIMS = TypeAdapter(
+    Annotated[dict[Annotated[str, Field(pattern="^[a-z0-9_]+$")], ClaimEntry], Field(min_length=1)]
+)
+"""What config/claims.yaml may contain: claims by key (the `claim` column of claims.csv)."""
 
 COLUMNS = [
     "claim",
@@ -356,49 +349,41 @@ def evaluate(
     return pd.DataFrame(rows, columns=COLUMNS).astype({"seeds_needed": "Int64"})
 
 
-def _schema_problems(data: Any) -> list[str]:
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(SCHEMA)
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-    return [
-        f"at '{'.'.join(map(str, e.absolute_path)) or '<top level>'}': {e.message}" for e in errors
-    ]
-
-
-def _reference_problems(key: str, entry: dict[str, Any], reported: Mapping[str, Any]) -> list[str]:
+def _reference_problems(key: str, entry: ClaimEntry, reported: Mapping[str, Any]) -> list[str]:
+    """What a well-formed claim gets wrong: keys that its relation needs or forbids, and
+    names that no dataset or reported table has."""
     problems = []
-    if entry["method"] == entry["baseline"]:
-        problems.append(f"at '{key}': method and baseline are both {entry['method']!r}")
-    if (entry["relation"] == "within") != ("margin" in entry):
+    if entry.method == entry.baseline:
+        problems.append(f"at '{key}': method and baseline are both {entry.method!r}")
+    if (entry.relation == "within") != (entry.margin is not None):
         problems.append(
             f"at '{key}': `margin` (points) is required with relation: within and "
             "meaningless with the others"
         )
-    if (entry["relation"] == "stores_less") != ("reduction" in entry):
+    if (entry.relation == "stores_less") != (entry.reduction is not None):
         problems.append(
             f"at '{key}': `reduction` (percent) is required with relation: stores_less and "
             "meaningless with the others"
         )
-    unknown_spaces = [s for s in entry.get("label_spaces", []) if s not in _label_spaces()]
+    unknown_spaces = [s for s in entry.label_spaces or [] if s not in _label_spaces()]
     if unknown_spaces:
         problems.append(
             f"at '{key}.label_spaces': {', '.join(map(repr, unknown_spaces))} is no dataset's "
             f"label space; known: {', '.join(sorted(_label_spaces()))}"
         )
-    unknown = [source for source in entry["sources"] if source not in reported]
+    unknown = [source for source in entry.sources if source not in reported]
     if unknown:
         problems.append(
             f"at '{key}.sources': {', '.join(map(repr, unknown))} not in reported.yaml; "
             f"its tables: {', '.join(sorted(reported))}"
         )
-    elif "paper_rows" in entry:
-        labels = {label for source in entry["sources"] for label in reported[source]["rows"]}
-        for label in entry["paper_rows"]:
+    elif entry.paper_rows is not None:
+        labels = {label for source in entry.sources for label in reported[source]["rows"]}
+        for label in entry.paper_rows:
             if label not in labels:
                 problems.append(
                     f"at '{key}.paper_rows': row {label!r} is in none of the sources "
-                    f"({', '.join(entry['sources'])}); their rows: {', '.join(sorted(labels))}"
+                    f"({', '.join(entry.sources)}); their rows: {', '.join(sorted(labels))}"
                 )
     return problems
 
@@ -410,26 +395,32 @@ def _label_spaces() -> set[str]:
 
 
 def load_claims(path: str | os.PathLike, reported: Mapping[str, Any]) -> list[Claim]:
-    """Read config/claims.yaml, checked against `SCHEMA` and the reported tables."""
+    """Read config/claims.yaml, checked against `CLAIMS` and the reported tables."""
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    problems = _schema_problems(data)
-    if not problems:
-        for key, entry in data.items():
-            problems += _reference_problems(key, entry, reported)
+    try:
+        entries: dict[str, ClaimEntry] = CLAIMS.validate_python(data)
+    except ValidationError as error:
+        entries, problems = {}, problems_of(error, data)
+    else:
+        problems = [
+            line
+            for key, entry in entries.items()
+            for line in _reference_problems(key, entry, reported)
+        ]
     if problems:
         raise ClaimsFormatError(f"{path} is not valid:\n  " + "\n  ".join(problems))
     return [
         Claim(
             key,
-            entry["method"],
-            entry["baseline"],
-            entry["relation"],
-            tuple(entry["sources"]),
-            entry.get("margin"),
-            entry.get("target_labels"),
-            tuple(entry["paper_rows"]) if "paper_rows" in entry else None,
-            entry.get("reduction"),
-            tuple(entry["label_spaces"]) if "label_spaces" in entry else None,
+            entry.method,
+            entry.baseline,
+            entry.relation,
+            tuple(entry.sources),
+            entry.margin,
+            entry.target_labels,
+            (entry.paper_rows[0], entry.paper_rows[1]) if entry.paper_rows is not None else None,
+            entry.reduction,
+            tuple(entry.label_spaces) if entry.label_spaces is not None else None,
         )
-        for key, entry in data.items()
+        for key, entry in entries.items()
     ]
