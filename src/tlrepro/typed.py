@@ -10,11 +10,13 @@ from typing import Any
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 
@@ -46,6 +48,24 @@ class Strict(BaseModel):
     def _keep_ints(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         checked = handler(value)
         return value if type(value) is int and type(checked) is float else checked
+
+
+def absent(*, unique: bool = False, **constraints: Any) -> Any:
+    """An optional key that has no default value: absent, never null (the schema shows
+    no default); `unique`: a list whose items differ."""
+
+    def schema(field: dict[str, Any]) -> None:
+        field.pop("default", None)
+        if unique:
+            field["uniqueItems"] = True
+
+    schema.absent = True  # type: ignore[attr-defined]
+    return Field(None, json_schema_extra=schema, **constraints)
+
+
+def is_absent(field: FieldInfo) -> bool:
+    """Whether a field was declared with `absent()`."""
+    return getattr(field.json_schema_extra, "absent", False)
 
 
 def _dotted(path: Any) -> str:

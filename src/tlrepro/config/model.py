@@ -22,10 +22,9 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Discriminator, Field, Tag, model_validator
-from pydantic.fields import FieldInfo
 
 from tlrepro.plan.layout import REPO_ROOT
-from tlrepro.typed import Strict
+from tlrepro.typed import Strict, absent, is_absent
 
 Precision = Literal["bf16", "fp32"]
 Augment = Literal[
@@ -33,24 +32,6 @@ Augment = Literal[
 ]
 
 SCHEMA_FILE = REPO_ROOT / "config" / "schema.yaml"
-
-
-def absent(*, unique: bool = False, **constraints: Any) -> Any:
-    """An optional key that has no default value: absent, never null (the schema shows
-    no default); `unique`: a list whose items differ."""
-
-    def schema(field: dict[str, Any]) -> None:
-        field.pop("default", None)
-        if unique:
-            field["uniqueItems"] = True
-
-    schema.absent = True  # type: ignore[attr-defined]
-    return Field(None, json_schema_extra=schema, **constraints)
-
-
-def is_absent(field: FieldInfo) -> bool:
-    """Whether a field was declared with `absent()`."""
-    return getattr(field.json_schema_extra, "absent", False)
 
 
 def name_or(model: Any, description: str) -> Any:
@@ -387,14 +368,20 @@ class Runtime(Strict):
 
 
 class Convergence(Strict):
-    """When a run counts as converged (tlrepro.training.convergence): its last `window` of epochs (a
-    fraction, at least `min_window` epochs) improves the best validation accuracy of the
-    epochs before by at most `tolerance`. A reporting setting, not part of a run's identity:
-    the tables judge every run again against it."""
+    """When a run counts as converged (tlrepro.training.convergence): the best validation
+    accuracy of the later half of its last `window` of epochs (a fraction, at least
+    `min_window` epochs) is at most `tolerance` above the best of the earlier half. A
+    reporting setting, not part of a run's identity: the tables judge every run again
+    against it."""
+
+    model_config = Strict.model_config | {"use_attribute_docstrings": True}
 
     window: float = Field(0.25, gt=0, lt=1)
+    """The final window, as a fraction of the run's epochs."""
     min_window: int = Field(2, ge=1)
+    """The window's least number of epochs."""
     tolerance: float = Field(0.01, ge=0, le=1)
+    """The largest gain in accuracy (a fraction) the final window may still bring."""
 
 
 class ModelOptions(Strict):

@@ -2,7 +2,7 @@
 
 Kept free of torch so that planning a DAG (Snakemake, DVC) stays fast; the
 implementing class is imported when a run is built. A method's settings are the
-dataclass its entry names (`tlrepro.methods.settings`), in a torch-free module beside it.
+pydantic model its entry names (`tlrepro.methods.settings`), in a torch-free module beside it.
 """
 
 from __future__ import annotations

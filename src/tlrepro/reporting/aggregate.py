@@ -26,7 +26,7 @@ from tlrepro.reporting import claims as claims_module
 from tlrepro.reporting.claims import Claim
 from tlrepro.reporting.results import LOG_TAGS, GroupTable, display_task
 from tlrepro.training.selection import EXTRA_PROTOCOLS, PROTOCOLS, REPORTS_VALIDATION
-from tlrepro.typed import Strict, problems_of
+from tlrepro.typed import Strict, absent, problems_of
 
 AVG = "avg"
 CLAIMS_CSV_COLUMNS = ["group", "method", "baseline", *claims_module.COLUMNS]
@@ -60,14 +60,14 @@ class ReportedTable(Strict):
     the file's own values, where a null would stand in for a label, a list or a protocol."""
 
     source: str
-    short: str = Field(None)
+    short: str = absent()
     metric: str
     protocol: str
-    note: str = Field(None)
+    note: str = absent()
     rows: dict[str, dict[str, Finite]]
     """Row label -> task -> value."""
-    average_of: list[str] = Field(None)
-    protocol_key: str = Field(None)
+    average_of: list[str] = absent()
+    protocol_key: str = absent()
     """The protocol whose section the table stands under; absent: best_val."""
 
     @field_validator("protocol_key")

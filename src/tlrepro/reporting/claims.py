@@ -54,7 +54,7 @@ from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
 from tlrepro.errors import TlreproError
 from tlrepro.plan.layout import Task
-from tlrepro.typed import Strict, problems_of
+from tlrepro.typed import Strict, absent, problems_of
 
 CONFIDENCE = 0.95
 POWER = 0.80
@@ -71,12 +71,12 @@ class ClaimEntry(Strict):
     method: str = Field(min_length=1)
     baseline: str = Field(min_length=1)
     relation: Literal["better", "within", "stores_less"]
-    margin: float = Field(None, gt=0)
-    reduction: float = Field(None, gt=0, lt=100)
-    label_spaces: Names = Field(None)
-    target_labels: Literal["few", "full"] = Field(None)
+    margin: float = absent(gt=0)
+    reduction: float = absent(gt=0, lt=100)
+    label_spaces: Names = absent()
+    target_labels: Literal["few", "full"] = absent()
     sources: Names
-    paper_rows: list[str] = Field(None, min_length=2, max_length=2)
+    paper_rows: list[str] = absent(min_length=2, max_length=2)
 
     @field_validator("label_spaces", "sources")
     @classmethod

@@ -25,25 +25,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
+
+from tlrepro.config.model import Convergence
 
 NOT_APPLICABLE = "nothing is trained"
 """The `reason` of a run whose method trains nothing (zero-shot CLIP): it counts as converged."""
 
 
-@dataclass(frozen=True)
-class Criterion:
-    window: float = 0.25
-    """The final window, as a fraction of the run's epochs."""
-    min_window: int = 2
-    """The window's least number of epochs."""
-    tolerance: float = 0.01
-    """The largest gain in accuracy (a fraction) the final window may still bring."""
+class Criterion(Convergence):
+    """The profile's `convergence` (its keys and defaults: tlrepro.config.model) as the
+    judge of a validation curve."""
 
     @classmethod
     def from_config(cls, settings: Mapping[str, Any] | None) -> Criterion:
-        return cls(**(settings or {}))
+        return cls.model_validate(settings or {})
 
     def window_epochs(self, epochs: int) -> int:
         return max(self.min_window, math.ceil(self.window * epochs))
@@ -52,7 +48,11 @@ class Criterion:
         """The judgement metrics.json records: converged or not, and the figures behind it."""
         epochs = len(val_acc)
         window = self.window_epochs(epochs)
-        record: dict[str, Any] = {"criterion": asdict(self), "epochs": epochs, "window": window}
+        record: dict[str, Any] = {
+            "criterion": self.model_dump(),
+            "epochs": epochs,
+            "window": window,
+        }
         if epochs < 2 * window:
             return {
                 **record,
