@@ -8,8 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
-from tlrepro.config.load import load_config
 from tlrepro.runners import slurm
 
 from .conftest import BIN, REPO, make_workspace, run, tiny_config
@@ -37,7 +37,8 @@ def dry_run_resources(output: str) -> dict[str, set[str]]:
 
 def test_slurm_profile_parses_and_training_jobs_request_a_gpu(tmp_path):
     pytest.importorskip("snakemake_executor_plugin_slurm")
-    root = make_workspace(tmp_path / "repo", load_config(REPO / "config" / "config.yaml"))
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    root = make_workspace(tmp_path / "repo", config)
     result = run(
         [
             SNAKEMAKE,

@@ -53,7 +53,7 @@ def test_a_groups_reference_reaches_its_table_and_must_name_one_of_its_methods()
     quick = config["profiles"]["quick"]
     quick["group_defaults"] = {"reference": {"method": "scratch", "floor": 0.5}}
     tables = group_tables(build_plan(check(config)))
-    assert {table.reference for table in tables} == {Reference("scratch", 0.5)}
+    assert {table.reference for table in tables} == {Reference(method="scratch", floor=0.5)}
     quick["groups"]["baselines"]["reference"] = {"method": "scratchy", "floor": 0.5}
     with pytest.raises(ConfigError) as error:
         check(config)
@@ -125,7 +125,7 @@ def test_unknown_profile_is_reported():
 
 def test_source_only_is_skipped_where_label_spaces_differ():
     plan = build_plan(load_config(REPO / "config" / "config.yaml", "quick"))
-    assert "source_only" in plan.groups()["gradmf"]["methods"]
+    assert "source_only" in plan.groups()["gradmf"].methods
     # letters -> digits and MNIST 5-9 -> 0-4: the same label indices, other classes
     assert not {run.task.name for run in plan.runs if run.method == "source_only"}
     paper = build_plan(load_config(REPO / "config" / "config.yaml", "paper"))
@@ -296,7 +296,7 @@ def test_digits_groups_use_the_releases_digits_recipe(paper_plan):
             assert job.settings.head_lr_scale == head
     assert {r.model for r in _runs(paper_plan, "cmkd_digits_vit")} == {"clip_vit_b16"}
     groups = paper_plan.groups()
-    assert groups["cmkd_digits_vit"]["reported"] == "cmkd_digits_vit"
+    assert groups["cmkd_digits_vit"].reported == "cmkd_digits_vit"
 
 
 def test_a_transductive_group_refuses_methods_that_select_on_the_target():

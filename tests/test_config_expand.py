@@ -200,14 +200,14 @@ def test_repository_config_expands_its_axes():
     paper = load_config(REPO / "config" / "config.yaml", "paper")["profiles"]["paper"]["groups"]
     depth = [name for name in paper if name.startswith("tlvfc_depth_")]
     assert depth == [f"tlvfc_depth_resnet{n}" for n in (34, 50, 101, 152)]
-    assert paper["tlvfc_depth_resnet101"]["title"] == (
+    assert paper["tlvfc_depth_resnet101"].title == (
         "TLVFC: ImageNet VGG19 into ResNet-101 (depth table, CIFAR-10)"
     )
-    assert paper["tlvfc_depth_resnet101"]["reported"] == "tlvfc_depth_resnet101"
-    assert paper["adaptive_n15"]["reported"] == "multitune_n15"
-    assert paper["adaptive_n15"]["target_train_per_class"] == 15
-    assert "spottune_global" in paper["adaptive_full"]["methods"]
-    assert "spottune_global" not in paper["adaptive_n15"]["methods"]
+    assert paper["tlvfc_depth_resnet101"].reported == "tlvfc_depth_resnet101"
+    assert paper["adaptive_n15"].reported == "multitune_n15"
+    assert paper["adaptive_n15"].target_train_per_class == 15
+    assert "spottune_global" in paper["adaptive_full"].methods
+    assert "spottune_global" not in paper["adaptive_n15"].methods
 
 
 def test_task_training_resolves_per_task_and_must_name_the_groups_tasks():

@@ -69,8 +69,8 @@ def test_dvc_parses_its_yaml_with_libyaml():
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_dvc_and_snakemake_declare_the_same_outputs(tmp_path, profile):
-    config = load_config(REPO / "config" / "config.yaml", profile)
-    root = dvc_workspace(tmp_path / "repo", config)
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    root = dvc_workspace(tmp_path / "repo", {**config, "profile": profile})
     declared = dvc_outputs(root)
     assert declared == snakemake_outputs(root, {f"results/figures/{profile}"})
 

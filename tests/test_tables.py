@@ -198,12 +198,12 @@ def groups(tmp_path: Path) -> list[GroupTable]:
             alpha,
             few_target_labels=True,
             sources=(sources["small_vgg"],),
-            reference=Reference("scratch", 0.80),
+            reference=Reference(method="scratch", floor=0.80),
         ),
         dataclasses.replace(
             beta,
             sources=(SourceModel("vgg16_imagenet", "imagenet"), sources["tiny_clip"]),
-            reference=Reference("scratch", 0.65),
+            reference=Reference(method="scratch", floor=0.65),
         ),
     ]
 

@@ -210,24 +210,21 @@ def _source_models(plan: Plan, group: str) -> tuple[SourceModel, ...]:
 
 def group_tables(plan: Plan) -> list[GroupTable]:
     """The results sections of the plan's profile, one per group, in the config's order."""
-    from tlrepro.reporting.results import GroupTable, Reference
+    from tlrepro.reporting.results import GroupTable
 
     return [
         GroupTable(
             name,
-            group.get("title", name),
-            list(group["tasks"]),
-            [(key, entry.get("label", key)) for key, entry in group["methods"].items()],
-            list(group["seeds"]),
-            group.get("reported"),
-            few_target_labels=any(
-                group.get(key) is not None
-                for key in ("target_train_per_class", "target_train_fraction")
-            ),
+            group.title,
+            list(group.tasks),
+            [(key, entry.label) for key, entry in group.methods.items()],
+            list(group.seeds),
+            group.reported,
+            few_target_labels=group.few_target_labels,
             sources=_source_models(plan, name),
-            reference=Reference(**group["reference"]) if "reference" in group else None,
-            protocols=tuple(group.get("protocols", ())),
-            protocol=group.get("protocol", "held_out"),
+            reference=group.reference,
+            protocols=group.protocols,
+            protocol=group.protocol,
         )
         for name, group in plan.groups().items()
     ]
@@ -281,7 +278,7 @@ def cmd_report_pages(args: argparse.Namespace) -> None:
 
     plan = _plan(args)
     tables = profile_tables(plan.profile_name)
-    titles = {name: group.get("title", name) for name, group in plan.groups().items()}
+    titles = {name: group.title for name, group in plan.groups().items()}
     written = write_report_pages(
         tables["csv"],
         tables["claims"],

@@ -1,14 +1,15 @@
 """Load the pipeline config once: check the file against its typed model
 (tlrepro.config.model), expand the short form (tlrepro.config.expand), derive the
 rehearsal (tlrepro.config.rehearsal), then resolve the active profile's names against
-the registries and make its training blocks and method settings typed objects.
+the registries and make it typed.
 
-What `load_config` returns is the full form, in which every method entry of the active
-profile's groups holds its complete `Training` (its group's block under its own), one per
-task that has its own keys (`task_training`), and its method's `Settings`, and every
-pretraining block its complete `Training`: the plan only consumes them. Every fault is
-one `ConfigError` naming the key as written (`profiles.quick.groups.gradmf.training.epochs`).
-The CLI, the Snakemake rules and the DVC stages all load the config here.
+What `load_config` returns is the full form, in which the active profile's groups are
+`Group`s (every default filled in) whose `Method`s hold their complete `Training` (their
+group's block under their own, and under that each task's own keys) and their method's
+`Settings`, and every pretraining block is a complete `Training`: the plan only consumes
+them. Every fault is one `ConfigError` naming the key as written
+(`profiles.quick.groups.gradmf.training.epochs`). The CLI, the Snakemake rules and the
+DVC stages all load the config here.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import yaml
 from pydantic import ValidationError
 
 from tlrepro.config.expand import expand_config
-from tlrepro.config.model import ConfigFile, Training
+from tlrepro.config.model import ConfigFile, Group, Method, Reference, Training
 from tlrepro.errors import ConfigError
+from tlrepro.plan.layout import Task
 from tlrepro.typed import problems_of
 
 DEFAULT_CONFIG = Path("config/config.yaml")
@@ -52,16 +54,9 @@ def resolve(
     config: dict[str, Any], profile_name: str, origins: dict[str, str] | None = None
 ) -> None:
     """Check that everything the (expanded) profile names exists in a registry and that
-    tasks use configured datasets; make its training blocks `Training` and its method
-    entries' settings their method's `Settings`, in place. `origins` gives the short-form
-    key each group was written under."""
-    from tlrepro.data.registry import DATASETS
-    from tlrepro.methods.registry import METHODS, method_spec
-    from tlrepro.models.registry import MODELS
-    from tlrepro.plan.runs import weights_file
-
-    zoo_models = sorted(name for name, spec in MODELS.items() if spec.zoo)
-
+    tasks use configured datasets, then make its pretraining blocks `Training` and its
+    groups `Group`s, in place. `origins` gives the short-form key each group was written
+    under. Every problem of the profile is reported at once."""
     profiles = config["profiles"]
     if profile_name not in profiles:
         raise ConfigError(
@@ -70,112 +65,182 @@ def resolve(
         )
     profile = profiles[profile_name]
     base = f"profiles.{profile_name}"
-    problems = []
-    for name in profile["datasets"]:
-        if name not in DATASETS:
-            problems.append(
-                f"at '{base}.datasets.{name}': unknown dataset {name!r}; "
-                f"known datasets: {', '.join(sorted(DATASETS))}"
-            )
-        for part in (profile["datasets"][name] or {}).get("parts", {}):
-            if part not in DATASETS:
-                problems.append(
-                    f"at '{base}.datasets.{name}.parts.{part}': unknown dataset {part!r}; "
-                    f"known datasets: {', '.join(sorted(DATASETS))}"
-                )
+    problems = [*_dataset_problems(profile, base), *_pretrain_problems(profile, base)]
+    problems += _model_option_problems(profile, base)
+    groups: dict[str, Group] = {}
+    for name, group in profile["groups"].items():
+        where = (origins or {}).get(name, f"{base}.groups.{name}")
+        problems += _group_problems(group, where, profile, base)
+        methods, method_problems = _methods(group, where)
+        problems += method_problems
+        if not method_problems:
+            groups[name] = _group(name, group, methods)
+    if problems:
+        raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))
     pretrain = profile["pretrain"]
     pretrain["training"] = _training(pretrain["training"], f"{base}.pretrain.training")
-    for name, entry in pretrain.get("models", {}).items():
+    for entry in pretrain.get("models", {}).values():
         entry["training"] = pretrain["training"].updated(entry.get("training", {}))
+    profile["groups"] = groups
+
+
+def _unknown(kind: str, name: str, known: Any) -> str:
+    return f"unknown {kind} {name!r}; known {kind}s: {', '.join(sorted(known))}"
+
+
+def _dataset_problems(profile: dict[str, Any], base: str) -> list[str]:
+    from tlrepro.data.registry import DATASETS
+
+    problems = []
+    for name, options in profile["datasets"].items():
+        if name not in DATASETS:
+            problems.append(f"at '{base}.datasets.{name}': {_unknown('dataset', name, DATASETS)}")
+        for part in (options or {}).get("parts", {}):
+            if part not in DATASETS:
+                problems.append(
+                    f"at '{base}.datasets.{name}.parts.{part}': "
+                    + _unknown("dataset", part, DATASETS)
+                )
+    return problems
+
+
+def _pretrain_problems(profile: dict[str, Any], base: str) -> list[str]:
+    from tlrepro.models.registry import MODELS
+    from tlrepro.plan.runs import weights_file
+
+    problems = []
+    for name, entry in profile["pretrain"].get("models", {}).items():
+        at = f"{base}.pretrain.models.{name}"
         dataset = entry.get("dataset")
         if dataset is not None and dataset not in profile["datasets"]:
             problems.append(
-                f"at '{base}.pretrain.models.{name}.dataset': dataset {dataset!r} is not "
-                f"configured in this profile; add it under '{base}.datasets'"
+                f"at '{at}.dataset': dataset {dataset!r} is not configured in this profile; "
+                f"add it under '{base}.datasets'"
             )
         if name not in MODELS:
-            problems.append(
-                f"at '{base}.pretrain.models.{name}': unknown model {name!r}; "
-                f"known models: {', '.join(sorted(MODELS))}"
-            )
+            problems.append(f"at '{at}': {_unknown('model', name, MODELS)}")
         path = entry.get("weights") and weights_file(entry["weights"])
         if path and not path.is_file():
             problems.append(
-                f"at '{base}.pretrain.models.{name}.weights': no file {str(path)!r} (relative "
-                "paths start at the repository root; a tag such as 'openai' has no suffix)"
+                f"at '{at}.weights': no file {str(path)!r} (relative paths start at the "
+                "repository root; a tag such as 'openai' has no suffix)"
             )
+    return problems
+
+
+def _model_option_problems(profile: dict[str, Any], base: str) -> list[str]:
+    from tlrepro.models.registry import MODELS
+
+    problems = []
     for name, options in profile.get("model_options", {}).items():
+        at = f"{base}.model_options.{name}"
         if name not in MODELS:
-            problems.append(
-                f"at '{base}.model_options.{name}': unknown model {name!r}; "
-                f"known models: {', '.join(sorted(MODELS))}"
-            )
+            problems.append(f"at '{at}': {_unknown('model', name, MODELS)}")
             continue
         accepted = MODELS[name].options
         for option in sorted(set(options) - set(accepted)):
             problems.append(
-                f"at '{base}.model_options.{name}': model {name!r} takes no option {option!r}"
+                f"at '{at}': model {name!r} takes no option {option!r}"
                 + (f" (it takes: {', '.join(accepted)})" if accepted else " (it takes none)")
             )
-    for group_name, group in profile["groups"].items():
-        where = (origins or {}).get(group_name, f"{base}.groups.{group_name}")
-        for model_key in ("model", "source_model"):
-            if model_key in group and group[model_key] not in MODELS:
-                problems.append(
-                    f"at '{where}.{model_key}': unknown model {group[model_key]!r}; "
-                    f"known models: {', '.join(sorted(MODELS))}"
+    return problems
+
+
+def _group_problems(group: dict[str, Any], where: str, profile: dict[str, Any], base: str):
+    """The models, zoo source, task datasets and reference a group names."""
+    from tlrepro.data.registry import DATASETS
+    from tlrepro.models.registry import MODELS
+
+    problems = []
+    for key in ("model", "source_model"):
+        if key in group and group[key] not in MODELS:
+            problems.append(f"at '{where}.{key}': {_unknown('model', group[key], MODELS)}")
+    zoo_source = group.get("source_weights") == "model"
+    zoo_models = sorted(name for name, spec in MODELS.items() if spec.zoo)
+    if zoo_source and group.get("source_model") not in zoo_models:
+        problems.append(
+            f"at '{where}.source_model': source_weights: model needs a model that brings "
+            f"its own weights; choose one of {', '.join(zoo_models)}"
+        )
+    for task in group["tasks"]:
+        source = Task.parse(task).source
+        for dataset in task.split("-to-"):
+            if zoo_source and dataset == source and dataset in DATASETS:
+                continue  # only named: the weights come from the model zoo
+            if dataset not in profile["datasets"]:
+                hint = (
+                    "it is not in the registry"
+                    if dataset not in DATASETS
+                    else f"add it under '{base}.datasets'"
                 )
-        zoo_source = group.get("source_weights") == "model"
-        if zoo_source and group.get("source_model") not in zoo_models:
-            problems.append(
-                f"at '{where}.source_model': source_weights: model needs a model that brings "
-                f"its own weights; choose one of {', '.join(zoo_models)}"
-            )
-        for task in group["tasks"]:
-            source, _, _ = task.partition("-to-")
-            for dataset in task.split("-to-"):
-                if zoo_source and dataset == source and dataset in DATASETS:
-                    continue  # only named: the weights come from the model zoo
-                if dataset not in profile["datasets"]:
-                    hint = (
-                        "it is not in the registry"
-                        if dataset not in DATASETS
-                        else f"add it under '{base}.datasets'"
-                    )
-                    problems.append(
-                        f"at '{where}.tasks': task {task!r} uses dataset "
-                        f"{dataset!r}, which this profile does not configure ({hint})"
-                    )
-        reference = group.get("reference", {}).get("method")
-        if reference is not None and reference not in group["methods"]:
-            problems.append(
-                f"at '{where}.reference.method': {reference!r} is not a method key of this "
-                f"group; its methods: {', '.join(group['methods'])}"
-            )
-        group["training"] = _training(group["training"], f"{where}.training")
-        for key, entry in group["methods"].items():
-            method = entry.get("method", key)
-            if method not in METHODS:
                 problems.append(
-                    f"at '{where}.methods.{key}': unknown method {method!r}; "
-                    f"known methods: {', '.join(sorted(METHODS))}"
+                    f"at '{where}.tasks': task {task!r} uses dataset {dataset!r}, which this "
+                    f"profile does not configure ({hint})"
                 )
-                continue
-            entry["training"] = group["training"].updated(entry.get("training", {}))
-            entry["task_training"] = {
-                task: entry["training"].updated(keys)
-                for task, keys in group.get("task_training", {}).items()
-            }
-            settings = entry.get("settings", {})
-            try:
-                entry["settings"] = method_spec(method).settings.model_validate(settings)
-            except ValidationError as error:
-                at = (*where.split("."), "methods", key, "settings")
-                problems += [
-                    f"{line} (method {method!r})" for line in problems_of(error, settings, at)
-                ]
-    if problems:
-        raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))
+    reference = group.get("reference", {}).get("method")
+    if reference is not None and reference not in group["methods"]:
+        problems.append(
+            f"at '{where}.reference.method': {reference!r} is not a method key of this "
+            f"group; its methods: {', '.join(group['methods'])}"
+        )
+    return problems
+
+
+def _methods(group: dict[str, Any], where: str) -> tuple[dict[str, Method], list[str]]:
+    """A group's method entries with their complete training and typed settings, and the
+    problems of those that cannot be built."""
+    from tlrepro.methods.registry import METHODS, method_spec
+
+    training = _training(group["training"], f"{where}.training")
+    methods: dict[str, Method] = {}
+    problems = []
+    for key, entry in group["methods"].items():
+        method = entry.get("method", key)
+        if method not in METHODS:
+            problems.append(f"at '{where}.methods.{key}': {_unknown('method', method, METHODS)}")
+            continue
+        settings = entry.get("settings", {})
+        try:
+            typed = method_spec(method).settings.model_validate(settings)
+        except ValidationError as error:
+            at = (*where.split("."), "methods", key, "settings")
+            problems += [f"{line} (method {method!r})" for line in problems_of(error, settings, at)]
+            continue
+        own = training.updated(entry.get("training", {}))
+        methods[key] = Method(
+            method=method,
+            label=entry.get("label", key),
+            training=own,
+            task_training={
+                task: own.updated(keys) for task, keys in group.get("task_training", {}).items()
+            },
+            settings=typed,
+        )
+    return methods, problems
+
+
+def _group(name: str, group: dict[str, Any], methods: dict[str, Method]) -> Group:
+    """An expanded group with its defaults filled in (its title: its name; its source
+    model: its model)."""
+    optional = (
+        "source_weights",
+        "target_train_per_class",
+        "target_train_fraction",
+        "reported",
+        "protocol",
+        "prompts",
+    )
+    return Group(
+        title=group.get("title", name),
+        model=group["model"],
+        source_model=group.get("source_model", group["model"]),
+        tasks=list(group["tasks"]),
+        seeds=list(group["seeds"]),
+        methods=methods,
+        reference=Reference(**group["reference"]) if "reference" in group else None,
+        protocols=tuple(group.get("protocols", ())),
+        **{key: group[key] for key in optional if key in group},
+    )
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG, profile: str | None = None) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, SerializeAsAny, Tag, model_validator
 
+from tlrepro.methods.settings import Settings
 from tlrepro.plan.layout import REPO_ROOT
 from tlrepro.typed import Strict, absent, is_absent
 
@@ -328,6 +329,48 @@ class GroupEntry(Strict):
             if isinstance(value, list) and len(set(value)) < len(value):
                 raise ValueError(f"{value!r} lists a value twice")
         return self
+
+
+class Method(Strict):
+    """A method entry of a loaded config: its registry name, its row's label, its complete
+    training (its group's block under its own; per task where the group's `task_training`
+    adds keys) and its method's typed settings. Built by tlrepro.config.load."""
+
+    method: str
+    label: str
+    training: Training
+    task_training: dict[str, Training]
+    settings: SerializeAsAny[Settings]
+
+    def training_for(self, task: str) -> Training:
+        """A task's own keys (a release's per-dataset weight decay) come last."""
+        return self.task_training.get(task, self.training)
+
+
+class Group(Strict):
+    """One table of a loaded config: an expanded group with every default filled in, the
+    one shape the plan and the tables read. Built by tlrepro.config.load."""
+
+    title: str
+    model: str
+    source_model: str
+    """The architecture pretrained on the source (the group's `model` unless it differs)."""
+    source_weights: Literal["pretrain", "model"] = "pretrain"
+    tasks: list[str]
+    seeds: list[int]
+    target_train_per_class: int | None = None
+    target_train_fraction: float | None = None
+    methods: dict[str, Method]
+    reported: str | None = None
+    reference: Reference | None = None
+    protocol: Literal["held_out", "transductive"] = "held_out"
+    prompts: Literal["default", "release"] = "default"
+    protocols: tuple[Literal["max_val"], ...] = ()
+
+    @property
+    def few_target_labels(self) -> bool:
+        """Trained on a subset of the target's labelled images."""
+        return self.target_train_per_class is not None or self.target_train_fraction is not None
 
 
 class Resources(Strict):

@@ -73,13 +73,13 @@ def raise_seeds(config: dict[str, Any], counts: SeedCounts) -> dict[str, Any]:
         )
     raised = {}
     for group_name, group in groups.items():
-        seeds = list(group["seeds"])
+        seeds = list(group.seeds)
         candidate = 0
         while len(seeds) < wanted.get(group_name, 0):
             if candidate not in seeds:
                 seeds.append(candidate)
             candidate += 1
-        raised[group_name] = {**group, "seeds": seeds}
+        raised[group_name] = group.model_copy(update={"seeds": seeds})
     profiles = {**config["profiles"], name: {**profile, "groups": raised}}
     return {**config, "profiles": profiles}
 
@@ -189,9 +189,9 @@ class Jobs:
 def plan_jobs(config: dict[str, Any], seeds: SeedCounts | None = None) -> Jobs:
     """The jobs of a validated config's active profile, its groups raised to `seeds`."""
     groups = config["profiles"][config["profile"]]["groups"]
-    own = {name: tuple(group["seeds"]) for name, group in groups.items()}
+    own = {name: tuple(group.seeds) for name, group in groups.items()}
     if seeds is None:
         return Jobs(build_plan(config), own, None)
     plan = build_plan(raise_seeds(config, seeds))
-    added = any(len(group["seeds"]) > len(own[name]) for name, group in plan.groups().items())
+    added = any(len(group.seeds) > len(own[name]) for name, group in plan.groups().items())
     return Jobs(plan, own, seeds if added else None)

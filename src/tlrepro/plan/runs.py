@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tlrepro import storage
-from tlrepro.config.model import Training
+from tlrepro.config.model import Group, Training
 from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
 from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
 from tlrepro.errors import TlreproError
@@ -252,7 +252,7 @@ class Plan:
                 f"no group {group!r} in profile {self.profile_name!r}; its groups: "
                 f"{', '.join(self.groups())}"
             )
-        return list(self.groups()[group]["seeds"])
+        return list(self.groups()[group].seeds)
 
     def pretrain(self, model: str, dataset: str) -> PretrainJob:
         try:
@@ -278,7 +278,7 @@ class Plan:
         names |= {job.dataset for job in self.pretrains.values()}
         return sorted(names)
 
-    def groups(self) -> dict[str, dict[str, Any]]:
+    def groups(self) -> dict[str, Group]:
         return self.profile["groups"]
 
     def batches(self) -> list[list[RunJob]]:
@@ -351,117 +351,104 @@ def reads_source_data(spec: MethodSpec) -> bool:
     return "source" in spec.streams or spec.selection == "source_val"
 
 
-def _source_model(group_name: str, group: dict[str, Any], method_key: str, spec: MethodSpec) -> str:
-    source_model = group.get("source_model", group["model"])
-    if spec.init == "source" and source_model != group["model"]:
+def _source_model(group_name: str, group: Group, method_key: str, spec: MethodSpec) -> str:
+    if spec.init == "source" and group.source_model != group.model:
         raise PlanError(
             f"group {group_name!r}: method {method_key!r} starts from same-architecture source "
-            f"weights, but the group pretrains {source_model!r} for a {group['model']!r}; "
+            f"weights, but the group pretrains {group.source_model!r} for a {group.model!r}; "
             "move it to a group without `source_model`"
         )
-    return source_model
+    return group.source_model
 
 
-def _zoo_source_model(
-    group_name: str, group: dict[str, Any], method_key: str, spec: MethodSpec
-) -> str:
+def _zoo_source_model(group_name: str, group: Group, method_key: str, spec: MethodSpec) -> str:
     where = f"group {group_name!r}, method {method_key!r}"
-    if spec.init == "source" and group["model"] != group["source_model"]:
+    if spec.init == "source" and group.model != group.source_model:
         raise PlanError(
             f"{where}: starts from source weights of the group's own architecture, but with "
-            f"source_weights: model those are the zoo's {group['source_model']!r}, not the "
-            f"group's model {group['model']!r}; make the zoo entry the group's `model` too"
+            f"source_weights: model those are the zoo's {group.source_model!r}, not the "
+            f"group's model {group.model!r}; make the zoo entry the group's `model` too"
         )
     if reads_source_data(spec):
         raise PlanError(
             f"{where}: reads the source dataset, which a group with source_weights: model "
             "only names"
         )
-    return group["source_model"]
+    return group.source_model
 
 
 def build_plan(config: dict[str, Any], profile: str | None = None) -> Plan:
     """Enumerate every run of the active profile of a config that tlrepro.config.load
-    loaded: its method entries and pretrainings hold their complete `Training` and typed
-    `Settings`."""
-    profile_name = profile or config["profile"]
-    plan = Plan(config, profile_name)
-    profile_cfg = plan.profile
-    pretrain_cfg = profile_cfg["pretrain"]
-    model_options = profile_cfg.get("model_options", {})
-    for group_name, group in profile_cfg["groups"].items():
-        for method_key, entry in group["methods"].items():
-            method = entry.get("method", method_key)
-            spec = method_spec(method)
-            protocols = tuple(group.get("protocols", ()))
-            per_class = group.get("target_train_per_class")
-            val_per_class = per_class if "max_val" in protocols else None
-            for task_name in group["tasks"]:
+    loaded: its groups are `Group`s whose methods hold their complete `Training` and
+    typed `Settings`, its pretrainings their complete `Training`."""
+    plan = Plan(config, profile or config["profile"])
+    model_options = plan.profile.get("model_options", {})
+    for group_name, group in plan.groups().items():
+        for method_key, entry in group.methods.items():
+            spec = method_spec(entry.method)
+            for task_name in group.tasks:
                 task = Task.parse(task_name)
                 if spec.needs_shared_labels and not shares_labels(task):
                     continue
-                protocol = group.get("protocol", DEFAULT_PROTOCOL)
                 try:
-                    check_protocol(
-                        protocol,
-                        spec.selection,
-                        group.get("target_train_per_class") is not None
-                        or group.get("target_train_fraction") is not None,
-                    )
+                    check_protocol(group.protocol, spec.selection, group.few_target_labels)
                 except ValueError as error:
                     raise PlanError(f"group {group_name}, method {method_key}: {error}") from None
                 pretrain, zoo_source_model = None, None
-                if group.get("source_weights") == "model" and (
-                    spec.init == "source" or spec.uses_source_model
-                ):
-                    zoo_source_model = _zoo_source_model(group_name, group, method_key, spec)
-                elif spec.init == "source" or spec.uses_source_model:
-                    source_model = _source_model(group_name, group, method_key, spec)
-                    per_model = pretrain_cfg.get("models", {}).get(source_model, {})
-                    # a model may be pretrained on its own dataset whatever the task's
-                    # source (the tiny CLIP on a captioned mix)
-                    dataset = per_model.get("dataset", task.source)
-                    pretrain = plan.pretrains.setdefault(
-                        (source_model, dataset),
-                        PretrainJob(
-                            profile=profile_name,
-                            model=source_model,
-                            dataset=dataset,
-                            seed=pretrain_cfg.get("seed", 0),
-                            training=per_model.get("training", pretrain_cfg["training"]),
-                            weights=per_model.get("weights"),
-                            min_accuracy=per_model.get(
-                                "min_accuracy", pretrain_cfg["min_accuracy"]
-                            ),
-                            options=model_options.get(source_model, {}),
+                if spec.init == "source" or spec.uses_source_model:
+                    if group.source_weights == "model":
+                        zoo_source_model = _zoo_source_model(group_name, group, method_key, spec)
+                    else:
+                        source_model = _source_model(group_name, group, method_key, spec)
+                        pretrain = _pretraining(plan, source_model, task)
+                built = {group.model, zoo_source_model, pretrain and pretrain.model}
+                plan.runs += [
+                    RunJob(
+                        profile=plan.profile_name,
+                        group=group_name,
+                        method_key=method_key,
+                        method=entry.method,
+                        label=entry.label,
+                        task=task,
+                        seed=seed,
+                        model=group.model,
+                        training=entry.training_for(task_name),
+                        settings=entry.settings,
+                        target_train_per_class=group.target_train_per_class,
+                        target_train_fraction=group.target_train_fraction,
+                        pretrain=pretrain,
+                        zoo_source_model=zoo_source_model,
+                        model_options={
+                            m: model_options[m] for m in sorted(built & set(model_options))
+                        },
+                        protocols=group.protocols,
+                        target_val_per_class=(
+                            group.target_train_per_class if "max_val" in group.protocols else None
                         ),
+                        protocol=group.protocol,
+                        prompts=group.prompts,
                     )
-                built = {group["model"], zoo_source_model, pretrain and pretrain.model}
-                for seed in group["seeds"]:
-                    plan.runs.append(
-                        RunJob(
-                            profile=profile_name,
-                            group=group_name,
-                            method_key=method_key,
-                            method=method,
-                            label=entry.get("label", method_key),
-                            task=task,
-                            seed=seed,
-                            model=group["model"],
-                            # a task's own keys (a release's per-dataset weight decay) come last
-                            training=entry["task_training"].get(task_name, entry["training"]),
-                            settings=entry["settings"],
-                            target_train_per_class=group.get("target_train_per_class"),
-                            target_train_fraction=group.get("target_train_fraction"),
-                            pretrain=pretrain,
-                            zoo_source_model=zoo_source_model,
-                            model_options={
-                                m: model_options[m] for m in sorted(built & set(model_options))
-                            },
-                            protocols=protocols,
-                            target_val_per_class=val_per_class,
-                            protocol=protocol,
-                            prompts=group.get("prompts", DEFAULT_PROMPTS),
-                        )
-                    )
+                    for seed in group.seeds
+                ]
     return plan
+
+
+def _pretraining(plan: Plan, model: str, task: Task) -> PretrainJob:
+    """The (shared) pretraining of `model` for a task: on the task's source, or on the
+    model's own dataset whatever the source (the tiny CLIP on a captioned mix)."""
+    pretrain = plan.profile["pretrain"]
+    per_model = pretrain.get("models", {}).get(model, {})
+    dataset = per_model.get("dataset", task.source)
+    return plan.pretrains.setdefault(
+        (model, dataset),
+        PretrainJob(
+            profile=plan.profile_name,
+            model=model,
+            dataset=dataset,
+            seed=pretrain.get("seed", 0),
+            training=per_model.get("training", pretrain["training"]),
+            weights=per_model.get("weights"),
+            min_accuracy=per_model.get("min_accuracy", pretrain["min_accuracy"]),
+            options=plan.profile.get("model_options", {}).get(model, {}),
+        ),
+    )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tlrepro import storage
+from tlrepro.config.model import Reference
 from tlrepro.errors import DamagedFileError, MissingFileError
 from tlrepro.plan.layout import LOG_FILE, METRICS_FILE, Task
 from tlrepro.training.convergence import Criterion, judge_again
@@ -68,18 +69,6 @@ class SourceModel:
     targets_seen: tuple[str, ...] | None = None
     """For a mix: the group's targets whose dataset (the same builder, i.e. the same source
     files) is among its parts; () when none is. None when `dataset` is no mix."""
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A group's check that training was healthy: its reference baseline's mean test
-    accuracy at the best validation epoch must reach `floor` on every task, else the
-    group's claims get no verdict (a broken baseline makes every method look good)."""
-
-    method: str
-    """The baseline's method key in the group."""
-    floor: float
-    """An accuracy fraction."""
 
 
 @dataclass(frozen=True)
