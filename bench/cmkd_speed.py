@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import RST_FILE
 from tlrepro.methods.registry import method_spec

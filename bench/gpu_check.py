@@ -25,7 +25,7 @@ import torch
 from benchlib import add_options, ratio, write_summary
 
 from tlrepro.config.load import load_config
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.data import standin
 from tlrepro.data.registry import dataset_spec
 from tlrepro.methods.base import Method, MethodContext

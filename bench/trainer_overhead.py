@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from benchlib import add_options, ratio, write_summary
 
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import method_spec
 from tlrepro.models.registry import build_model

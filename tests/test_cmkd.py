@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.cmkd import (
     CMKD,

@@ -7,7 +7,7 @@ import pytest
 
 from tlrepro.config.expand import expand_config
 from tlrepro.config.load import ConfigError, load_config, validate
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 
 from .conftest import REPO, tiny_config
 

@@ -9,7 +9,8 @@ import yaml
 from pydantic import ValidationError
 
 from tlrepro.config.load import load_config
-from tlrepro.config.model import SCHEMA_FILE, Training, schema_text
+from tlrepro.config.model import SCHEMA_FILE, schema_text
+from tlrepro.config.training import Training
 from tlrepro.methods.settings import Settings
 from tlrepro.plan.runs import build_plan
 

@@ -12,7 +12,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.methods import gradient_algebra
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.gradient_algebra import EPS

@@ -21,7 +21,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from tests.conftest import REPO
 from tlrepro.config.load import ConfigError, load_config, validate
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.methods.base import Method, MethodContext
 from tlrepro.methods.erm_settings import ERMSettings, LinearProbeSettings
 from tlrepro.methods.settings import Settings

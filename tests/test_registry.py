@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.registry import METHODS, method_spec
 from tlrepro.models.base import Classifier

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tlrepro.config.model import Training
+from tlrepro.config.training import Training
 from tlrepro.data.prepare import class_subset
 from tlrepro.methods.base import MethodContext
 from tlrepro.methods.erm import ERM

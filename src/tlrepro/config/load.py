@@ -22,7 +22,8 @@ import yaml
 from pydantic import ValidationError
 
 from tlrepro.config.expand import expand_config
-from tlrepro.config.model import ConfigFile, Group, Method, Reference, Training
+from tlrepro.config.model import ConfigFile, Group, Method, Reference
+from tlrepro.config.training import Training
 from tlrepro.errors import ConfigError
 from tlrepro.plan.layout import Task
 from tlrepro.typed import problems_of

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from tlrepro import storage
-from tlrepro.config.model import Group, Training
+from tlrepro.config.model import Group
+from tlrepro.config.training import Training
 from tlrepro.data.protocol import DEFAULT_PROTOCOL, check_protocol
 from tlrepro.data.registry import DEFAULT_PROMPTS, builder_for, dataset_spec
 from tlrepro.errors import TlreproError

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from tlrepro import storage
-from tlrepro.config.model import Precision, Training
+from tlrepro.config.training import Precision, Training
 from tlrepro.errors import DamagedFileError, TlreproError
 from tlrepro.methods.base import Method
 from tlrepro.plan.layout import CHECKPOINT, LOG_COLUMNS, LOG_FILE
