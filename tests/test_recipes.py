@@ -395,15 +395,20 @@ def pretraining_settings(job: PretrainJob) -> Settings:
     return model_spec(job.model).pretraining.settings_for(job.weights)
 
 
-def test_given_weights_are_kept_by_the_source_pretraining():
-    job = PretrainJob(
+def resnet26_pretraining(weights: str) -> PretrainJob:
+    """The Visual Decathlon's ResNet-26 pretraining, from `weights`."""
+    return PretrainJob(
         profile="paper",
         model="resnet26",
         dataset="caltech256_decathlon",
         seed=0,
         training=Training(),
-        weights="w.pt",
+        weights=weights,
     )
+
+
+def test_given_weights_are_kept_by_the_source_pretraining():
+    job = resnet26_pretraining("w.pt")
     assert pretraining_settings(job) == LinearProbeSettings(freeze_body=True)
     job.weights = None
     assert pretraining_settings(job) == ERMSettings() and not ERMSettings().freeze_body
@@ -417,14 +422,7 @@ def test_a_weights_file_is_part_of_the_pretrainings_identity(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "resnet26_imagenet.pt"
     path.write_bytes(b"first export")
-    job = PretrainJob(
-        profile="paper",
-        model="resnet26",
-        dataset="caltech256_decathlon",
-        seed=0,
-        training=Training(),
-        weights=str(path),
-    )
+    job = resnet26_pretraining(str(path))
     before = job.identity
     path.write_bytes(b"second export")
     assert job.identity != before and job.identity["weights"] == before["weights"]
