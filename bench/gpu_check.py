@@ -132,7 +132,13 @@ def cmd_methods(args: argparse.Namespace, device: torch.device) -> None:
         seconds = {}
         for run in runs:
             key = json.dumps(
-                [run.model, run.method, run.settings.record(), run.training, run.task.name],
+                [
+                    run.model,
+                    run.method,
+                    run.settings.record(),
+                    run.training.record(),
+                    run.task.name,
+                ],
                 sort_keys=True,
             )
             if key not in timed:
@@ -211,7 +217,7 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
 
         def train(epochs: int) -> list[dict[str, float]]:
             sets = {"val": data, "test": data}
-            run = {**training, "epochs": epochs}
+            run = training.updated({"epochs": epochs})
             return fit(method, {"target": data}, sets, run, Path(folder), 0, "x", False, print)
 
         history = train(1)

@@ -80,7 +80,7 @@ def main() -> None:
         context = MethodContext(
             build_model(args.model, 10),
             ("target", "source"),
-            spec.settings.from_config(overrides),
+            spec.settings.model_validate(overrides),
             source_model=build_model(args.model, 10),
             shared_labels=True,
         )

@@ -82,7 +82,7 @@ def step_ratio(source: str, target: str, size: int, batch_size: int, steps: int)
         context = MethodContext(
             build_model(target, 10),
             spec.streams,
-            spec.settings.from_config({"crossover_p": p}),
+            spec.settings.model_validate({"crossover_p": p}),
             source_model=build_model(source, 10),
         )
         method = build_method(spec.cls, context, torch.device("cpu")).train()

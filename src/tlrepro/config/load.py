@@ -77,7 +77,10 @@ def resolve(
         if not method_problems:
             groups[name] = _group(name, group, methods)
     if problems:
-        raise ConfigError("config names something that does not exist:\n  " + "\n  ".join(problems))
+        raise ConfigError(
+            "config names something that does not exist, or a setting its method does not "
+            "take:\n  " + "\n  ".join(problems)
+        )
     pretrain = profile["pretrain"]
     pretrain["training"] = _training(pretrain["training"], f"{base}.pretrain.training")
     for entry in pretrain.get("models", {}).values():
