@@ -223,7 +223,7 @@ def cmd_paths(args: argparse.Namespace, device: torch.device) -> bool:
         history = train(1)
         expected = torch.bfloat16 if device.type == "cuda" else torch.float32
         results.append(check(f"training in {expected}", dtypes[0] == expected, str(dtypes[0])))
-        loss, _ = evaluate(method, data, 32, _autocast_for(device))
+        loss, _ = evaluate(method, data, 32, _autocast_for(device, training.autocast))
         finite = torch.isfinite(torch.tensor([loss, history[0]["train_loss"]])).all()
         results.append(check("finite training and evaluation losses", bool(finite)))
         resumed = train(2)

@@ -335,16 +335,7 @@ def fit_two_streams(method, training, folder, images: int, classes: int) -> list
 
 
 def test_the_trainer_logs_the_cosines(tmp_path):
-    torch.manual_seed(0)
-    method = GradMF(
-        MethodContext(
-            tiny_net(2),
-            STREAMS,
-            GradMFSettings(variant="drawn"),
-            source_model=tiny_net(2),
-            shared_labels=True,
-        )
-    )
+    method = tiny_gradmf(GradMFSettings(variant="drawn"), classes=2, shared_labels=True)
     training = Training(epochs=2, batch_size=8, steps_per_epoch=3)
     fit_two_streams(method, training, tmp_path, images=32, classes=2)
     with open(tmp_path / "log.csv") as handle:
@@ -406,17 +397,19 @@ def test_the_release_schedule_needs_the_epoch_length():
         GradMF(context)
 
 
-def release_method(shared_labels: bool, steps_per_epoch: int = 2) -> GradMF:
+def tiny_gradmf(settings: GradMFSettings, classes: int, **context) -> GradMF:
+    """GradMF on a seeded tiny target and source net of `classes` classes."""
     torch.manual_seed(0)
-    return GradMF(
-        MethodContext(
-            tiny_net(3),
-            STREAMS,
-            GradMFSettings(schedule="release"),
-            source_model=tiny_net(3),
-            shared_labels=shared_labels,
-            steps_per_epoch=steps_per_epoch,
-        )
+    net, source = tiny_net(classes), tiny_net(classes)
+    return GradMF(MethodContext(net, STREAMS, settings, source_model=source, **context))
+
+
+def release_method(shared_labels: bool, steps_per_epoch: int = 2) -> GradMF:
+    return tiny_gradmf(
+        GradMFSettings(schedule="release"),
+        classes=3,
+        shared_labels=shared_labels,
+        steps_per_epoch=steps_per_epoch,
     )
 
 

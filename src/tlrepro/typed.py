@@ -11,20 +11,25 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
 
 class Strict(BaseModel):
     """A frozen model of config values as YAML writes them: no unknown key, no coercion
-    (a bool is no number, "1" no int), an int given for a float kept an int."""
+    (a bool is no number, "1" no int), an int given for a float kept an int. A field's
+    docstring is its description (in config/schema.yaml for editors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -50,14 +55,31 @@ class Strict(BaseModel):
         return value if type(value) is int and type(checked) is float else checked
 
 
-def absent(*, unique: bool = False, **constraints: Any) -> Any:
+class Distinct:
+    """Marks a list whose items must differ (`Annotated[list[X], Distinct]`): a repeated
+    item is refused and named, and the schema says `uniqueItems`."""
+
+    @staticmethod
+    def _check(items: list[Any]) -> list[Any]:
+        if twice := sorted({repr(item) for item in items if items.count(item) > 1}):
+            raise ValueError(f"{', '.join(twice)} listed more than once")
+        return items
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> Any:
+        return core_schema.no_info_after_validator_function(cls._check, handler(source))
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, schema: Any, handler: GetJsonSchemaHandler) -> Any:
+        return {**handler(schema), "uniqueItems": True}
+
+
+def absent(**constraints: Any) -> Any:
     """An optional key that has no default value: absent, never null (the schema shows
-    no default); `unique`: a list whose items differ."""
+    no default)."""
 
     def schema(field: dict[str, Any]) -> None:
         field.pop("default", None)
-        if unique:
-            field["uniqueItems"] = True
 
     schema.absent = True  # type: ignore[attr-defined]
     return Field(None, json_schema_extra=schema, **constraints)

@@ -26,7 +26,7 @@ from pydantic import Discriminator, Field, SerializeAsAny, Tag, model_validator
 from tlrepro.config.training import Fraction, Training
 from tlrepro.methods.settings import Settings
 from tlrepro.plan.layout import REPO_ROOT
-from tlrepro.typed import Strict, absent
+from tlrepro.typed import Distinct, Strict, absent
 
 SCHEMA_FILE = REPO_ROOT / "config" / "schema.yaml"
 
@@ -160,7 +160,7 @@ Methods = name_or(
     MethodsBlock, "Method entries by key, or the name of a `method_sets` entry (`set: NAME`)."
 )
 Tasks = name_or(
-    Annotated[list[TaskName], Field(min_length=1, json_schema_extra={"uniqueItems": True})],
+    Annotated[list[TaskName], Field(min_length=1), Distinct],
     "A list of `source-to-target` tasks, or the name of one in `task_sets`.",
 )
 Regime = Annotated[int, Field(ge=1)] | None | str
@@ -203,7 +203,7 @@ class GroupEntry(Strict):
         "`model` to be that zoo entry too: they start from its weights with a new head."
     )
     tasks: Tasks = absent()
-    seeds: list[Annotated[int, Field(ge=0)]] = absent(min_length=1, unique=True)
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Distinct] = absent(min_length=1)
     target_train_per_class: Regime | list[Regime] | dict[str, str] = absent(
         description="Keep a seeded random subset of this many labelled target images per "
         "class (`full` or null: all of them); a list or mapping gives one group per value."
@@ -233,8 +233,7 @@ class GroupEntry(Strict):
         description="Task name -> training keys for that task's runs only, applied after the "
         "group's and the method's (a release's per-dataset weight decay, e.g. CIFAR-100's 0)."
     )
-    protocols: list[Literal["max_val"]] = absent(
-        unique=True,
+    protocols: Annotated[list[Literal["max_val"]], Distinct] = absent(
         description="Reporting protocols beyond the three every group has "
         "(tlrepro.training.selection): max_val, the highest validation accuracy over epochs "
         "(MultiTune's number), shown as validation accuracy; in a group with "
@@ -251,9 +250,6 @@ class GroupEntry(Strict):
     def _one_regime(self) -> GroupEntry:
         if {"target_train_per_class", "target_train_fraction"} <= self.model_fields_set:
             raise ValueError("both target_train_per_class and target_train_fraction; keep one")
-        for value in (self.seeds, self.tasks):
-            if isinstance(value, list) and len(set(value)) < len(value):
-                raise ValueError(f"{value!r} lists a value twice")
         return self
 
 
@@ -342,8 +338,6 @@ class Convergence(Strict):
     `min_window` epochs) is at most `tolerance` above the best of the earlier half. A
     reporting setting, not part of a run's identity: the tables judge every run again
     against it."""
-
-    model_config = Strict.model_config | {"use_attribute_docstrings": True}
 
     window: float = Field(0.25, gt=0, lt=1)
     """The final window, as a fraction of the run's epochs."""

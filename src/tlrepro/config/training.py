@@ -6,6 +6,7 @@ when the config is loaded. Torch-free."""
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -79,6 +80,11 @@ class Training(Strict):
             for key, value in self.model_dump().items()
             if key in self.model_fields_set or not is_absent(fields[key])
         }
+
+    def epoch_steps(self, primary_size: float) -> int:
+        """Optimiser steps per epoch: the configured number, or one pass over the method's
+        first stream of `primary_size` images."""
+        return self.steps_per_epoch or math.ceil(primary_size / self.batch_size)
 
     def updated(self, keys: dict[str, Any]) -> Training:
         """This block under `keys` (a method's over its group's, a task's over those)."""

@@ -40,8 +40,8 @@ class MethodContext:
     shared_labels: bool = False
     """Whether the source model's head speaks the target's label space."""
     steps_per_epoch: int | None = None
-    """The trainer's optimiser steps per epoch (`tlrepro.training.trainer.epoch_steps`), for a
-    method whose schedule changes by epoch: `update`'s `step` counts from 0 over the whole run."""
+    """The trainer's optimiser steps per epoch (`Training.epoch_steps`), for a method whose
+    schedule changes by epoch: `update`'s `step` counts from 0 over the whole run."""
 
 
 class Method(nn.Module):

@@ -23,10 +23,7 @@ from tlrepro.typed import Strict
 
 
 class Settings(Strict):
-    """A method's settings; this base itself is the settings of a method that has none.
-    A field's docstring is its description in config/schema.yaml's editors' hints."""
-
-    model_config = Strict.model_config | {"use_attribute_docstrings": True}
+    """A method's settings; this base itself is the settings of a method that has none."""
 
     def record(self) -> dict[str, Any]:
         """The plain dict that runs record (identity, metrics.json, DVC params)."""

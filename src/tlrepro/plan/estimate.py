@@ -106,7 +106,7 @@ def images(plan: Plan, run: RunJob) -> tuple[float, float]:
     training = run.training
     streams = run.spec.streams
     batch = training.batch_size
-    steps = training.steps_per_epoch or math.ceil(_train_size(plan, run, streams[0]) / batch)
+    steps = training.epoch_steps(_train_size(plan, run, streams[0]))
     selection = run.task.source if run.spec.selection == "source_val" else run.task.target
     chosen, target = split_sizes(plan, selection), split_sizes(plan, run.task.target)
     if chosen is None or target is None:
@@ -254,7 +254,7 @@ def pretrain_requests(plan: Plan, job: PretrainJob, calibration: pd.DataFrame) -
         return _sized(plan, rule, 1, math.nan, math.nan, math.nan)
     training = job.training
     batch = training.batch_size
-    steps = training.steps_per_epoch or math.ceil(sizes["train"] / batch)
+    steps = training.epoch_steps(sizes["train"])
     train, evaluated = training.epochs * steps * batch, training.epochs * sizes["val"]
     seconds = _training_seconds(row, train, evaluated)
     data = _dataset_mb(plan, job.dataset)

@@ -50,17 +50,18 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError
 
 from tlrepro.errors import TlreproError
 from tlrepro.plan.layout import Task
-from tlrepro.typed import Strict, absent, problems_of
+from tlrepro.typed import Distinct, Strict, absent, problems_of
 
 CONFIDENCE = 0.95
 POWER = 0.80
 HOLDS, REVERSED, INCONCLUSIVE = "holds", "reversed", "inconclusive"
 NOT_CONVERGED, WITHHELD = "not converged", "withheld"
-Names = Annotated[list[str], Field(min_length=1)]
+Names = Annotated[list[str], Field(min_length=1), Distinct]
+"""Names a claim pools over: one listed twice would count its pairs or cells twice."""
 
 
 class ClaimEntry(Strict):
@@ -77,14 +78,6 @@ class ClaimEntry(Strict):
     target_labels: Literal["few", "full"] = absent()
     sources: Names
     paper_rows: list[str] = absent(min_length=2, max_length=2)
-
-    @field_validator("label_spaces", "sources")
-    @classmethod
-    def _unique(cls, names: list[str]) -> list[str]:
-        """A name listed twice would count its pairs or cells twice."""
-        if twice := sorted({name for name in names if names.count(name) > 1}):
-            raise ValueError(f"{', '.join(map(repr, twice))} listed more than once")
-        return names
 
 
 CLAIMS = TypeAdapter(

@@ -32,7 +32,7 @@ from tlrepro.training.augment import stream_augment
 from tlrepro.training.convergence import Criterion, not_applicable
 from tlrepro.training.selection import select_epochs
 from tlrepro.training.source_bar import check_source, source_verdict
-from tlrepro.training.trainer import CHECKPOINT, TensorSet, epoch_steps, fit
+from tlrepro.training.trainer import CHECKPOINT, TensorSet, fit
 from tlrepro.training.usage import Meter
 
 CHANNELS_LAST = torch.channels_last
@@ -339,7 +339,7 @@ def _assemble_transfer(
             load_source_model(job, device, source_state) if spec.uses_source_model else None
         ),
         shared_labels=job.shared_labels,
-        steps_per_epoch=epoch_steps(job.training, len(streams[spec.streams[0]])),
+        steps_per_epoch=job.training.epoch_steps(len(streams[spec.streams[0]])),
     )
     method = build_method(spec.cls, context, device)
     return Assembly(

@@ -180,12 +180,6 @@ def lr_lambda(training: Training, total_steps: int):
     return lambda step: gamma ** sum(step >= m for m in milestones)
 
 
-def epoch_steps(training: Training, primary_size: int) -> int:
-    """Optimiser steps per epoch: the configured number, or one pass over the method's first
-    stream of `primary_size` images."""
-    return training.steps_per_epoch or math.ceil(primary_size / training.batch_size)
-
-
 def build_optimizer(method: Method, training: Training) -> torch.optim.Optimizer:
     groups = []
     for group in method.parameter_groups():
@@ -220,7 +214,7 @@ def evaluate(method: Method, data: TensorSet, batch_size: int, autocast) -> tupl
     return loss / len(data), hits / len(data)
 
 
-def _autocast_for(device: torch.device, precision: Precision = "bf16"):
+def _autocast_for(device: torch.device, precision: Precision):
     """The context of a training or evaluation step: bf16 autocast on CUDA unless the
     recipe's `precision` is fp32 (the CMKD release's CLIP arithmetic); the CPU is fp32."""
     if device.type == "cuda" and precision == "bf16":
@@ -325,7 +319,7 @@ def fit(
         name: StreamSampler(len(streams[name]), batch_size, seed * 31 + index, device)
         for index, name in enumerate(method.streams)
     }
-    steps_per_epoch = epoch_steps(training, len(streams[method.streams[0]]))
+    steps_per_epoch = training.epoch_steps(len(streams[method.streams[0]]))
     epochs = training.epochs
     optimizer = build_optimizer(method, training)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
